@@ -1,0 +1,93 @@
+"""Reads about tenants: the mirror URL and ready-to-paste client configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+from accelerator.models import Tenant
+from accounts.models import User
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def tenant_for_user(*, user: User) -> Tenant | None:
+    return Tenant.objects.filter(user=user).first()
+
+
+def mirror_host(*, label: str) -> str:
+    """host[:port] of a tenant's mirror, as clients must dial it."""
+    host = f"{label}.{settings.MIRROR_DOMAIN}"
+    if settings.MIRROR_PORT != _DEFAULT_PORTS[settings.MIRROR_SCHEME]:
+        host += f":{settings.MIRROR_PORT}"
+    return host
+
+
+def mirror_url(*, label: str) -> str:
+    return f"{settings.MIRROR_SCHEME}://{mirror_host(label=label)}"
+
+
+@dataclass(frozen=True)
+class ClientSnippet:
+    key: str
+    title: str
+    path: str
+    content: str
+    restart: str
+
+
+def client_snippets(*, label: str) -> list[ClientSnippet]:
+    url = mirror_url(label=label)
+    host = mirror_host(label=label)
+    insecure = settings.MIRROR_SCHEME == "http"
+    podman = (
+        '[[registry]]\nprefix = "docker.io"\nlocation = "registry-1.docker.io"\n\n'
+        f'[[registry.mirror]]\nlocation = "{host}"\n' + ("insecure = true\n" if insecure else "")
+    )
+    return [
+        ClientSnippet(
+            "docker",
+            _("Docker on Linux"),
+            "/etc/docker/daemon.json",
+            '{\n  "registry-mirrors": ["%s"]\n}\n' % url,
+            "sudo systemctl daemon-reload && sudo systemctl restart docker",
+        ),
+        ClientSnippet(
+            "ubuntu",
+            _("Ubuntu (older Docker, /etc/default/docker)"),
+            "/etc/default/docker",
+            f'DOCKER_OPTS="--registry-mirror={url}"\n',
+            "sudo service docker restart",
+        ),
+        ClientSnippet(
+            "boot2docker",
+            _("Boot2Docker"),
+            "/var/lib/boot2docker/profile",
+            f'EXTRA_ARGS="--registry-mirror={url}"\n',
+            "sudo /etc/init.d/docker restart",
+        ),
+        ClientSnippet(
+            "desktop",
+            _("Docker Desktop (macOS, Windows)"),
+            _("Settings → Docker Engine, add this key to the JSON"),
+            '"registry-mirrors": ["%s"]\n' % url,
+            _("Click “Apply & restart”"),
+        ),
+        ClientSnippet(
+            "containerd",
+            _("containerd"),
+            "/etc/containerd/certs.d/docker.io/hosts.toml",
+            'server = "https://registry-1.docker.io"\n\n'
+            f'[host."{url}"]\n  capabilities = ["pull", "resolve"]\n',
+            "sudo systemctl restart containerd",
+        ),
+        ClientSnippet(
+            "podman",
+            _("Podman"),
+            "/etc/containers/registries.conf",
+            podman,
+            _("No restart needed: podman reads it on every pull"),
+        ),
+    ]

@@ -1,0 +1,83 @@
+"""Writes to tenants. Every change the gate must learn bumps Tenant.updated_at."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accelerator.labels import new_label
+from accelerator.models import RetiredLabel, Tenant
+from accounts.models import User
+
+_LABEL_ATTEMPTS = 8
+
+
+def _unused_label() -> str:
+    for _ in range(_LABEL_ATTEMPTS):
+        label = new_label()
+        if not (
+            Tenant.objects.filter(label=label).exists()
+            or RetiredLabel.objects.filter(label=label).exists()
+        ):
+            return label
+    raise RuntimeError("could not find an unused mirror label")  # 60 bits: practically never
+
+
+def tenant_start(*, user: User) -> Tenant:
+    """The user's tenant, created on the first call. Idempotent: a second call returns it."""
+    existing = Tenant.objects.filter(user=user).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            return Tenant.objects.create(user=user, label=_unused_label())
+    except IntegrityError:
+        # A concurrent click created it first (user is unique).
+        return Tenant.objects.get(user=user)
+
+
+@transaction.atomic
+def tenant_rotate(*, tenant: Tenant) -> Tenant:
+    """Issue a new label and retire the old one at once; the old label is never reissued."""
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    RetiredLabel.objects.create(label=locked.label, tenant=locked)
+    locked.label = _unused_label()
+    locked.save(update_fields=["label", "updated_at"])
+    return locked
+
+
+def tenant_suspend(*, tenant: Tenant, reason: str) -> Tenant:
+    tenant.state = Tenant.State.SUSPENDED
+    tenant.suspended_reason = reason
+    tenant.save(update_fields=["state", "suspended_reason", "updated_at"])
+    return tenant
+
+
+def tenant_resume(*, tenant: Tenant) -> Tenant:
+    tenant.state = Tenant.State.ACTIVE
+    tenant.suspended_reason = ""
+    tenant.save(update_fields=["state", "suspended_reason", "updated_at"])
+    return tenant
+
+
+def tenant_mark_exhausted(*, tenant_id: int, at: datetime | None = None) -> bool:
+    """Mark a tenant exhausted from `at` (now by default). Idempotent: keeps the first time.
+
+    Returns True when the state changed.
+    """
+    return bool(
+        Tenant.objects.filter(pk=tenant_id, exhausted_at__isnull=True).update(
+            exhausted_at=at or timezone.now(), updated_at=timezone.now()
+        )
+    )
+
+
+def tenant_clear_exhausted(*, tenant_id: int) -> bool:
+    """Let an exhausted tenant pull again (a grant arrived or the month turned). Idempotent."""
+    return bool(
+        Tenant.objects.filter(pk=tenant_id, exhausted_at__isnull=False).update(
+            exhausted_at=None, updated_at=timezone.now()
+        )
+    )

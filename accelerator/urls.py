@@ -1,0 +1,10 @@
+from django.urls import path
+
+from accelerator import views
+
+urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("console/", views.console, name="console"),
+    path("console/start/", views.start, name="accelerator_start"),
+    path("console/rotate/", views.rotate, name="accelerator_rotate"),
+]

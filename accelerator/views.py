@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from accelerator import selectors, services
+
+
+@login_not_required
+@require_GET
+def landing(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("console")
+    return render(request, "accelerator/landing.html")
+
+
+@require_GET
+def console(request: HttpRequest) -> HttpResponse:
+    tenant = selectors.tenant_for_user(user=request.user)
+    context = {"tenant": tenant}
+    if tenant is not None:
+        context["mirror_url"] = selectors.mirror_url(label=tenant.label)
+        context["snippets"] = selectors.client_snippets(label=tenant.label)
+    return render(request, "accelerator/console.html", context)
+
+
+@require_POST
+def start(request: HttpRequest) -> HttpResponse:
+    services.tenant_start(user=request.user)
+    return redirect("console")
+
+
+@require_POST
+def rotate(request: HttpRequest) -> HttpResponse:
+    tenant = selectors.tenant_for_user(user=request.user)
+    if tenant is None:
+        messages.error(request, _("Start your accelerator first."))
+    else:
+        services.tenant_rotate(tenant=tenant)
+        messages.success(
+            request, _("Your accelerator has a new address. The old one stopped working.")
+        )
+    return redirect("console")

@@ -1,0 +1,50 @@
+"""Start-up checks for DJANGO_DEBUG=false: every production setting present and safe."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from config.env import ConfigError
+
+REQUIRED_ENV = [
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "MIRROR_DOMAIN",
+    "EMAIL_HOST",
+    "DEFAULT_FROM_EMAIL",
+]
+
+
+def check_production_settings(settings: dict[str, Any]) -> None:
+    """Raise ConfigError naming every missing or unsafe production setting at once."""
+    problems = [
+        f"{name} is not set" for name in REQUIRED_ENV if not os.environ.get(name, "").strip()
+    ]
+    secret = os.environ.get("DJANGO_SECRET_KEY", "")
+    if secret and (secret == settings["DEV_SECRET_KEY"] or len(secret) < 32):
+        problems.append("DJANGO_SECRET_KEY is the development key or shorter than 32 characters")
+    if os.environ.get("DATABASE_URL", "").startswith("sqlite"):
+        problems.append("DATABASE_URL must point at PostgreSQL in production, not SQLite")
+    if os.environ.get("CELERY_BROKER_URL", "").startswith("filesystem"):
+        problems.append("CELERY_BROKER_URL must be a real broker (Redis) in production")
+    if "console" in settings["EMAIL_BACKEND"] or "locmem" in settings["EMAIL_BACKEND"]:
+        problems.append("EMAIL_BACKEND must send real mail in production (SMTP)")
+    if problems:
+        raise ConfigError(
+            "Production settings (DJANGO_DEBUG=false) are incomplete:\n  - "
+            + "\n  - ".join(problems)
+            + "\nSee .env.example and the README's configuration table."
+        )
+    settings.update(
+        SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
+        SESSION_COOKIE_SECURE=True,
+        CSRF_COOKIE_SECURE=True,
+        SECURE_SSL_REDIRECT=os.environ.get("DJANGO_SECURE_SSL_REDIRECT", "true") == "true",
+        SECURE_HSTS_SECONDS=int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000")),
+        SECURE_HSTS_INCLUDE_SUBDOMAINS=True,
+        SECURE_HSTS_PRELOAD=True,
+    )

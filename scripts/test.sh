@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite against real PostgreSQL, Redis, nginx, the registry, skopeo, dockerd
+# and Chromium. Called by `make test` after the virtual environment is ready.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-system.sh pg_isready=postgresql-client redis-cli=redis-tools \
+  nginx=nginx docker-registry=docker-registry skopeo=skopeo dockerd=docker.io chromium=chromium
+scripts/ensure-services.sh
+
+export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+export DJANGO_DEBUG=true
+# Tests run their own Celery worker where they need one; the rest run tasks in-process.
+export CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-memory://}
+
+exec .venv/bin/python -m pytest "$@"
