@@ -20,7 +20,7 @@ def tenant_for_user(*, user: User) -> Tenant | None:
 def mirror_host(*, label: str) -> str:
     """host[:port] of a tenant's mirror, as clients must dial it."""
     host = f"{label}.{settings.MIRROR_DOMAIN}"
-    if settings.MIRROR_PORT != _DEFAULT_PORTS[settings.MIRROR_SCHEME]:
+    if _DEFAULT_PORTS[settings.MIRROR_SCHEME] != settings.MIRROR_PORT:
         host += f":{settings.MIRROR_PORT}"
     return host
 

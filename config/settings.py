@@ -203,3 +203,8 @@ if not DEBUG:
 # --- the edge gate ----------------------------------------------------------------------------
 # Blob requests of a pull already under way are still served this long after exhaustion.
 GATE_BLOB_GRACE_SECONDS = env_int("GATE_BLOB_GRACE_SECONDS", 60)
+# This edge's name (it tags access-log lines and usage buckets) and its files. The edge issue
+# renders nginx and registry configs into EDGE_RUN_DIR; ingestion reads EDGE_ACCESS_LOG.
+EDGE_NAME = env_str("EDGE_NAME", "local")
+EDGE_RUN_DIR = Path(env_str("EDGE_RUN_DIR", str(VAR_DIR / "edge")))
+EDGE_ACCESS_LOG = Path(env_str("EDGE_ACCESS_LOG", str(EDGE_RUN_DIR / "logs" / "access.log")))
