@@ -62,3 +62,6 @@ class UsageBucket(models.Model):
             models.Index(fields=["tenant", "hour"], name="usage_tenant_hour_idx"),
             models.Index(fields=["hour"], name="usage_hour_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}@{self.edge} {self.hour:%Y-%m-%d %H}h: {self.bytes} B"
