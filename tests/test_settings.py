@@ -1,0 +1,79 @@
+"""Production settings refuse to start without their secrets; the defaults start anywhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "k" * 50,
+    "DJANGO_ALLOWED_HOSTS": "accelerator.example.io",
+    "DATABASE_URL": "postgres://app@db.internal/app",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "CELERY_BROKER_URL": "redis://cache.internal:6379/1",
+    "MIRROR_DOMAIN": "m.example.io",
+    "EMAIL_HOST": "smtp.example.io",
+    "DEFAULT_FROM_EMAIL": "Accelerator <noreply@example.io>",
+}
+
+
+def start_django(env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and k != "EMAIL_BACKEND"
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_settings_start_when_complete():
+    result = start_django(PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "started" in result.stdout
+
+
+@pytest.mark.parametrize("missing", sorted(set(PRODUCTION_ENV) - {"DJANGO_DEBUG"}))
+def test_production_settings_refuse_to_start_without(missing):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    result = start_django(env)
+    assert result.returncode != 0
+    assert f"{missing} is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            {"DJANGO_SECRET_KEY": "dev-only-insecure-key-do-not-use-in-production"},
+            "development key",
+        ),
+        ({"DJANGO_SECRET_KEY": "short"}, "shorter than 32"),
+        ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "PostgreSQL"),
+        ({"CELERY_BROKER_URL": "filesystem://"}, "real broker"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "real mail"),
+        ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG must be true or false"),
+        ({"MIRROR_SCHEME": "ftp"}, "MIRROR_SCHEME must be http or https"),
+        ({"MIRROR_PORT": "eighty"}, "MIRROR_PORT must be a whole number"),
+    ],
+)
+def test_production_settings_refuse_unsafe_values(override, message):
+    result = start_django({**PRODUCTION_ENV, **override})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_defaults_start_without_any_environment(tmp_path):
+    result = start_django({"VAR_DIR": str(tmp_path), "DATABASE_URL": "", "REDIS_URL": ""})
+    assert result.returncode == 0, result.stderr
