@@ -28,6 +28,9 @@
       });
     }
   });
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("[data-autosubmit]")) event.target.form.submit();
+  });
   document.addEventListener("submit", function (event) {
     var message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
