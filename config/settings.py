@@ -37,6 +37,11 @@ INSTALLED_APPS = [
     "accounts",
     "accelerator",
     "quota",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -208,3 +213,59 @@ GATE_BLOB_GRACE_SECONDS = env_int("GATE_BLOB_GRACE_SECONDS", 60)
 EDGE_NAME = env_str("EDGE_NAME", "local")
 EDGE_RUN_DIR = Path(env_str("EDGE_RUN_DIR", str(VAR_DIR / "edge")))
 EDGE_ACCESS_LOG = Path(env_str("EDGE_ACCESS_LOG", str(EDGE_RUN_DIR / "logs" / "access.log")))
+
+# --- api ------------------------------------------------------------------------------------
+# Throttles are for fairness between clients, never for quota (the ledger owns quota).
+API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/min")
+API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "120/min")
+API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 365)
+API_USAGE_MAX_HOURLY_DAYS = env_int("API_USAGE_MAX_HOURLY_DAYS", 31)
+API_USAGE_MAX_DAILY_DAYS = env_int("API_USAGE_MAX_DAILY_DAYS", 366)
+DASHBOARD_CACHE_SECONDS = env_int("DASHBOARD_CACHE_SECONDS", 60)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.PersonalTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Mirror Accelerator API",
+    "DESCRIPTION": "Your accelerator, quota, usage and invites; staff operations.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- edge -----------------------------------------------------------------------------------
+# nginx (tenant gate, access log) in front of Distribution in pull-through mode; configs are
+# rendered by `manage.py edge_render` into EDGE_RUN_DIR from the templates in deploy/.
+UPSTREAM_URL = env_str("UPSTREAM_URL", "https://registry-1.docker.io")
+UPSTREAM_USERNAME = env_str("UPSTREAM_USERNAME", "")
+UPSTREAM_PASSWORD = env_str("UPSTREAM_PASSWORD", "")
+EDGE_LISTEN = env_str("EDGE_LISTEN", f"127.0.0.1:{MIRROR_PORT}")
+REGISTRY_LISTEN = env_str("REGISTRY_LISTEN", "127.0.0.1:5000")
+REGISTRY_STORAGE_DIR = Path(env_str("REGISTRY_STORAGE_DIR", str(VAR_DIR / "registry")))
+EDGE_WORKER_PROCESSES = env_str("EDGE_WORKER_PROCESSES", "auto")
+# With proxy buffering off nginx relays a stream through one buffer of this size; 64k measured
+# ~3x faster than the one-page default (bench/edge.py prints the figure).
+EDGE_PROXY_BUFFER_SIZE = env_str("EDGE_PROXY_BUFFER_SIZE", "64k")
+EDGE_GATE_SYNC_SECONDS = env_int("EDGE_GATE_SYNC_SECONDS", 2)
+CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
+    "task": "accelerator.tasks.edge_gate_sync",
+    "schedule": float(EDGE_GATE_SYNC_SECONDS),
+    # A sync that waited longer than its period is superseded by the next one.
+    "options": {"expires": float(EDGE_GATE_SYNC_SECONDS)},
+}

@@ -10,4 +10,6 @@ urlpatterns = [
     path("i18n/setlang/", login_not_required(set_language), name="set_language"),
     path("", include("accounts.urls")),
     path("", include("accelerator.urls")),
+    path("", include("api.urls")),
+    path("staff/", include("dashboard.urls")),
 ]

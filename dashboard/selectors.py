@@ -1,0 +1,191 @@
+"""Reads for the staff dashboard.
+
+Traffic aggregates scan a year of hourly buckets, so they are computed at most once every
+DASHBOARD_CACHE_SECONDS and shared by all staff; tenant state, sign-ups and the audit trail
+are read live, so a staff action shows at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay
+from django.utils import timezone
+
+from accelerator.models import Tenant
+from accounts.models import User
+from dashboard.models import StaffAction
+from quota import ledger
+from quota.models import UsageBucket
+
+_CACHE_KEY = "dashboard:traffic:v1"
+TOP_TENANTS = 10
+NEAR_QUOTA_LIST = 50
+NEAR_QUOTA_PERCENT = 80
+
+
+def _month_start(now: datetime) -> datetime:
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+def _day_start(now: datetime) -> datetime:
+    return datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TenantTraffic:
+    tenant_id: int
+    label: str
+    email: str
+    bytes: int
+    requests: int
+
+
+def _traffic_uncached(*, now: datetime, days: int) -> dict:
+    month_start = _month_start(now)
+    day_start = _day_start(now)
+    per_tenant = list(
+        UsageBucket.objects.filter(hour__gte=month_start)
+        .values("tenant_id")
+        .annotate(b=Sum("bytes"), r=Sum("requests"), c=Sum("cache_hits"))
+        .order_by()
+    )
+    month_bytes = sum(int(row["b"]) for row in per_tenant)
+    month_requests = sum(int(row["r"]) for row in per_tenant)
+    month_hits = sum(int(row["c"]) for row in per_tenant)
+    today = UsageBucket.objects.filter(hour__gte=day_start).aggregate(b=Sum("bytes"))
+    since = day_start - timedelta(days=days - 1)
+    daily = {
+        row["day"].date(): int(row["b"])
+        for row in UsageBucket.objects.filter(hour__gte=since)
+        .annotate(day=TruncDay("hour", tzinfo=UTC))
+        .values("day")
+        .annotate(b=Sum("bytes"))
+        .order_by()
+    }
+    series = [
+        (
+            (since + timedelta(days=i)).date().isoformat(),
+            daily.get((since + timedelta(days=i)).date(), 0),
+        )
+        for i in range(days)
+    ]
+    per_tenant.sort(key=lambda row: row["b"], reverse=True)
+    top_ids = [row["tenant_id"] for row in per_tenant[:TOP_TENANTS]]
+    # The allowance is never below the month's base, so a tenant under 80 % of the base
+    # cannot be above 80 % of its allowance; only the rest are asked of the ledger.
+    floor = settings.QUOTA_MONTHLY_BYTES * NEAR_QUOTA_PERCENT // 100
+    candidate_ids = [row["tenant_id"] for row in per_tenant if row["b"] >= floor]
+    return {
+        "computed_at": now,
+        "month_bytes": month_bytes,
+        "month_requests": month_requests,
+        "month_cache_hits": month_hits,
+        "today_bytes": int(today["b"] or 0),
+        "tenants_with_traffic": len(per_tenant),
+        "daily": series,
+        "top": [
+            (row["tenant_id"], int(row["b"]), int(row["r"])) for row in per_tenant[:TOP_TENANTS]
+        ],
+        "top_ids": top_ids,
+        "candidate_ids": candidate_ids[: NEAR_QUOTA_LIST * 4],
+    }
+
+
+def dashboard_traffic(*, now: datetime | None = None, days: int = 90, fresh: bool = False) -> dict:
+    """Month, today and daily traffic totals, top tenants, tenants possibly near quota."""
+    if not fresh:
+        hit = cache.get(_CACHE_KEY)
+        if hit is not None and hit.get("days") == days:
+            return hit
+    data = _traffic_uncached(now=now or timezone.now(), days=days)
+    data["days"] = days
+    cache.set(_CACHE_KEY, data, settings.DASHBOARD_CACHE_SECONDS)
+    return data
+
+
+def dashboard_totals(*, traffic: dict) -> dict:
+    requests = traffic["month_requests"]
+    return {
+        "users": User.objects.count(),
+        "tenants": Tenant.objects.count(),
+        "active_accelerators": Tenant.objects.filter(
+            state=Tenant.State.ACTIVE, exhausted_at__isnull=True
+        ).count(),
+        "suspended": Tenant.objects.filter(state=Tenant.State.SUSPENDED).count(),
+        "today_bytes": traffic["today_bytes"],
+        "month_bytes": traffic["month_bytes"],
+        "tenants_with_traffic": traffic["tenants_with_traffic"],
+        # Per mille as an integer: no floats in figures we compute.
+        "cache_hit_permille": (traffic["month_cache_hits"] * 1000 // requests)
+        if requests
+        else None,
+    }
+
+
+def top_tenants(*, traffic: dict) -> list[TenantTraffic]:
+    tenants = Tenant.objects.select_related("user").in_bulk(traffic["top_ids"])
+    return [
+        TenantTraffic(tid, tenants[tid].label, tenants[tid].user.email, b, r)
+        for tid, b, r in traffic["top"]
+        if tid in tenants
+    ]
+
+
+@dataclass(frozen=True)
+class NearQuota:
+    tenant: Tenant
+    summary: object  # quota.ledger.MonthSummary
+
+
+def tenants_near_quota(*, traffic: dict, now: datetime | None = None) -> list[NearQuota]:
+    """Tenants at or above 80 % of this month's allowance, per the ledger, highest first."""
+    tenants = Tenant.objects.select_related("user").in_bulk(traffic["candidate_ids"])
+    rows = []
+    for tid in traffic["candidate_ids"]:
+        tenant = tenants.get(tid)
+        if tenant is None:
+            continue
+        summary = ledger.month_summary(tenant=tenant, now=now)
+        if summary.percent_used >= NEAR_QUOTA_PERCENT:
+            rows.append(NearQuota(tenant, summary))
+        if len(rows) >= NEAR_QUOTA_LIST:
+            break
+    rows.sort(key=lambda r: r.summary.percent_used, reverse=True)
+    return rows
+
+
+def tenants_exhausted(*, limit: int = NEAR_QUOTA_LIST) -> QuerySet[Tenant]:
+    return (
+        Tenant.objects.select_related("user")
+        .filter(exhausted_at__isnull=False)
+        .order_by("-exhausted_at")[:limit]
+    )
+
+
+def recent_signups(*, limit: int = 10) -> QuerySet[User]:
+    return User.objects.order_by("-date_joined", "-id")[:limit]
+
+
+def recent_actions(*, limit: int = 20, tenant: Tenant | None = None) -> QuerySet[StaffAction]:
+    qs = StaffAction.objects.select_related("actor", "tenant")
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    return qs[:limit]
+
+
+def tenant_search(*, q: str = "", state: str = "") -> QuerySet[Tenant]:
+    qs = Tenant.objects.select_related("user").order_by("-created_at", "-id")
+    if q:
+        qs = qs.filter(Q(label__iexact=q.lower()) | Q(user__email__icontains=q))
+    if state:
+        qs = qs.filter(state=state)
+    return qs
+
+
+def staff_action_counts() -> dict[str, int]:
+    return dict(StaffAction.objects.values_list("kind").annotate(n=Count("id")).order_by())

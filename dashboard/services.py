@@ -1,0 +1,89 @@
+"""Staff actions. Each calls the owning service and records who, when and why, atomically."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db import transaction
+
+from accelerator import services as accelerator_services
+from accelerator.models import Tenant
+from accounts.models import User
+from dashboard.models import StaffAction
+from quota import ledger
+from quota.models import Grant
+
+GB = 10**9
+
+
+def _record(*, actor: User, tenant: Tenant, kind: str, reason: str, detail: dict) -> StaffAction:
+    return StaffAction.objects.create(
+        actor=actor, tenant=tenant, kind=kind, reason=reason, detail=detail
+    )
+
+
+@transaction.atomic
+def staff_grant(
+    *,
+    actor: User,
+    tenant: Tenant,
+    bytes: int,
+    reason: str,
+    expires_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> StaffAction:
+    """Grant bonus traffic. With the same idempotency key, a repeat grants nothing more."""
+    source_key = f"staff:{idempotency_key or uuid.uuid4().hex}"
+    earlier = StaffAction.objects.filter(
+        kind=StaffAction.Kind.GRANT, detail__source_key=source_key
+    ).first()
+    if earlier is not None:
+        return earlier
+    ledger.grant_create(
+        tenant=tenant,
+        kind=Grant.Kind.STAFF,
+        bytes=bytes,
+        source_key=source_key,
+        expires_at=expires_at,
+        note=reason,
+        created_by=actor,
+    )
+    detail = {
+        "bytes": bytes,
+        "source_key": source_key,
+        "expires_at": expires_at.isoformat() if expires_at else None,
+    }
+    return _record(
+        actor=actor, tenant=tenant, kind=StaffAction.Kind.GRANT, reason=reason, detail=detail
+    )
+
+
+@transaction.atomic
+def staff_suspend(*, actor: User, tenant: Tenant, reason: str) -> StaffAction:
+    accelerator_services.tenant_suspend(tenant=tenant, reason=reason)
+    return _record(
+        actor=actor, tenant=tenant, kind=StaffAction.Kind.SUSPEND, reason=reason, detail={}
+    )
+
+
+@transaction.atomic
+def staff_resume(*, actor: User, tenant: Tenant, reason: str) -> StaffAction:
+    accelerator_services.tenant_resume(tenant=tenant)
+    return _record(
+        actor=actor, tenant=tenant, kind=StaffAction.Kind.RESUME, reason=reason, detail={}
+    )
+
+
+@transaction.atomic
+def staff_rotate(*, actor: User, tenant: Tenant, reason: str) -> StaffAction:
+    old = tenant.label
+    rotated = accelerator_services.tenant_rotate(tenant=tenant)
+    tenant.label = rotated.label
+    return _record(
+        actor=actor,
+        tenant=tenant,
+        kind=StaffAction.Kind.ROTATE,
+        reason=reason,
+        detail={"old_label": old, "new_label": rotated.label},
+    )

@@ -1,0 +1,154 @@
+"""Staff pages under /staff/. Anyone who is not staff gets 404: the pages do not exist for them."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from accelerator.models import Tenant
+from accelerator.selectors import mirror_url
+from dashboard import selectors, services
+from dashboard.charts import bar_chart_svg
+from dashboard.forms import GrantForm, ReasonForm, TenantSearchForm
+from dashboard.services import GB
+from quota import ledger
+
+
+def staff_only(view):
+    @login_not_required
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not (request.user.is_authenticated and request.user.is_staff):
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _extras() -> dict:
+    """Figures owned by apps that may not be installed yet: invites and ingestion."""
+    from dashboard import integrations
+
+    return integrations.dashboard_extras()
+
+
+@staff_only
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    traffic = selectors.dashboard_traffic()
+    context = {
+        "totals": selectors.dashboard_totals(traffic=traffic),
+        "computed_at": traffic["computed_at"],
+        "chart": mark_safe(  # built from escaped parts by dashboard.charts
+            bar_chart_svg(traffic["daily"], title=_("Traffic per day, last 90 days"))
+        ),
+        "top": selectors.top_tenants(traffic=traffic),
+        "near_quota": selectors.tenants_near_quota(traffic=traffic),
+        "exhausted": selectors.tenants_exhausted(),
+        "signups": selectors.recent_signups(),
+        "actions": selectors.recent_actions(limit=10),
+        "search": TenantSearchForm(),
+        **_extras(),
+    }
+    return render(request, "dashboard/overview.html", context)
+
+
+@staff_only
+@require_GET
+def tenants(request: HttpRequest) -> HttpResponse:
+    form = TenantSearchForm(request.GET or None)
+    q = form.cleaned_data["q"].strip() if form.is_valid() else ""
+    page = Paginator(selectors.tenant_search(q=q), 50).get_page(request.GET.get("page"))
+    return render(request, "dashboard/tenants.html", {"form": form, "page": page, "q": q})
+
+
+def _tenant_context(tenant: Tenant, **forms) -> dict:
+    return {
+        "tenant": tenant,
+        "mirror_url": mirror_url(label=tenant.label),
+        "summary": ledger.month_summary(tenant=tenant),
+        "actions": selectors.recent_actions(tenant=tenant, limit=50),
+        "grant_form": forms.get("grant_form") or GrantForm(),
+        "reason_form": forms.get("reason_form") or ReasonForm(),
+        "failed": forms.get("failed", ""),
+    }
+
+
+@staff_only
+@require_GET
+def tenant_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    tenant = get_object_or_404(Tenant.objects.select_related("user"), pk=pk)
+    return render(request, "dashboard/tenant.html", _tenant_context(tenant))
+
+
+def _act(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    tenant = get_object_or_404(Tenant.objects.select_related("user"), pk=pk)
+    form = GrantForm(request.POST) if kind == "grant" else ReasonForm(request.POST)
+    if not form.is_valid():
+        forms = {"grant_form" if kind == "grant" else "reason_form": form, "failed": kind}
+        return render(
+            request, "dashboard/tenant.html", _tenant_context(tenant, **forms), status=400
+        )
+    data, actor = form.cleaned_data, request.user
+    if kind == "grant":
+        days = data.get("expires_in_days")
+        services.staff_grant(
+            actor=actor,
+            tenant=tenant,
+            bytes=data["gigabytes"] * GB,
+            reason=data["reason"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+            idempotency_key=data.get("idempotency_key") or None,
+        )
+        messages.success(request, _("Granted %(gb)d GB.") % {"gb": data["gigabytes"]})
+    elif kind == "suspend":
+        services.staff_suspend(actor=actor, tenant=tenant, reason=data["reason"])
+        messages.success(request, _("Tenant suspended."))
+    elif kind == "resume":
+        services.staff_resume(actor=actor, tenant=tenant, reason=data["reason"])
+        messages.success(request, _("Tenant resumed."))
+    else:
+        services.staff_rotate(actor=actor, tenant=tenant, reason=data["reason"])
+        messages.success(request, _("Label rotated; the old address stopped working."))
+    return redirect("dashboard_tenant", pk=tenant.pk)
+
+
+@staff_only
+@require_POST
+def tenant_grant(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, "grant")
+
+
+@staff_only
+@require_POST
+def tenant_suspend(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, "suspend")
+
+
+@staff_only
+@require_POST
+def tenant_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, "resume")
+
+
+@staff_only
+@require_POST
+def tenant_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, "rotate")
+
+
+@staff_only
+@require_GET
+def actions(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.recent_actions(limit=None), 50).get_page(request.GET.get("page"))
+    return render(request, "dashboard/actions.html", {"page": page})
