@@ -199,6 +199,18 @@ INVITE_BONUS_BYTES = env_int("INVITE_BONUS_BYTES", 2 * 10**9)
 WELCOME_BONUS_BYTES = env_int("WELCOME_BONUS_BYTES", 1 * 10**9)
 INVITE_CAP = env_int("INVITE_CAP", 50)
 
+# --- ledger and invites ---------------------------------------------------------------------
+# Absolute links in emails sent by tasks (no request to build them from).
+SITE_URL = env_str("SITE_URL", "http://localhost:8000")
+INVITE_EMAILS_PER_DAY = env_int("INVITE_EMAILS_PER_DAY", 20)
+# The backstop: new month, expired grants, missed batches, invites whose first usage was missed.
+LEDGER_RECONCILE_SECONDS = env_int("LEDGER_RECONCILE_SECONDS", 60)
+CELERY_BEAT_SCHEDULE["ledger-reconcile"] = {
+    "task": "quota.tasks.ledger_reconcile",
+    "schedule": float(LEDGER_RECONCILE_SECONDS),
+    "options": {"expires": float(LEDGER_RECONCILE_SECONDS)},
+}
+
 # --- production ---------------------------------------------------------------------------
 if not DEBUG:
     from config.production import check_production_settings
