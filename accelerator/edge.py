@@ -1,0 +1,172 @@
+"""The edge's control-plane side: render its configs, sync the gate map, reload nginx.
+
+nginx decides every request from the gate map it last loaded, so the data plane never calls
+back into Django: it keeps serving while gunicorn, PostgreSQL, Redis and Celery are down.
+gate_sync() writes the map only when its content changed, and only then reloads nginx
+gracefully (SIGHUP to the pid in its pid file: running downloads finish on the old workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from accelerator import edge_config
+from accelerator.gate import gate_table
+
+logger = logging.getLogger(__name__)
+
+DEPLOY_DIR = Path(settings.BASE_DIR) / "deploy"
+NGINX_TEMPLATE = DEPLOY_DIR / "nginx" / "edge.conf.template"
+REGISTRY_TEMPLATE = DEPLOY_DIR / "registry" / "proxy.yml.template"
+
+
+def edge_params() -> edge_config.EdgeParams:
+    return edge_config.EdgeParams(
+        name=settings.EDGE_NAME,
+        run_dir=Path(settings.EDGE_RUN_DIR).resolve(),
+        access_log=Path(settings.EDGE_ACCESS_LOG).resolve(),
+        listen=settings.EDGE_LISTEN,
+        registry_listen=settings.REGISTRY_LISTEN,
+        storage_dir=Path(settings.REGISTRY_STORAGE_DIR).resolve(),
+        mirror_domain=settings.MIRROR_DOMAIN,
+        upstream_url=settings.UPSTREAM_URL,
+        upstream_username=settings.UPSTREAM_USERNAME,
+        upstream_password=settings.UPSTREAM_PASSWORD,
+        worker_processes=settings.EDGE_WORKER_PROCESSES,
+        proxy_buffer_size=settings.EDGE_PROXY_BUFFER_SIZE,
+    )
+
+
+@dataclass(frozen=True)
+class EdgeFiles:
+    run_dir: Path
+    nginx_conf: Path
+    registry_conf: Path
+    gate_map: Path
+    pid_file: Path
+    error_log: Path
+
+
+def edge_files(run_dir: Path) -> EdgeFiles:
+    return EdgeFiles(
+        run_dir=run_dir,
+        nginx_conf=run_dir / "nginx.conf",
+        registry_conf=run_dir / "registry.yml",
+        gate_map=run_dir / "gate.map",
+        pid_file=run_dir / "nginx.pid",
+        error_log=run_dir / "logs" / "error.log",
+    )
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def edge_render(*, params: edge_config.EdgeParams | None = None) -> EdgeFiles:
+    """Write nginx.conf, registry.yml and (if absent) an empty gate map. Idempotent.
+
+    The gate map is left alone when it exists: it is the last known state, and an edge that
+    restarts while the database is down must come back with it.
+    """
+    params = params or edge_params()
+    files = edge_files(params.run_dir)
+    for sub in ("logs", "tmp"):
+        (params.run_dir / sub).mkdir(parents=True, exist_ok=True)
+    params.access_log.parent.mkdir(parents=True, exist_ok=True)
+    params.storage_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(files.nginx_conf, edge_config.nginx_conf(NGINX_TEMPLATE.read_text(), params))
+    # 0600: it may hold the upstream password.
+    _write_atomic(
+        files.registry_conf,
+        edge_config.registry_conf(
+            REGISTRY_TEMPLATE.read_text(), params, http_secret=secrets.token_hex(16)
+        ),
+        mode=0o600,
+    )
+    if not files.gate_map.exists():
+        _write_atomic(files.gate_map, edge_config.gate_map({})[0])
+    return files
+
+
+def nginx_pid(*, pid_file: Path) -> int | None:
+    """The pid of the running nginx master, or None when there is none."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def nginx_reload(*, pid_file: Path) -> bool:
+    """Graceful reload (SIGHUP); False when nginx is not running (it reads the map at start)."""
+    pid = nginx_pid(pid_file=pid_file)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGHUP)
+    return True
+
+
+@dataclass(frozen=True)
+class GateSync:
+    tenants: int
+    changed: bool
+    reloaded: bool
+    skipped: tuple[str, ...] = ()
+
+
+def gate_sync(*, run_dir: Path | None = None) -> GateSync:
+    """Render gate_table() into the map file; reload nginx only if the content changed.
+
+    Idempotent. When the database is unreachable gate_table() raises and nothing is
+    written, so nginx keeps the last map it had.
+    """
+    files = edge_files(Path(run_dir or settings.EDGE_RUN_DIR).resolve())
+    text, skipped = edge_config.gate_map(gate_table())
+    if skipped:
+        logger.warning("gate map: left out %d unusable labels: %s", len(skipped), skipped[:5])
+    try:
+        current = files.gate_map.read_text()
+    except FileNotFoundError:
+        current = None
+    tenants = text.count("\n") - 1
+    if current == text:
+        return GateSync(tenants=tenants, changed=False, reloaded=False, skipped=tuple(skipped))
+    files.run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(files.gate_map, text)
+    reloaded = nginx_reload(pid_file=files.pid_file)
+    logger.info("gate map: %d tenants written, nginx reloaded=%s", tenants, reloaded)
+    return GateSync(tenants=tenants, changed=True, reloaded=reloaded, skipped=tuple(skipped))
+
+
+def gate_sync_loop(*, seconds: float, interval: float, run_dir: Path | None = None) -> int:
+    """Run gate_sync every `interval` seconds for `seconds` (0: once). Survives DB outages.
+
+    Returns the number of failed rounds. Bounded: never runs longer than `seconds` + one round.
+    """
+    from django.db import close_old_connections
+
+    failures = 0
+    deadline = time.monotonic() + seconds
+    while True:
+        started = time.monotonic()
+        try:
+            gate_sync(run_dir=run_dir)
+        except Exception:  # the database may be down; keep the last map and retry
+            failures += 1
+            logger.exception("gate sync failed; nginx keeps its last map")
+            close_old_connections()
+        if started + interval > deadline:
+            return failures
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,137 @@
+"""Rendering of the edge's generated files: nginx config, registry config, the gate map.
+
+Pure code, no Django imports: the callers (accelerator/edge.py, tests, bench) pass values in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PLACEHOLDER_RE = re.compile(r"@@([A-Z_]+)@@")
+# What nginx may see as a gate map key: the lower-case DNS label the tenant map extracts.
+MAP_LABEL_RE = re.compile(r"^[a-z0-9-]{1,63}$")
+GATE_VALUES = frozenset({"active", "suspended", "exhausted", "exhausted_all"})
+_EDGE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_DOMAIN_RE = re.compile(r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$")
+_LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+_SIZE_RE = re.compile(r"^\d{1,6}[kKmM]?$")
+
+
+class EdgeConfigError(ValueError):
+    """A setting that would produce a broken or unsafe edge configuration."""
+
+
+@dataclass(frozen=True)
+class EdgeParams:
+    """Everything the generated files depend on."""
+
+    name: str
+    run_dir: Path
+    access_log: Path
+    listen: str  # host:port nginx listens on
+    registry_listen: str  # host:port of the pull-through registry
+    storage_dir: Path
+    mirror_domain: str
+    upstream_url: str
+    upstream_username: str = ""
+    upstream_password: str = ""
+    worker_processes: str = "auto"
+    proxy_buffer_size: str = "64k"
+
+    def validate(self) -> None:
+        if not _EDGE_NAME_RE.match(self.name):
+            raise EdgeConfigError(f"EDGE_NAME must match {_EDGE_NAME_RE.pattern}: {self.name!r}")
+        if not _DOMAIN_RE.match(self.mirror_domain):
+            raise EdgeConfigError(
+                f"MIRROR_DOMAIN is not a lower-case DNS name: {self.mirror_domain!r}"
+            )
+        for key in ("listen", "registry_listen"):
+            if not _LISTEN_RE.match(getattr(self, key)):
+                raise EdgeConfigError(
+                    f"{key.upper()} must be host:port, not {getattr(self, key)!r}"
+                )
+        if not re.match(r"^https?://[^\s'\"]+$", self.upstream_url):
+            raise EdgeConfigError(f"UPSTREAM_URL must be an http(s) URL: {self.upstream_url!r}")
+        if bool(self.upstream_username) != bool(self.upstream_password):
+            raise EdgeConfigError("set both UPSTREAM_USERNAME and UPSTREAM_PASSWORD, or neither")
+        if not (self.worker_processes == "auto" or self.worker_processes.isdigit()):
+            raise EdgeConfigError("EDGE_WORKER_PROCESSES must be 'auto' or a number")
+        if not _SIZE_RE.match(self.proxy_buffer_size):
+            raise EdgeConfigError("EDGE_PROXY_BUFFER_SIZE must be a size such as 64k")
+        for path in (self.run_dir, self.access_log, self.storage_dir):
+            if any(c in str(path) for c in " ;'\"{}$\n"):
+                raise EdgeConfigError(f"paths must not contain spaces or nginx syntax: {path}")
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace every @@NAME@@; a placeholder without a value is an error, never left in."""
+
+    def one(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise EdgeConfigError(f"template placeholder @@{key}@@ has no value")
+        return values[key]
+
+    return PLACEHOLDER_RE.sub(one, template)
+
+
+def nginx_conf(template: str, params: EdgeParams) -> str:
+    params.validate()
+    return fill(
+        template,
+        {
+            "RUN_DIR": str(params.run_dir),
+            "ACCESS_LOG": str(params.access_log),
+            "EDGE_NAME": params.name,
+            "EDGE_LISTEN": params.listen,
+            "REGISTRY_LISTEN": params.registry_listen,
+            "MIRROR_DOMAIN": params.mirror_domain,
+            "MIRROR_DOMAIN_RE": params.mirror_domain.replace(".", r"\."),
+            "WORKER_PROCESSES": params.worker_processes,
+            "PROXY_BUFFER_SIZE": params.proxy_buffer_size,
+        },
+    )
+
+
+def registry_conf(template: str, params: EdgeParams, *, http_secret: str) -> str:
+    params.validate()
+    credentials = ""
+    if params.upstream_username:
+        # JSON strings are valid YAML double-quoted scalars: any password survives quoting.
+        credentials = (
+            f"  username: {json.dumps(params.upstream_username)}\n"
+            f"  password: {json.dumps(params.upstream_password)}\n"
+        )
+    return fill(
+        template,
+        {
+            "EDGE_NAME": params.name,
+            "STORAGE_DIR": json.dumps(str(params.storage_dir)),
+            "REGISTRY_LISTEN": params.registry_listen,
+            "HTTP_SECRET": json.dumps(http_secret),
+            "UPSTREAM_URL": json.dumps(params.upstream_url),
+            "UPSTREAM_CREDENTIALS": credentials,
+        },
+    )
+
+
+def gate_map(table: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The nginx map body for a gate table, and the labels left out as unusable.
+
+    Sorted, so the same table always gives the same bytes (the sync compares contents to
+    decide whether nginx must reload). Labels are lower-cased: host names are case-insensitive
+    and nginx matches the lower-cased $host.
+    """
+    lines = ["# Generated by manage.py edge_sync from accelerator.gate.gate_table(); do not edit."]
+    skipped: list[str] = []
+    for label in sorted(table):
+        key, value = label.lower(), str(table[label])
+        if not MAP_LABEL_RE.match(key) or value not in GATE_VALUES:
+            skipped.append(label)
+            continue
+        lines.append(f"{key} {value};")
+    return "\n".join(lines) + "\n", skipped

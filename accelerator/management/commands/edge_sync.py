@@ -1,0 +1,31 @@
+"""Twin of the beat task accelerator.tasks.edge_gate_sync: write the gate map, reload nginx."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accelerator.edge import gate_sync, gate_sync_loop
+
+
+class Command(BaseCommand):
+    help = (
+        "Render the tenant gate into EDGE_RUN_DIR/gate.map and reload nginx when it changed. "
+        "With --loop SECONDS, repeat every --interval seconds for that long, riding out "
+        "database outages (nginx keeps its last map)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--loop", type=float, default=0.0, metavar="SECONDS")
+        parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
+
+    def handle(self, *args, loop: float, interval: float, **options) -> None:
+        if loop < 0 or interval <= 0:
+            raise CommandError("--loop must be >= 0 and --interval > 0")
+        if loop:
+            failures = gate_sync_loop(seconds=loop, interval=interval)
+            self.stdout.write(f"gate sync loop done, {failures} failed rounds")
+            return
+        result = gate_sync()
+        self.stdout.write(
+            f"{result.tenants} tenants, changed={result.changed}, reloaded={result.reloaded}"
+        )

@@ -1,0 +1,748 @@
+"""Processes and images for end-to-end tests and benchmarks of the edge. No pytest, no Django.
+
+Everything listens on 127.0.0.1 with ports picked by the kernel; every process started here is
+stopped by its owner (the fixture or the bench) by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from accelerator import edge_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+MT_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MT_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MT_CONFIG = "application/vnd.docker.container.image.v1+json"
+MT_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+ACCEPT_ALL = [
+    MT_MANIFEST,
+    MT_LIST,
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+]
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, *, timeout: float = 15.0, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.log_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    """A child process with its output in a log file; stop() ends it by pid, then waits."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    @classmethod
+    def start(cls, name: str, cmd: Sequence[str], *, log: Path, env: dict | None = None) -> Proc:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(
+                list(cmd),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        return cls(name=name, popen=popen, log=log)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.popen.pid, sig)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+
+def child_pids(pid: int) -> set[int]:
+    """Direct children of pid, read from /proc (nginx workers of a master)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # the command may contain spaces and parentheses: fields start after the last ')'
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    host: str | bytes | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes | None = None,
+    timeout: float = 30.0,
+) -> Response:
+    """One HTTP/1.1 request to 127.0.0.1:port with exactly the Host given (None: no Host)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return Response(resp.status, resp.headers, resp.read())
+    finally:
+        conn.close()
+
+
+def raw_request(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
+    """Send raw bytes, return everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.sendall(data)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Blob:
+    digest: str
+    data: bytes
+    media_type: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass
+class Image:
+    """One platform image: config and layers, with its schema 2 manifest."""
+
+    config: Blob
+    layers: list[Blob]
+    manifest: bytes
+    digest: str
+
+    @property
+    def blobs(self) -> list[Blob]:
+        return [self.config, *self.layers]
+
+
+@dataclass
+class ImageIndex:
+    """A manifest list (several platforms under one tag)."""
+
+    images: dict[str, Image]  # architecture -> image
+    manifest: bytes
+    digest: str
+
+
+def make_layer(files: dict[str, bytes]) -> tuple[Blob, str]:
+    """A gzipped tar layer and its diff id (digest of the uncompressed tar)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    gz = gzip.compress(raw, compresslevel=1, mtime=0)
+    return Blob(sha256_digest(gz), gz, MT_LAYER), sha256_digest(raw)
+
+
+def make_image(*, files: dict[str, bytes], arch: str = "amd64", note: str = "") -> Image:
+    layer, diff_id = make_layer(files)
+    config = json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "created": "2024-01-01T00:00:00Z",
+            "config": {"Cmd": ["/hello"], "Labels": {"e2e.note": note}},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "tests/e2e"}],
+        },
+        sort_keys=True,
+    ).encode()
+    config_blob = Blob(sha256_digest(config), config, MT_CONFIG)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "config": {"mediaType": MT_CONFIG, "size": len(config), "digest": config_blob.digest},
+            "layers": [{"mediaType": MT_LAYER, "size": layer.size, "digest": layer.digest}],
+        },
+        indent=3,
+    ).encode()
+    return Image(config_blob, [layer], manifest, sha256_digest(manifest))
+
+
+def make_index(images: dict[str, Image]) -> ImageIndex:
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MT_LIST,
+            "manifests": [
+                {
+                    "mediaType": MT_MANIFEST,
+                    "size": len(img.manifest),
+                    "digest": img.digest,
+                    "platform": {"architecture": arch, "os": "linux"},
+                }
+                for arch, img in images.items()
+            ],
+        },
+        indent=3,
+    ).encode()
+    return ImageIndex(images, manifest, sha256_digest(manifest))
+
+
+def host_arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+def _push_blob(port: int, repo: str, blob: Blob) -> None:
+    if request(port, "HEAD", f"/v2/{repo}/blobs/{blob.digest}", host="upstream").status == 200:
+        return
+    start = request(port, "POST", f"/v2/{repo}/blobs/uploads/", host="upstream", body=b"")
+    assert start.status == 202, (start.status, start.body)
+    loc = urlsplit(start.headers["Location"])
+    path = (
+        f"{loc.path}?{loc.query}&digest={blob.digest}"
+        if loc.query
+        else f"{loc.path}?digest={blob.digest}"
+    )
+    done = request(
+        port,
+        "PUT",
+        path,
+        host="upstream",
+        headers=[("Content-Type", "application/octet-stream")],
+        body=blob.data,
+        timeout=120,
+    )
+    assert done.status == 201, (done.status, done.body)
+
+
+def _push_manifest(port: int, repo: str, ref: str, body: bytes, media_type: str) -> None:
+    resp = request(
+        port,
+        "PUT",
+        f"/v2/{repo}/manifests/{ref}",
+        host="upstream",
+        headers=[("Content-Type", media_type)],
+        body=body,
+    )
+    assert resp.status == 201, (resp.status, resp.body)
+
+
+def push_image(port: int, repo: str, tag: str, image: Image | ImageIndex) -> None:
+    """Push over plain HTTP to a Distribution registry on 127.0.0.1:port."""
+    if isinstance(image, ImageIndex):
+        for img in image.images.values():
+            push_image(port, repo, img.digest, img)
+        _push_manifest(port, repo, tag, image.manifest, MT_LIST)
+        return
+    for blob in image.blobs:
+        _push_blob(port, repo, blob)
+    _push_manifest(port, repo, tag, image.manifest, MT_MANIFEST)
+
+
+# --- registries ---------------------------------------------------------------------------------
+
+REGISTRY_PLAIN = """version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: false
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+@dataclass
+class Registry:
+    """A Distribution registry (plain: the test's 'Docker Hub'; or the edge's proxy)."""
+
+    proc: Proc
+    port: int
+    storage: Path
+    config: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+    def blob_reads(self, digest: str) -> int:
+        """How many complete GETs of this blob the registry answered, from its access log."""
+        needle = '"GET /v2/'
+        return sum(
+            1
+            for line in self.proc.log_tail(10**9).splitlines()
+            if needle in line and f"/blobs/{digest} " in line and '" 200 ' in line
+        )
+
+
+def start_registry(workdir: Path, *, name: str = "upstream") -> Registry:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    storage = workdir / "storage"
+    config = workdir / "registry.yml"
+    config.write_text(REGISTRY_PLAIN.format(storage=json.dumps(str(storage)), port=port))
+    proc = Proc.start(
+        name, [which("docker-registry"), "serve", str(config)], log=workdir / "registry.log"
+    )
+    wait_port(port, proc=proc)
+    return Registry(proc, port, storage, config)
+
+
+# --- the edge --------------------------------------------------------------------------------
+
+
+@dataclass
+class Edge:
+    """nginx with the rendered edge config, in front of Distribution in proxy mode."""
+
+    params: edge_config.EdgeParams
+    nginx: Proc
+    registry: Registry
+    port: int
+    mirror_domain: str
+    name: str = field(default="")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.params.run_dir
+
+    @property
+    def access_log(self) -> Path:
+        return self.params.access_log
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "nginx.pid"
+
+    def host(self, label: str, *, port: bool = True) -> str:
+        return f"{label}.{self.mirror_domain}" + (f":{self.port}" if port else "")
+
+    def url(self, label: str) -> str:
+        return f"http://{self.host(label)}"
+
+    def get(self, label: str, path: str, method: str = "GET", **kw) -> Response:
+        return request(self.port, method, path, host=self.host(label), **kw)
+
+    def write_gate_map(self, table: dict[str, str]) -> None:
+        """For benches without a database: a fixed table, rendered like the real sync does."""
+        (self.run_dir / "gate.map").write_text(edge_config.gate_map(table)[0])
+        self.reload()
+
+    def reload(self) -> None:
+        """SIGHUP nginx and wait until the old workers are gone and new ones serve."""
+        old = child_pids(self.nginx.pid)
+        os.kill(self.nginx.pid, signal.SIGHUP)
+        self.wait_reloaded(old)
+
+    def wait_reloaded(self, old: set[int], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = child_pids(self.nginx.pid)
+            if now and not (now & old):
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"nginx did not reload within {timeout}s:\n{self.nginx.log_tail()}")
+
+    def flush_log(self) -> None:
+        """Make nginx write its buffered access log now (USR1 reopens the log files)."""
+        os.kill(self.nginx.pid, signal.SIGUSR1)
+        time.sleep(0.3)
+
+    def log_lines(self) -> list[dict]:
+        self.flush_log()
+        if not self.access_log.exists():
+            return []
+        return [json.loads(line) for line in self.access_log.read_text().splitlines() if line]
+
+    def stop(self) -> None:
+        self.nginx.stop(signal.SIGQUIT)
+        self.registry.stop()
+
+
+def start_edge(
+    workdir: Path,
+    *,
+    upstream_url: str,
+    name: str,
+    mirror_domain: str,
+    proxy_buffer_size: str = "64k",
+    worker_processes: str = "2",
+) -> Edge:
+    """Render the edge from deploy/ templates (as `manage.py edge_render` does) and start it."""
+    run_dir = workdir / "edge"
+    registry_port, port = free_port(), free_port()
+    params = edge_config.EdgeParams(
+        name=name,
+        run_dir=run_dir,
+        access_log=run_dir / "logs" / "access.log",
+        listen=f"127.0.0.1:{port}",
+        registry_listen=f"127.0.0.1:{registry_port}",
+        storage_dir=workdir / "proxy-storage",
+        mirror_domain=mirror_domain,
+        upstream_url=upstream_url,
+        worker_processes=worker_processes,
+        proxy_buffer_size=proxy_buffer_size,
+    )
+    for sub in ("logs", "tmp"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    (run_dir / "nginx.conf").write_text(
+        edge_config.nginx_conf((DEPLOY / "nginx" / "edge.conf.template").read_text(), params)
+    )
+    (run_dir / "registry.yml").write_text(
+        edge_config.registry_conf(
+            (DEPLOY / "registry" / "proxy.yml.template").read_text(), params, http_secret="e2e"
+        )
+    )
+    (run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
+    reg_proc = Proc.start(
+        "proxy-registry",
+        [which("docker-registry"), "serve", str(run_dir / "registry.yml")],
+        log=run_dir / "logs" / "registry.log",
+    )
+    wait_port(registry_port, proc=reg_proc)
+    registry = Registry(reg_proc, registry_port, params.storage_dir, run_dir / "registry.yml")
+    nginx = Proc.start(
+        "nginx",
+        nginx_cmd(run_dir),
+        log=run_dir / "logs" / "nginx.out",
+    )
+    try:
+        wait_port(port, proc=nginx)
+    except Exception:
+        registry.stop()
+        raise
+    return Edge(params, nginx, registry, port, mirror_domain, name)
+
+
+def nginx_cmd(run_dir: Path) -> list[str]:
+    return [
+        which("nginx"),
+        "-p",
+        f"{run_dir}/",
+        "-c",
+        str(run_dir / "nginx.conf"),
+        "-e",
+        str(run_dir / "logs" / "error.log"),
+    ]
+
+
+# --- name resolution --------------------------------------------------------------------------
+
+HOSTS_FILE = Path("/etc/hosts")
+HOSTS_LOCK = Path(tempfile.gettempdir()) / "e2e-etc-hosts.lock"
+
+
+class HostsFile:
+    """Lines in /etc/hosts so Go programs (dockerd, skopeo) resolve test host names.
+
+    Go's resolver, like glibc's, does not resolve *.localhost by itself. Lines carry a marker
+    with this process id and are removed by remove_all(). The file is rewritten in place under
+    an flock, since /etc/hosts is often a bind mount and other test runs may edit it too.
+    """
+
+    def __init__(self) -> None:
+        self.marker = f"# e2e-edge-{os.getpid()}"
+        self.names: set[str] = set()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(HOSTS_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _rewrite(self, keep, add: list[str]) -> None:
+        lines = HOSTS_FILE.read_text().splitlines()
+        lines = [line for line in lines if keep(line)] + add
+        with open(HOSTS_FILE, "r+") as f:
+            f.seek(0)
+            f.write("\n".join(lines) + "\n")
+            f.truncate()
+
+    def add(self, *names: str) -> None:
+        new = [n for n in names if n not in self.names]
+        if not new:
+            return
+        with self._locked():
+            self._rewrite(lambda line: True, [f"127.0.0.1 {n} {self.marker}" for n in new])
+        self.names.update(new)
+
+    def remove_all(self) -> None:
+        if not self.names:
+            return
+        with self._locked():
+            self._rewrite(lambda line: not line.endswith(self.marker), [])
+        self.names.clear()
+
+    @staticmethod
+    def writable() -> bool:
+        return os.access(HOSTS_FILE, os.W_OK)
+
+
+# --- skopeo ----------------------------------------------------------------------------------
+
+
+class Skopeo:
+    """skopeo with its own HOME/XDG directories and registries.conf.
+
+    Run as root, skopeo keeps a cache under /var/lib/containers; this runs it as the unprivileged
+    user 65534 (nobody) instead, so nothing outside its own directory is written.
+    """
+
+    UID = 65534
+
+    def __init__(self, base: Path | None = None) -> None:
+        self.base = Path(base or tempfile.mkdtemp(prefix="e2e-skopeo-"))
+        self.as_root = os.geteuid() == 0
+        for sub in ("home", "config", "data", "cache", "runtime", "out"):
+            self._mkdir(self.base / sub)
+        self._chown(self.base)
+        self.registries_conf = self.base / "registries.conf"
+        self.write_registries_conf("")
+
+    def _chown(self, path: Path) -> None:
+        if self.as_root:
+            os.chown(path, self.UID, self.UID)
+
+    def _mkdir(self, path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+        self._chown(path)
+        return path
+
+    def out_dir(self, name: str) -> Path:
+        path = self.base / "out" / name
+        if path.exists():
+            shutil.rmtree(path)
+        return self._mkdir(path)
+
+    def write_registries_conf(self, text: str) -> None:
+        self.registries_conf.write_text("unqualified-search-registries = []\n" + text)
+        self.registries_conf.chmod(0o644)
+
+    def mirror_docker_io(self, mirror_host: str) -> None:
+        """docker.io mirrored by mirror_host, as a Docker daemon's registry-mirrors does."""
+        self.write_registries_conf(
+            '[[registry]]\nprefix = "docker.io"\nlocation = "registry-1.docker.io"\n\n'
+            f'[[registry.mirror]]\nlocation = "{mirror_host}"\ninsecure = true\n'
+        )
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.base / "home"),
+            "XDG_CONFIG_HOME": str(self.base / "config"),
+            "XDG_DATA_HOME": str(self.base / "data"),
+            "XDG_CACHE_HOME": str(self.base / "cache"),
+            "XDG_RUNTIME_DIR": str(self.base / "runtime"),
+            "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf),
+            "TMPDIR": str(self.base / "cache"),
+        }
+        cmd = [which("skopeo"), "--registries-conf", str(self.registries_conf), *args]
+        if self.as_root:
+            cmd = [
+                which("setpriv"),
+                f"--reuid={self.UID}",
+                f"--regid={self.UID}",
+                "--clear-groups",
+                *cmd,
+            ]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+    def inspect(self, ref: str, *, raw: bool = False) -> subprocess.CompletedProcess:
+        return self.run("inspect", "--tls-verify=false", *(["--raw"] if raw else []), ref)
+
+    def copy_to_dir(
+        self, ref: str, name: str, *extra: str
+    ) -> tuple[subprocess.CompletedProcess, Path]:
+        dest = self.out_dir(name)
+        result = self.run("copy", "--src-tls-verify=false", *extra, ref, f"dir:{dest}")
+        return result, dest
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def verify_dir_copy(dest: Path, image: Image) -> None:
+    """A skopeo dir: copy holds exactly the image: manifest and every blob, digest and size."""
+    manifest = (dest / "manifest.json").read_bytes()
+    assert sha256_digest(manifest) == image.digest, "manifest digest differs from the upstream"
+    for blob in image.blobs:
+        path = dest / blob.digest.split(":", 1)[1]
+        data = path.read_bytes()
+        assert len(data) == blob.size and sha256_digest(data) == blob.digest, blob.digest
+
+
+# --- dockerd ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DockerDaemon:
+    """A private dockerd (vfs storage, no networking changes) with a given mirror list."""
+
+    proc: Proc
+    root: Path
+    socket: Path
+    mirrors: tuple[str, ...]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "DOCKER_HOST": f"unix://{self.socket}",
+            "DOCKER_CONFIG": str(self.root / "client"),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.root / "client"),
+        }
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [which("docker"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def log(self) -> str:
+        return self.proc.log_tail(10**8)
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=20)
+
+
+def start_dockerd(root: Path, *, mirrors: Sequence[str]) -> DockerDaemon:
+    data, execroot, client = root / "data", root / "exec", root / "client"
+    for d in (data, execroot, client):
+        d.mkdir(parents=True, exist_ok=True)
+    (client / "config.json").write_text("{}")
+    config = root / "daemon.json"
+    config.write_text(
+        json.dumps(
+            {"deprecated-key-path": str(data / "key.json"), "registry-mirrors": list(mirrors)}
+        )
+    )
+    sock = root / "docker.sock"
+    cmd = [
+        which("dockerd"),
+        "--storage-driver=vfs",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+        f"--data-root={data}",
+        f"--exec-root={execroot}",
+        f"--pidfile={root / 'docker.pid'}",
+        f"--host=unix://{sock}",
+        f"--config-file={config}",
+    ]
+    proc = Proc.start("dockerd", cmd, log=root / "dockerd.log")
+    daemon = DockerDaemon(proc, root, sock, tuple(mirrors))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"dockerd exited:\n{proc.log_tail()}")
+        if sock.exists() and daemon.cli("version", timeout=10).returncode == 0:
+            return daemon
+        time.sleep(0.1)
+    daemon.stop()
+    raise TimeoutError(f"dockerd did not answer within 30s:\n{proc.log_tail()}")
