@@ -281,24 +281,3 @@ CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
     # A sync that waited longer than its period is superseded by the next one.
     "options": {"expires": float(EDGE_GATE_SYNC_SECONDS)},
 }
-
-# --- edge -----------------------------------------------------------------------------------
-# nginx (tenant gate, access log) in front of Distribution in pull-through mode; configs are
-# rendered by `manage.py edge_render` into EDGE_RUN_DIR from the templates in deploy/.
-UPSTREAM_URL = env_str("UPSTREAM_URL", "https://registry-1.docker.io")
-UPSTREAM_USERNAME = env_str("UPSTREAM_USERNAME", "")
-UPSTREAM_PASSWORD = env_str("UPSTREAM_PASSWORD", "")
-EDGE_LISTEN = env_str("EDGE_LISTEN", f"127.0.0.1:{MIRROR_PORT}")
-REGISTRY_LISTEN = env_str("REGISTRY_LISTEN", "127.0.0.1:5000")
-REGISTRY_STORAGE_DIR = Path(env_str("REGISTRY_STORAGE_DIR", str(VAR_DIR / "registry")))
-EDGE_WORKER_PROCESSES = env_str("EDGE_WORKER_PROCESSES", "auto")
-# With proxy buffering off nginx relays a stream through one buffer of this size; 64k measured
-# ~3x faster than the one-page default (bench/edge.py prints the figure).
-EDGE_PROXY_BUFFER_SIZE = env_str("EDGE_PROXY_BUFFER_SIZE", "64k")
-EDGE_GATE_SYNC_SECONDS = env_int("EDGE_GATE_SYNC_SECONDS", 2)
-CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
-    "task": "accelerator.tasks.edge_gate_sync",
-    "schedule": float(EDGE_GATE_SYNC_SECONDS),
-    # A sync that waited longer than its period is superseded by the next one.
-    "options": {"expires": float(EDGE_GATE_SYNC_SECONDS)},
-}
