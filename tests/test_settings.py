@@ -77,3 +77,17 @@ def test_production_settings_refuse_unsafe_values(override, message):
 def test_defaults_start_without_any_environment(tmp_path):
     result = start_django({"VAR_DIR": str(tmp_path), "DATABASE_URL": "", "REDIS_URL": ""})
     assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**clean, **PRODUCTION_ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
