@@ -20,3 +20,21 @@ class AccountAdapter(DefaultAccountAdapter):
         if len(email) > MAX_EMAIL_LENGTH or len(local) > MAX_LOCAL_PART_LENGTH:
             raise forms.ValidationError(_("This email address is too long."))
         return email
+
+    def is_open_for_signup(self, request) -> bool:
+        """Also where sign-up learns `?invite=<code>` (allauth asks this on every visit)."""
+        code = request.GET.get("invite") if request.method == "GET" else None
+        if code is not None:
+            from accounts.invite_flow import invite_remember
+
+            invite_remember(request=request, code=code)
+        return super().is_open_for_signup(request)
+
+    def save_user(self, request, user, form, commit=True):
+        """Record the invite the visitor came with, once the account exists."""
+        user = super().save_user(request, user, form, commit=commit)
+        if commit and request is not None:
+            from accounts.invite_flow import invite_record_signup
+
+            invite_record_signup(request=request, user=user)
+        return user

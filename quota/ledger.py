@@ -2,17 +2,98 @@
 
 All amounts are integer bytes. Views, tasks, the API and the dashboard call this module and
 never recompute its rules.
+
+The month rule (DESIGN.md section 5), stated precisely
+======================================================
+
+Let B = QUOTA_MONTHLY_BYTES. Time is cut into UTC calendar months; usage is stored in hourly
+buckets, and a bucket with hour ``h`` belongs to the month that contains ``h``.
+
+* Every month brings a fresh base of B, whether the tenant existed for all of it or was created
+  on its last day (no proration: "10 GB a month" is what the user was promised).
+* A grant ``g`` is *in force* for the buckets with ``floor_hour(g.created_at) <= h`` and, when it
+  has an expiry, ``h < ceil_hour(g.expires_at)``: it covers the hour it was granted in and the
+  hour it expires in, to the user's benefit.
+* Within a month, buckets are drawn in time order: first from the month's base until B is
+  used, then every further byte from the grants in force for that bucket, in priority order
+  **earliest expiry first** (grants without expiry last), then oldest ``created_at``, then id.
+  A grant's balance is its bytes minus everything drawn from it in any month.
+* Usage that finds no base and no grant balance is that month's ``overspent`` (bytes served
+  between exhaustion and the gate closing, for instance). Overspending is not carried over:
+  the next month starts with a fresh base and owes nothing, and no later grant pays for it.
+* Unused base does not carry over either. Bonus left at the end of a month carries over until
+  the grant expires; an expired grant's balance is gone.
+* At an instant ``now``: ``bonus_left`` = the balances of the grants with
+  ``created_at <= now`` and no expiry or ``expires_at > now``;
+  ``remaining = max(0, B - used this month) + bonus_left``. A tenant is exhausted when
+  ``remaining <= 0``. The month's ``allowance`` = B + bonus drawn this month + bonus_left, so
+  ``remaining == allowance - used + overspent`` always holds; the 80 % and 100 % emails compare
+  ``used`` with the allowance.
+
+Only the instants where the set of grants in force changes (floor_hour of a creation,
+ceil_hour of an expiry) and month starts matter, so the computation cuts months at those points
+only: a month without such a point is read from the monthly rollup (UsageMonth, one row), a
+month with some from the (tenant, hour) index as a few conditional sums. That keeps a tenant's
+summary at a handful of index lookups however long its history is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import reduce
+from operator import or_
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
-from quota.models import UsageBucket
+from accelerator import services as tenant_services
+from accelerator.models import Tenant
+from quota.models import Grant, QuotaNotice, UsageBucket, UsageMonth
+
+log = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+
+
+class LedgerError(ValueError):
+    """A ledger call with values it refuses; the message is safe to show to staff."""
+
+
+# --- time helpers ------------------------------------------------------------------------------
+
+
+def _utc(dt: datetime) -> datetime:
+    if timezone.is_naive(dt):
+        raise LedgerError("datetimes must be timezone-aware")
+    return dt.astimezone(UTC)
+
+
+def month_start(dt: datetime) -> datetime:
+    return _utc(dt).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(dt: datetime) -> datetime:
+    m = month_start(dt)
+    return m.replace(year=m.year + 1, month=1) if m.month == 12 else m.replace(month=m.month + 1)
+
+
+def floor_hour(dt: datetime) -> datetime:
+    return _utc(dt).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(dt: datetime) -> datetime:
+    floored = floor_hour(dt)
+    return floored if floored == _utc(dt) else floored + HOUR
+
+
+# --- writes: usage -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -29,8 +110,9 @@ def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
     """Add a batch of per-bucket deltas in one transaction (upsert, no lost update).
 
     Joins the caller's transaction when there is one, so ingestion can commit its file
-    position together with the usage it produced. Rows are written in key order so that two
-    concurrent writers cannot deadlock.
+    position together with the usage it produced. Rows are written in key order (buckets,
+    then monthly rollups) so that two concurrent writers cannot deadlock. The monthly rollup
+    (UsageMonth) is updated in the same transaction: the two tables always agree.
     """
     rows = sorted(
         ((d.tenant_id, d.edge, d.hour, d.bytes, d.requests, d.cache_hits) for d in deltas),
@@ -38,6 +120,9 @@ def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
     )
     if not rows:
         return
+    months: dict[tuple[int, date], int] = defaultdict(int)
+    for tenant_id, _edge, hour, nbytes, _requests, _hits in rows:
+        months[(tenant_id, month_start(hour).date())] += nbytes
     table = UsageBucket._meta.db_table
     sql = (
         f"INSERT INTO {table} (tenant_id, edge, hour, bytes, requests, cache_hits) "
@@ -47,5 +132,467 @@ def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
         f"requests = {table}.requests + EXCLUDED.requests, "
         f"cache_hits = {table}.cache_hits + EXCLUDED.cache_hits"
     )
+    mtable = UsageMonth._meta.db_table
+    msql = (
+        f"INSERT INTO {mtable} (tenant_id, month, bytes) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (tenant_id, month) DO UPDATE SET bytes = {mtable}.bytes + EXCLUDED.bytes"
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+        cursor.executemany(msql, [(t, m, b) for (t, m), b in sorted(months.items())])
+
+
+def usage_rollup_rebuild(*, tenant_ids: Sequence[int] | None = None) -> int:
+    """Recompute UsageMonth from UsageBucket (operators: after restoring buckets by hand).
+
+    Returns the number of rollup rows written. Takes a table lock on the rollup so that
+    usage_apply waits instead of interleaving.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"LOCK TABLE {UsageMonth._meta.db_table} IN SHARE ROW EXCLUSIVE MODE"
+                )
+        buckets = UsageBucket.objects.all()
+        months = UsageMonth.objects.all()
+        if tenant_ids is not None:
+            buckets = buckets.filter(tenant_id__in=tenant_ids)
+            months = months.filter(tenant_id__in=tenant_ids)
+        totals: dict[tuple[int, date], int] = defaultdict(int)
+        for tenant_id, hour, nbytes in buckets.values_list("tenant_id", "hour", "bytes").iterator(
+            chunk_size=10_000
+        ):
+            totals[(tenant_id, month_start(hour).date())] += nbytes
+        months.delete()
+        UsageMonth.objects.bulk_create(
+            [UsageMonth(tenant_id=t, month=m, bytes=b) for (t, m), b in totals.items()],
+            batch_size=5_000,
+        )
+    return len(totals)
+
+
+# --- reads: the month summary ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonthSummary:
+    """A tenant's month at an instant. Integer bytes throughout."""
+
+    month_start: datetime
+    resets_at: datetime
+    used: int  # everything served this month
+    base: int
+    bonus_used: int  # drawn from grants this month
+    bonus_left: int  # unspent, unexpired grant balance now
+    remaining: int  # max(0, base - used) + bonus_left
+    allowance: int  # base + bonus_used + bonus_left
+    overspent: int  # usage this month that nothing paid for
+
+    @property
+    def base_left(self) -> int:
+        return max(0, self.base - self.used)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    @property
+    def percent_used(self) -> int:
+        """Whole percent of the allowance used, 0..100 (floored; 100 only when exhausted)."""
+        if self.allowance <= 0:
+            return 100
+        if self.remaining <= 0:
+            return 100
+        return min(99, self.used * 100 // self.allowance)
+
+
+@dataclass
+class _GrantState:
+    id: int
+    bytes: int
+    created_at: datetime
+    expires_at: datetime | None
+    start_h: datetime = field(init=False)
+    end_h: datetime | None = field(init=False)
+    balance: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.start_h = floor_hour(self.created_at)
+        self.end_h = ceil_hour(self.expires_at) if self.expires_at is not None else None
+        self.balance = self.bytes
+
+    def covers(self, hour: datetime) -> bool:
+        return self.start_h <= hour and (self.end_h is None or hour < self.end_h)
+
+    def in_force_at(self, now: datetime) -> bool:
+        return self.created_at <= now and (self.expires_at is None or self.expires_at > now)
+
+    @property
+    def priority(self) -> tuple:
+        far = datetime.max.replace(tzinfo=UTC)
+        return (self.expires_at is None, self.expires_at or far, self.created_at, self.id)
+
+
+@dataclass(frozen=True)
+class _MonthDraw:
+    used: int
+    bonus_used: int
+    overspent: int
+
+
+def _draw_month(
+    *, base: int, segments: Sequence[tuple[datetime, int]], grants: Sequence[_GrantState]
+) -> _MonthDraw:
+    """Draw one month's segments (start, bytes), in time order, from base then grants.
+
+    Grants must be in priority order; their balances are reduced in place. Every segment lies
+    between two consecutive cut points, so the grants in force are the same for all of it.
+    """
+    used = bonus_used = overspent = 0
+    for start, nbytes in segments:
+        over = max(0, used + nbytes - base) - max(0, used - base)
+        used += nbytes
+        for grant in grants:
+            if over <= 0:
+                break
+            if grant.balance > 0 and grant.covers(start):
+                take = min(grant.balance, over)
+                grant.balance -= take
+                over -= take
+                bonus_used += take
+        overspent += over
+    return _MonthDraw(used=used, bonus_used=bonus_used, overspent=overspent)
+
+
+def _months_between(first: datetime, last: datetime) -> list[datetime]:
+    months, m = [], month_start(first)
+    while m <= last:
+        months.append(m)
+        m = next_month(m)
+    return months
+
+
+def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
+    base = settings.QUOTA_MONTHLY_BYTES
+    current = month_start(now)
+    resets_at = next_month(current)
+    grants = [
+        _GrantState(id=i, bytes=b, created_at=c, expires_at=e)
+        for i, b, c, e in Grant.objects.filter(tenant_id=tenant_id, created_at__lte=now)
+        .order_by()
+        .values_list("id", "bytes", "created_at", "expires_at")
+    ]
+    # A grant that ended before this month can no longer change anything that matters now;
+    # neither can one whose balance could only have been drawn by such grants' overlap, but
+    # keeping those is cheap and exact, so only the all-ended case is short-cut.
+    if not any(g.end_h is None or g.end_h > current for g in grants):
+        grants = []
+    grants.sort(key=lambda g: g.priority)
+
+    first = min((g.start_h for g in grants), default=current)
+    months = _months_between(first, current)
+    cuts: dict[datetime, list[datetime]] = defaultdict(list)
+    for g in grants:
+        for point in (g.start_h, g.end_h):
+            if point is not None and point < resets_at and month_start(point) != point:
+                cuts[month_start(point)].append(point)
+
+    # Uncut months: one rollup row each. Cut months: conditional sums over the hour index.
+    rollup = dict(
+        UsageMonth.objects.filter(tenant_id=tenant_id, month__gte=months[0].date())
+        .filter(month__lte=current.date())
+        .values_list("month", "bytes")
+    )
+    segments: dict[datetime, list[tuple[datetime, datetime]]] = {}
+    for m in months:
+        if m in cuts:
+            points = [m, *sorted(set(cuts[m])), next_month(m)]
+            segments[m] = list(zip(points, points[1:], strict=False))
+    sums: dict[str, int | None] = {}
+    if segments:
+        aggregates = {
+            f"s{i}_{j}": Sum("bytes", filter=Q(hour__gte=a, hour__lt=b))
+            for i, m in enumerate(segments)
+            for j, (a, b) in enumerate(segments[m])
+        }
+        window = reduce(
+            or_, (Q(hour__gte=m, hour__lt=next_month(m)) for m in segments), Q(pk__in=[])
+        )
+        sums = (
+            UsageBucket.objects.filter(tenant_id=tenant_id).filter(window).aggregate(**aggregates)
+        )
+
+    draw = _MonthDraw(used=0, bonus_used=0, overspent=0)
+    keys = list(segments)
+    for m in months:
+        if m in segments:
+            i = keys.index(m)
+            parts = [(a, sums[f"s{i}_{j}"] or 0) for j, (a, _b) in enumerate(segments[m])]
+        else:
+            parts = [(m, rollup.get(m.date(), 0))]
+        draw = _draw_month(base=base, segments=parts, grants=grants)
+
+    bonus_left = sum(g.balance for g in grants if g.in_force_at(now))
+    remaining = max(0, base - draw.used) + bonus_left
+    return MonthSummary(
+        month_start=current,
+        resets_at=resets_at,
+        used=draw.used,
+        base=base,
+        bonus_used=draw.bonus_used,
+        bonus_left=bonus_left,
+        remaining=remaining,
+        allowance=base + draw.bonus_used + bonus_left,
+        overspent=draw.overspent,
+    )
+
+
+def month_summary(*, tenant: Tenant | int, now: datetime | None = None) -> MonthSummary:
+    """The tenant's month at `now` (default: now), by the rule in this module's docstring."""
+    tenant_id = tenant if isinstance(tenant, int) else tenant.pk
+    return _summary(tenant_id=tenant_id, now=_utc(now or timezone.now()))
+
+
+def is_exhausted(*, tenant: Tenant | int, now: datetime | None = None) -> bool:
+    return month_summary(tenant=tenant, now=now).exhausted
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    day: date
+    bytes: int
+    requests: int
+    cache_hits: int
+
+
+def usage_daily(
+    *, tenant: Tenant | int, days: int = 30, now: datetime | None = None
+) -> list[DayUsage]:
+    """One entry per UTC day, oldest first, the last `days` days up to and including today."""
+    if days < 1 or days > 366:
+        raise LedgerError("days must be between 1 and 366")
+    tenant_id = tenant if isinstance(tenant, int) else tenant.pk
+    now = _utc(now or timezone.now())
+    first = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        UsageBucket.objects.filter(tenant_id=tenant_id, hour__gte=first, hour__lte=now)
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
+        .values("day")
+        .annotate(b=Sum("bytes"), r=Sum("requests"), c=Sum("cache_hits"))
+        .order_by()
+    )
+    by_day = {row["day"]: row for row in rows}
+    result = []
+    for i in range(days):
+        d = (first + timedelta(days=i)).date()
+        row = by_day.get(d, {})
+        result.append(
+            DayUsage(
+                day=d,
+                bytes=row.get("b") or 0,
+                requests=row.get("r") or 0,
+                cache_hits=row.get("c") or 0,
+            )
+        )
+    return result
+
+
+def grants_for_tenant(*, tenant: Tenant | int, now: datetime | None = None) -> list[Grant]:
+    """The tenant's grants, newest first (the console's list)."""
+    tenant_id = tenant if isinstance(tenant, int) else tenant.pk
+    now = _utc(now or timezone.now())
+    return list(
+        Grant.objects.filter(tenant_id=tenant_id, created_at__lte=now).order_by(
+            "-created_at", "-id"
+        )
+    )
+
+
+# --- writes: grants ----------------------------------------------------------------------------
+
+
+def grant_create(
+    *,
+    tenant: Tenant | int,
+    kind: str,
+    bytes: int,  # noqa: A002 - the interface other apps code against
+    source_key: str,
+    expires_at: datetime | None = None,
+    note: str = "",
+    created_by=None,
+    now: datetime | None = None,
+) -> Grant:
+    """Grant bonus traffic. Idempotent on `source_key`: a second call with the same key changes
+    nothing and returns the first grant. Re-opens an exhausted tenant whose remaining becomes
+    positive. Raises LedgerError for values it refuses.
+    """
+    tenant_id = tenant if isinstance(tenant, int) else tenant.pk
+    if kind not in Grant.Kind.values:
+        raise LedgerError(f"unknown grant kind {kind!r}")
+    if isinstance(bytes, bool) or not isinstance(bytes, int) or bytes <= 0:
+        raise LedgerError("a grant must be a positive whole number of bytes")
+    if bytes > 10**18:
+        raise LedgerError("a grant cannot exceed 1 EB")
+    source_key = (source_key or "").strip()
+    if not source_key or len(source_key) > 200:
+        raise LedgerError("a grant needs a source key of 1 to 200 characters")
+    now = _utc(now or timezone.now())
+    if expires_at is not None and _utc(expires_at) <= now:
+        raise LedgerError("a grant's expiry must be in the future")
+
+    existing = Grant.objects.filter(source_key=source_key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            grant = Grant.objects.create(
+                tenant_id=tenant_id,
+                kind=kind,
+                bytes=bytes,
+                source_key=source_key,
+                created_at=now,
+                expires_at=expires_at,
+                note=note,
+                created_by=created_by,
+            )
+    except IntegrityError:
+        # Same key created concurrently (or a tenant that does not exist).
+        existing = Grant.objects.filter(source_key=source_key).first()
+        if existing is None:
+            raise LedgerError("no such tenant") from None
+        return existing
+    log.info("grant %s: %s B %s to tenant %s", source_key, bytes, kind, tenant_id)
+    tenant_enforce(tenant_id=tenant_id, now=now)
+    return grant
+
+
+# --- enforcement and thresholds ----------------------------------------------------------------
+
+
+def tenant_enforce(*, tenant_id: int, now: datetime | None = None) -> MonthSummary | None:
+    """Bring a tenant's exhausted state and threshold notices in line with its summary.
+
+    Idempotent. Holds the tenant row lock while it reads and writes, so two workers evaluating
+    the same tenant take turns and the later one sees everything the earlier one saw; a worker
+    that committed usage after this read calls it again afterwards. Emails go out by a task
+    after commit. Returns None for a tenant that no longer exists.
+    """
+    now = _utc(now or timezone.now())
+    with transaction.atomic():
+        locked = (
+            Tenant.objects.select_for_update(no_key=True)
+            .filter(pk=tenant_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if locked is None:
+            return None
+        summary = _summary(tenant_id=tenant_id, now=now)
+        if summary.exhausted:
+            if tenant_services.tenant_mark_exhausted(tenant_id=tenant_id, at=now):
+                log.info("tenant %s exhausted (used %s B)", tenant_id, summary.used)
+        elif tenant_services.tenant_clear_exhausted(tenant_id=tenant_id):
+            log.info("tenant %s re-opened (remaining %s B)", tenant_id, summary.remaining)
+        _notices_record(tenant_id=tenant_id, summary=summary, now=now)
+    return summary
+
+
+def _notices_record(*, tenant_id: int, summary: MonthSummary, now: datetime) -> None:
+    """Insert this month's threshold rows that are due; the unique key makes each happen once."""
+    reached = []
+    if summary.used > 0 and summary.used * 5 >= summary.allowance * 4:
+        reached.append(QuotaNotice.Threshold.WARN)
+    if summary.exhausted:
+        reached.append(QuotaNotice.Threshold.EXHAUSTED)
+    if not reached:
+        return
+    month = summary.month_start.date()
+    top = max(reached)
+    for threshold in reached:
+        status = QuotaNotice.Status.PENDING if threshold == top else QuotaNotice.Status.SKIPPED
+        notice, created = QuotaNotice.objects.get_or_create(
+            tenant_id=tenant_id,
+            month=month,
+            threshold=threshold,
+            defaults={"status": status, "created_at": now},
+        )
+        if created and status == QuotaNotice.Status.PENDING:
+            _enqueue_notice(notice.pk)
+
+
+def _enqueue_notice(notice_id: int) -> None:
+    from quota.tasks import quota_notice_send
+
+    transaction.on_commit(lambda: quota_notice_send.delay(notice_id))
+
+
+def usage_after_batch(*, tenant_ids: Iterable[int]) -> None:
+    """Called by ingestion after it committed a batch: enforcement, threshold emails and the
+    first-usage invite credit for each tenant. Idempotent; safe from two workers at once.
+    """
+    from accounts.services import invite_credit
+
+    ids = sorted(set(tenant_ids))
+    for tenant_id in ids:
+        tenant_enforce(tenant_id=tenant_id)
+    user_ids = Tenant.objects.filter(
+        pk__in=ids, user__invited_by__isnull=False, user__invited_by__credited_at__isnull=True
+    )
+    for user_id in user_ids.values_list("user_id", flat=True):
+        invite_credit(invitee_id=user_id)
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    evaluated: int
+    exhausted: int
+    notices_requeued: int
+    invites_credited: int
+
+
+def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
+    """The backstop: re-evaluate every tenant whose state can differ from its summary (a new
+    month, an expired grant, a missed batch), re-queue notices whose email never left, and
+    credit invites whose first usage was missed. Idempotent.
+
+    Only tenants that are exhausted now or have used at least 80 % of the base this month can
+    be exhausted or owe a threshold email (the allowance is never below the base), so the
+    rollup index finds them without reading every tenant.
+    """
+    from accounts.services import invites_credit_pending
+
+    now = _utc(now or timezone.now())
+    month = month_start(now).date()
+    threshold = settings.QUOTA_MONTHLY_BYTES * 4 // 5
+    candidates = set(
+        Tenant.objects.filter(exhausted_at__isnull=False).values_list("pk", flat=True)
+    ) | set(
+        UsageMonth.objects.filter(month=month, bytes__gte=threshold).values_list(
+            "tenant_id", flat=True
+        )
+    )
+    exhausted = 0
+    for tenant_id in sorted(candidates):
+        summary = tenant_enforce(tenant_id=tenant_id, now=now)
+        exhausted += bool(summary and summary.exhausted)
+    stale = QuotaNotice.objects.filter(
+        status__in=[QuotaNotice.Status.PENDING, QuotaNotice.Status.SENDING],
+        created_at__lt=now - timedelta(minutes=10),
+    ).values_list("pk", flat=True)
+    requeued = 0
+    stale = list(stale)
+    for notice_id in stale:
+        # A "sending" row older than ten minutes belongs to a worker that died mid-send.
+        QuotaNotice.objects.filter(pk=notice_id, status=QuotaNotice.Status.SENDING).update(
+            status=QuotaNotice.Status.PENDING
+        )
+        _enqueue_notice(notice_id)
+        requeued += 1
+    credited = invites_credit_pending(now=now)
+    return ReconcileResult(
+        evaluated=len(candidates),
+        exhausted=exhausted,
+        notices_requeued=requeued,
+        invites_credited=credited,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accelerator.models import Tenant
@@ -22,7 +23,8 @@ class Grant(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     bytes = models.BigIntegerField()
     source_key = models.CharField(max_length=200, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # A default rather than auto_now_add, so the ledger (and its tests) can state the time.
+    created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     note = models.TextField(blank=True)
     created_by = models.ForeignKey(
@@ -65,3 +67,59 @@ class UsageBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}@{self.edge} {self.hour:%Y-%m-%d %H}h: {self.bytes} B"
+
+
+class UsageMonth(models.Model):
+    """Rollup of UsageBucket per (tenant, UTC calendar month), written by ledger.usage_apply in
+    the same transaction as the buckets, so the two always agree.
+
+    It keeps the month summary flat as history grows (one row per month instead of up to
+    744 hours x edges) and serves the staff dashboard's per-month aggregates.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_months")
+    month = models.DateField()  # the first day of the month
+    bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "month"], name="usage_month_key"),
+        ]
+        # (month, bytes): "top tenants this month" and "tenants over N bytes" for the dashboard.
+        indexes = [models.Index(fields=["month", "bytes"], name="usage_month_bytes_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.month:%Y-%m}: {self.bytes} B"
+
+
+class QuotaNotice(models.Model):
+    """One row per tenant, month and threshold: the unique key makes each email happen once."""
+
+    class Threshold(models.IntegerChoices):
+        WARN = 80, _("80 % used")
+        EXHAUSTED = 100, _("100 % used")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        # 80 % and 100 % were crossed by the same batch: only the 100 % email goes out.
+        SKIPPED = "skipped", _("skipped")
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="quota_notices")
+    month = models.DateField()
+    threshold = models.PositiveSmallIntegerField(choices=Threshold.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "month", "threshold"], name="quota_notice_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="quota_notice_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.month:%Y-%m} {self.threshold} %: {self.status}"

@@ -1,0 +1,45 @@
+"""Rendering and sending the invite email (the rules about who may be invited are in
+accounts.services)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.utils import translation
+
+from accounts.models import InviteEmail
+
+log = logging.getLogger(__name__)
+
+
+class EmailFailed(Exception):
+    pass
+
+
+def invite_email_render_and_send(*, invite_email_id: int, link: str) -> bool:
+    record = InviteEmail.objects.select_related("inviter").filter(pk=invite_email_id).first()
+    if record is None:
+        return False
+    context = {
+        "inviter": record.inviter.email,
+        "link": link,
+        "bonus": settings.WELCOME_BONUS_BYTES,
+        "base": settings.QUOTA_MONTHLY_BYTES,
+    }
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = render_to_string("accounts/email/invite_subject.txt", context)
+        body = render_to_string("accounts/email/invite_body.txt", context)
+    try:
+        send_mail(
+            settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + " ".join(subject.split()),
+            body,
+            None,
+            [record.email],
+        )
+    except Exception as exc:  # SMTP errors come in many classes; all mean "try again later"
+        log.warning("invite email %s failed: %s", invite_email_id, exc)
+        raise EmailFailed(str(exc)) from exc
+    return True
