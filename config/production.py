@@ -25,8 +25,14 @@ def check_production_settings(settings: dict[str, Any]) -> None:
         f"{name} is not set" for name in REQUIRED_ENV if not os.environ.get(name, "").strip()
     ]
     secret = os.environ.get("DJANGO_SECRET_KEY", "")
-    if secret and (secret == settings["DEV_SECRET_KEY"] or len(secret) < 32):
-        problems.append("DJANGO_SECRET_KEY is the development key or shorter than 32 characters")
+    # The same bar as Django's own deployment check (security.W009).
+    if secret and (
+        secret == settings["DEV_SECRET_KEY"] or len(secret) < 50 or len(set(secret)) < 5
+    ):
+        problems.append(
+            "DJANGO_SECRET_KEY is the development key, shorter than 50 characters "
+            "or too simple (generate one: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+        )
     if os.environ.get("DATABASE_URL", "").startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL in production, not SQLite")
     if os.environ.get("CELERY_BROKER_URL", "").startswith("filesystem"):

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
-    "DJANGO_SECRET_KEY": "k" * 50,
+    "DJANGO_SECRET_KEY": "pF3q-9xZ_k2LmW8vRt6YhN1cJd0sBe4uGa7oQi5EnKy_TzXwVb",
     "DJANGO_ALLOWED_HOSTS": "accelerator.example.io",
     "DATABASE_URL": "postgres://app@db.internal/app",
     "REDIS_URL": "redis://cache.internal:6379/0",
@@ -59,7 +59,7 @@ def test_production_settings_refuse_to_start_without(missing):
             {"DJANGO_SECRET_KEY": "dev-only-insecure-key-do-not-use-in-production"},
             "development key",
         ),
-        ({"DJANGO_SECRET_KEY": "short"}, "shorter than 32"),
+        ({"DJANGO_SECRET_KEY": "short"}, "shorter than 50"),
         ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "PostgreSQL"),
         ({"CELERY_BROKER_URL": "filesystem://"}, "real broker"),
         ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "real mail"),
