@@ -19,6 +19,6 @@ app.autodiscover_tasks()
 def _make_filesystem_broker_folders(**_kwargs) -> None:
     """kombu's serverless filesystem broker needs its folders to exist before it starts."""
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if key in options:
             Path(options[key]).mkdir(parents=True, exist_ok=True)
