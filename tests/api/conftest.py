@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from accelerator.services import tenant_start
+from api.services import token_create
+
+
+@pytest.fixture
+def owner_tenant(owner):
+    return tenant_start(user=owner)
+
+
+@pytest.fixture
+def owner_token(owner):
+    return token_create(
+        user=owner, name="ci", expires_at=timezone.now() + timedelta(days=30)
+    ).secret
+
+
+@pytest.fixture
+def api(client):
+    """A test client that sends a bearer token: api(token).get(url, ...)."""
+
+    class Api:
+        def __init__(self, token: str | None):
+            self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+        def get(self, url, data=None):
+            return client.get(url, data, headers=self.headers)
+
+        def post(self, url, data=None):
+            return client.post(
+                url, data or {}, content_type="application/json", headers=self.headers
+            )
+
+        def delete(self, url):
+            return client.delete(url, headers=self.headers)
+
+    return Api
+
+
+def hour(days_ago: int = 0, h: int = 0) -> datetime:
+    now = timezone.now().astimezone(UTC)
+    base = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days_ago)
+    return base + timedelta(hours=h)

@@ -1,0 +1,179 @@
+"""Personal access tokens: issue once, store hashed, expire, revoke, refuse everything else."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from api.models import PersonalAccessToken
+from api.services import token_create
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+ME = "/api/v1/me/"
+
+
+def test_console_issues_token_once_and_stores_only_its_hash(owner_client, owner, api):
+    resp = owner_client.post("/console/tokens/", {"name": "laptop", "expires_in_days": "30"})
+    assert resp.status_code == 200
+    assert resp["Cache-Control"] == "no-store"
+    token = PersonalAccessToken.objects.get(user=owner)
+    secret = resp.context["issued"].secret
+    assert secret.startswith("mat_") and secret in resp.content.decode()
+    assert token.digest == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in {token.digest, token.prefix, token.name}
+    assert timedelta(days=29) < token.expires_at - timezone.now() <= timedelta(days=30)
+    # Shown once: the list page never shows it again.
+    assert secret not in owner_client.get("/console/tokens/").content.decode()
+    me = api(secret).get(ME)
+    assert me.status_code == 200 and me.json()["email"] == owner.email
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+
+
+def test_several_named_tokens_per_user(owner_client, owner):
+    for name in ["ci", "laptop", "ci"]:
+        owner_client.post("/console/tokens/", {"name": name, "expires_in_days": "7"})
+    assert sorted(
+        PersonalAccessToken.objects.filter(user=owner).values_list("name", flat=True)
+    ) == [
+        "ci",
+        "ci",
+        "laptop",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"name": "", "expires_in_days": "30"}, "name"),
+        ({"name": "   ", "expires_in_days": "30"}, "name"),
+        ({"name": "x" * 101, "expires_in_days": "30"}, "name"),
+        ({"name": "ok", "expires_in_days": "0"}, "expires_in_days"),
+        ({"name": "ok", "expires_in_days": "9999"}, "expires_in_days"),
+        ({"name": "ok", "expires_in_days": "ten"}, "expires_in_days"),
+        ({"name": "ok"}, "expires_in_days"),
+    ],
+)
+def test_console_token_form_refuses_bad_values(owner_client, owner, data, field):
+    resp = owner_client.post("/console/tokens/", data)
+    assert resp.status_code == 400
+    assert resp.context["form"].errors[field]
+    assert not PersonalAccessToken.objects.filter(user=owner).exists()
+
+
+def test_expired_token_is_refused(owner, api):
+    issued = token_create(user=owner, name="old", expires_at=timezone.now() + timedelta(days=1))
+    PersonalAccessToken.objects.filter(pk=issued.token.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    resp = api(issued.secret).get(ME)
+    assert resp.status_code == 401
+    assert "expired" in resp.json()["detail"]
+    assert resp["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_revoked_token_is_refused_and_revocation_is_idempotent(
+    owner_client, owner, owner_token, api
+):
+    token = PersonalAccessToken.objects.get(user=owner)
+    assert api(owner_token).get(ME).status_code == 200
+    assert owner_client.post(f"/console/tokens/{token.pk}/revoke/").status_code == 302
+    assert api(owner_token).get(ME).status_code == 401
+    first = PersonalAccessToken.objects.get(pk=token.pk).revoked_at
+    assert owner_client.post(f"/console/tokens/{token.pk}/revoke/").status_code == 302
+    assert PersonalAccessToken.objects.get(pk=token.pk).revoked_at == first
+    assert "revoked" in owner_client.get("/console/tokens/").content.decode()
+
+
+def test_wrong_token_is_refused(owner_token, api):
+    wrong = owner_token[:-4] + ("AAAA" if not owner_token.endswith("AAAA") else "BBBB")
+    assert api(wrong).get(ME).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer   ",
+        "Bearer mat_short",
+        "Bearer not-a-token-at-all",
+        "Bearer mat_" + "A" * 42 + "!",
+        "Bearer two parts",
+        "Bearer mat_é" + "A" * 42,
+        "Bearer " + "A" * 5000,
+    ],
+)
+def test_malformed_token_is_refused_without_error(client, owner_token, header):
+    resp = client.get(ME, headers={"Authorization": header})
+    assert resp.status_code == 401
+    assert resp.json()["detail"]
+
+
+def test_no_credentials_or_other_schemes_get_401(client, owner_token):
+    assert client.get(ME).status_code == 401
+    assert client.get(ME, headers={"Authorization": f"Token {owner_token}"}).status_code == 401
+    assert client.get(ME, headers={"Authorization": "Basic b3duZXI6cHc="}).status_code == 401
+
+
+def test_token_of_deactivated_user_is_refused(owner, owner_token, api):
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+    assert api(owner_token).get(ME).status_code == 401
+
+
+def test_stranger_cannot_revoke_someone_elses_token(client, owner, owner_token, stranger, api):
+    token = PersonalAccessToken.objects.get(user=owner)
+    client.force_login(stranger)
+    assert client.post(f"/console/tokens/{token.pk}/revoke/").status_code == 404
+    assert client.delete(f"/api/v1/tokens/{token.pk}/").status_code == 404
+    assert client.get("/api/v1/tokens/").json()["results"] == []
+    assert "ci" not in client.get("/console/tokens/").content.decode()
+    client.logout()
+    assert api(owner_token).get(ME).status_code == 200
+
+
+def test_a_token_cannot_manage_tokens(owner_token, api):
+    """A leaked token must not be able to mint or list tokens: session only."""
+    assert api(owner_token).get("/api/v1/tokens/").status_code == 403
+    assert api(owner_token).post("/api/v1/tokens/", {"name": "x"}).status_code == 403
+    assert PersonalAccessToken.objects.count() == 1
+
+
+def test_session_manages_tokens_through_the_api(owner_client, owner, api):
+    resp = owner_client.post(
+        "/api/v1/tokens/", {"name": "script", "expires_in_days": 5}, content_type="application/json"
+    )
+    assert resp.status_code == 201, resp.content
+    body = resp.json()
+    assert body["secret"].startswith("mat_") and body["name"] == "script"
+    listed = owner_client.get("/api/v1/tokens/").json()["results"]
+    assert [t["id"] for t in listed] == [body["id"]] and "secret" not in listed[0]
+    assert api(body["secret"]).get(ME).status_code == 200
+    assert owner_client.delete(f"/api/v1/tokens/{body['id']}/").status_code == 204
+    assert api(body["secret"]).get(ME).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("data", "fields"),
+    [
+        ({"name": "x", "colour": "red"}, {"colour"}),
+        ({"name": "", "expires_in_days": 0}, {"name", "expires_in_days"}),
+        ({"name": "x", "expires_in_days": "soon"}, {"expires_in_days"}),
+        ({"expires_in_days": 10**6}, {"name", "expires_in_days"}),
+    ],
+)
+def test_api_token_create_refuses_bad_fields(owner_client, data, fields):
+    resp = owner_client.post("/api/v1/tokens/", data, content_type="application/json")
+    assert resp.status_code == 400
+    assert set(resp.json()) == fields
+    assert all(resp.json()[f] for f in fields)
+    assert PersonalAccessToken.objects.count() == 0
+
+
+def test_login_with_password_then_session_auth_works(client, owner):
+    assert client.login(email=owner.email, password=PASSWORD)
+    assert client.get(ME).json()["email"] == owner.email
