@@ -1,0 +1,197 @@
+"""Staff dashboard pages: 404 for everyone but staff; figures; audited actions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from accelerator.models import Tenant
+from accelerator.services import tenant_mark_exhausted, tenant_start
+from dashboard.models import StaffAction
+from quota import ledger
+from quota.ledger import UsageDelta, usage_apply
+from quota.models import Grant
+from tests.api.conftest import hour
+
+pytestmark = pytest.mark.django_db
+GB = 10**9
+
+
+@pytest.fixture
+def tenant(owner):
+    return tenant_start(user=owner)
+
+
+def _pages(pk: int) -> list[tuple[str, str, dict]]:
+    return [
+        ("get", "/staff/", {}),
+        ("get", "/staff/tenants/", {}),
+        ("get", "/staff/tenants/?q=owner", {}),
+        ("get", f"/staff/tenants/{pk}/", {}),
+        ("get", "/staff/actions/", {}),
+        ("post", f"/staff/tenants/{pk}/grant/", {"gigabytes": "5", "reason": "x"}),
+        ("post", f"/staff/tenants/{pk}/suspend/", {"reason": "x"}),
+        ("post", f"/staff/tenants/{pk}/resume/", {"reason": "x"}),
+        ("post", f"/staff/tenants/{pk}/rotate/", {"reason": "x"}),
+    ]
+
+
+def test_every_page_and_action_is_404_for_anonymous_and_non_staff(client, owner, tenant):
+    label = tenant.label
+    for who in (None, owner):
+        if who:
+            client.force_login(who)
+        for method, url, data in _pages(tenant.pk):
+            resp = getattr(client, method)(url, data)
+            assert resp.status_code == 404, (who, url, resp.status_code)
+            assert b"Staff dashboard" not in resp.content
+        client.logout()
+    tenant.refresh_from_db()
+    assert tenant.label == label and tenant.state == "active"
+    assert not Grant.objects.exists() and not StaffAction.objects.exists()
+
+
+def test_nav_shows_dashboard_link_to_staff_only(client, owner, staff):
+    client.force_login(owner)
+    page = client.get("/console/").content.decode()
+    assert "/console/tokens/" in page and 'href="/staff/"' not in page
+    client.force_login(staff)
+    assert 'href="/staff/"' in client.get("/console/").content.decode()
+
+
+def test_overview_shows_totals_chart_top_and_quota_lists(client, staff, owner, stranger, tenant):
+    other = tenant_start(user=stranger)
+    base = settings.QUOTA_MONTHLY_BYTES
+    usage_apply(
+        deltas=[
+            UsageDelta(tenant.pk, "e1", hour(0), base * 85 // 100, 100, 25),
+            UsageDelta(other.pk, "e1", hour(0), 2 * GB, 100, 75),
+        ]
+    )
+    tenant_mark_exhausted(tenant_id=other.pk)
+    client.force_login(staff)
+    resp = client.get("/staff/")
+    assert resp.status_code == 200
+    totals = resp.context["totals"]
+    assert totals["users"] == 3
+    assert totals["active_accelerators"] == 1  # the other one is exhausted
+    assert totals["today_bytes"] == base * 85 // 100 + 2 * GB
+    assert totals["cache_hit_permille"] == 500
+    html = resp.content.decode()
+    assert html.count("<rect") == 90
+    assert [t.label for t in resp.context["top"]] == [tenant.label, other.label]
+    near = resp.context["near_quota"]
+    assert [n.tenant.pk for n in near] == [tenant.pk]
+    assert near[0].summary.percent_used == ledger.month_summary(tenant=tenant).percent_used == 85
+    assert [t.pk for t in resp.context["exhausted"]] == [other.pk]
+    assert resp.context["signups"][0] == stranger
+
+
+def test_near_quota_counts_bonus_in_the_allowance(client, staff, tenant):
+    base = settings.QUOTA_MONTHLY_BYTES
+    usage_apply(deltas=[UsageDelta(tenant.pk, "e1", hour(0), base * 85 // 100, 1, 0)])
+    ledger.grant_create(tenant=tenant, kind="promo", bytes=base, source_key="big")
+    client.force_login(staff)
+    assert client.get("/staff/").context["near_quota"] == []
+
+
+def test_grant_through_the_page_is_audited_once(client, staff, tenant):
+    client.force_login(staff)
+    page = client.get(f"/staff/tenants/{tenant.pk}/")
+    key = page.context["grant_form"].initial["idempotency_key"]
+    data = {"gigabytes": "4", "reason": "apology for outage", "idempotency_key": key}
+    for _ in range(2):  # a double submit
+        resp = client.post(f"/staff/tenants/{tenant.pk}/grant/", data)
+        assert resp.status_code == 302
+    grant = Grant.objects.get()
+    assert (grant.bytes, grant.kind, grant.created_by) == (4 * GB, "staff", staff)
+    action = StaffAction.objects.get()
+    assert (action.actor, action.kind, action.reason) == (staff, "grant", "apology for outage")
+    detail = client.get(f"/staff/tenants/{tenant.pk}/").content.decode()
+    assert "apology for outage" in detail and staff.email in detail
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"gigabytes": "four", "reason": "x"}, "gigabytes"),
+        ({"gigabytes": "0", "reason": "x"}, "gigabytes"),
+        ({"gigabytes": "99999999", "reason": "x"}, "gigabytes"),
+        ({"gigabytes": "4", "reason": ""}, "reason"),
+        ({"gigabytes": "4", "reason": "   "}, "reason"),
+        ({"gigabytes": "4", "reason": "x", "expires_in_days": "-1"}, "expires_in_days"),
+        ({"gigabytes": "4", "reason": "x", "idempotency_key": "<bad>"}, "idempotency_key"),
+    ],
+)
+def test_grant_form_refuses_bad_values(client, staff, tenant, data, field):
+    client.force_login(staff)
+    resp = client.post(f"/staff/tenants/{tenant.pk}/grant/", data)
+    assert resp.status_code == 400
+    assert resp.context["grant_form"].errors[field]
+    assert not Grant.objects.exists() and not StaffAction.objects.exists()
+
+
+def test_suspend_resume_rotate_pages(client, staff, tenant):
+    client.force_login(staff)
+    old = tenant.label
+    assert client.post(f"/staff/tenants/{tenant.pk}/suspend/", {"reason": ""}).status_code == 400
+    tenant.refresh_from_db()
+    assert tenant.state == "active"
+    assert (
+        client.post(f"/staff/tenants/{tenant.pk}/suspend/", {"reason": "spam"}).status_code == 302
+    )
+    tenant.refresh_from_db()
+    assert tenant.state == Tenant.State.SUSPENDED and tenant.suspended_reason == "spam"
+    assert client.post(f"/staff/tenants/{tenant.pk}/resume/", {"reason": "ok"}).status_code == 302
+    assert client.post(f"/staff/tenants/{tenant.pk}/rotate/", {"reason": "leak"}).status_code == 302
+    tenant.refresh_from_db()
+    assert tenant.state == "active" and tenant.label != old
+    assert list(StaffAction.objects.order_by("id").values_list("kind", flat=True)) == [
+        "suspend",
+        "resume",
+        "rotate",
+    ]
+    audit = client.get("/staff/actions/").content.decode()
+    assert f"{old} → {tenant.label}" in audit
+    assert client.get("/staff/tenants/999999/").status_code == 404
+
+
+def test_tenant_search(client, staff, tenant, stranger):
+    tenant_start(user=stranger)
+    client.force_login(staff)
+    page = client.get("/staff/tenants/", {"q": "OWNER@example"}).context["page"]
+    assert [t.pk for t in page] == [tenant.pk]
+    page = client.get("/staff/tenants/", {"q": tenant.label.upper()}).context["page"]
+    assert [t.pk for t in page] == [tenant.pk]
+    assert client.get("/staff/tenants/", {"page": "abc"}).status_code == 200
+
+
+def test_admin_shows_the_ledger_read_only(client, django_user_model, tenant):
+    admin = django_user_model.objects.create_superuser(email="root@example.com", password="x")
+    ledger.grant_create(tenant=tenant, kind="promo", bytes=5, source_key="adm")
+    usage_apply(deltas=[UsageDelta(tenant.pk, "e1", hour(0), 5, 1, 0)])
+    client.force_login(admin)
+    grant = Grant.objects.get()
+    assert client.get("/admin/quota/grant/").status_code == 200
+    assert client.get("/admin/quota/usagebucket/").status_code == 200
+    assert client.get("/admin/quota/grant/add/").status_code == 403
+    resp = client.post(f"/admin/quota/grant/{grant.pk}/change/", {"bytes": 10**12})
+    assert resp.status_code == 403 or Grant.objects.get().bytes == 5
+    assert client.post(f"/admin/quota/grant/{grant.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Grant.objects.get().bytes == 5
+    assert client.get("/admin/dashboard/staffaction/").status_code == 200
+    assert client.get("/admin/api/personalaccesstoken/").status_code == 200
+
+
+def test_traffic_figures_are_cached_but_actions_show_at_once(client, staff, tenant):
+    client.force_login(staff)
+    client.get("/staff/")
+    usage_apply(deltas=[UsageDelta(tenant.pk, "e1", hour(0), 777, 1, 0)])
+    # Within DASHBOARD_CACHE_SECONDS the traffic figures are those computed before.
+    assert client.get("/staff/").context["totals"]["today_bytes"] == 0
+    client.post(f"/staff/tenants/{tenant.pk}/suspend/", {"reason": "now"})
+    assert client.get("/staff/").context["totals"]["suspended"] == 1
+    assert timezone.now() - client.get("/staff/").context["computed_at"] < timedelta(minutes=1)
