@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "accounts",
     "accelerator",
     "quota",
+    "ingest",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -282,4 +283,24 @@ CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
     "schedule": float(EDGE_GATE_SYNC_SECONDS),
     # A sync that waited longer than its period is superseded by the next one.
     "options": {"expires": float(EDGE_GATE_SYNC_SECONDS)},
+}
+
+# --- ingest ---------------------------------------------------------------------------------
+# Usage from the edges' access logs. One beat entry per edge; each run reads from the saved
+# position until it catches up or INGEST_RUN_SECONDS pass, committing every batch with its
+# position. Several edges later: one entry (and one queue) each, with their own edge and path.
+INGEST_INTERVAL_SECONDS = env_int("INGEST_INTERVAL_SECONDS", 2)
+INGEST_RUN_SECONDS = env_int("INGEST_RUN_SECONDS", 20)
+INGEST_BATCH_LINES = env_int("INGEST_BATCH_LINES", 250_000)
+# A rotated file is finished once it has stopped growing for this long (nginx reopened).
+INGEST_ROTATED_IDLE_SECONDS = env_int("INGEST_ROTATED_IDLE_SECONDS", 60)
+INGEST_SAMPLES_KEPT = env_int("INGEST_SAMPLES_KEPT", 20)
+INGEST_QUEUE = env_str("INGEST_QUEUE", "")  # empty: Celery's default queue
+CELERY_BEAT_SCHEDULE["ingest-edge-log"] = {
+    "task": "ingest.tasks.ingest_edge_log",
+    "schedule": float(INGEST_INTERVAL_SECONDS),
+    "kwargs": {"edge": EDGE_NAME, "path": str(EDGE_ACCESS_LOG)},
+    # A run still queued after a few periods is superseded by a newer one.
+    "options": {"expires": float(INGEST_INTERVAL_SECONDS * 5)}
+    | ({"queue": INGEST_QUEUE} if INGEST_QUEUE else {}),
 }

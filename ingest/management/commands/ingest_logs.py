@@ -1,0 +1,57 @@
+"""Twin of the ingest beat task: `manage.py ingest_logs [--edge E --path P] [--follow]`."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from ingest.services import ingest_edge
+
+
+class Command(BaseCommand):
+    help = "Ingest an edge's access log into the usage ledger, from the saved position."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--edge", default=None, help="edge name (default: EDGE_NAME)")
+        parser.add_argument("--path", default=None, help="access log (default: EDGE_ACCESS_LOG)")
+        parser.add_argument(
+            "--max-seconds",
+            type=float,
+            default=None,
+            help="stop starting batches after this long (default: until caught up)",
+        )
+        parser.add_argument("--batch-lines", type=int, default=None)
+        parser.add_argument(
+            "--follow", action="store_true", help="keep going, every INGEST_INTERVAL_SECONDS"
+        )
+        parser.add_argument(
+            "--no-enforce",
+            action="store_true",
+            help="do not call the ledger's enforcement after batches (bulk back-fills)",
+        )
+
+    def handle(self, *args, **opts):
+        edge = opts["edge"] or settings.EDGE_NAME
+        path = opts["path"] or str(settings.EDGE_ACCESS_LOG)
+        if opts["batch_lines"] is not None and opts["batch_lines"] < 1:
+            raise CommandError("--batch-lines must be at least 1")
+        max_seconds = opts["max_seconds"] if opts["max_seconds"] is not None else 10**9
+        while True:
+            report = ingest_edge(
+                edge=edge,
+                path=path,
+                max_seconds=max_seconds,
+                batch_lines=opts["batch_lines"],
+                enforce=not opts["no_enforce"],
+            )
+            self.stdout.write(
+                f"{report.edge}: {'busy' if report.busy else 'ok'} lines={report.lines} "
+                f"malformed={report.malformed} unknown={report.unknown} "
+                f"batches={report.batches} bytes_behind={report.bytes_behind} "
+                f"seconds={report.seconds:.3f} lines_per_second={report.lines_per_second:.0f}"
+            )
+            if not opts["follow"]:
+                return
+            time.sleep(settings.INGEST_INTERVAL_SECONDS)

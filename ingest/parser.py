@@ -1,0 +1,276 @@
+"""The edge access-log format and a fast, bounded-memory reader for it. No Django here.
+
+One JSON object per line, written by nginx with ``escape=json``::
+
+    {"ts":1764355200.123,"edge":"local","tenant":"<label or empty>","host":"...",
+     "method":"GET","uri":"/v2/...","status":200,"bytes_sent":1234,"body_bytes_sent":1000,
+     "completion":"OK","request_time":0.012,"request_id":"<32 hex>","cache":"HIT"}
+
+What a line costs (decided for the whole product, applied here only):
+- every well-formed line is one request;
+- the tenant is charged ``body_bytes_sent`` when the status is 200 or 206: gate refusals and
+  errors are free, an aborted download (``completion`` empty) costs what nginx handed out;
+- a cache hit is ``cache == "HIT"``;
+- the bucket is the UTC hour of ``ts``.
+
+Every field is parsed and type-checked (msgspec, in C): a line with broken JSON, a missing,
+extra or mistyped field, bytes that are not UTF-8 or more than ``MAX_LINE_BYTES`` is
+malformed: counted, sampled and skipped. Lines are read in fixed-size chunks, so memory does
+not depend on the file or on the longest line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, BinaryIO
+
+import msgspec
+
+MAX_LINE_BYTES = 64 * 1024  # nginx lines are < 10 KB; anything longer is garbage
+CHUNK_BYTES = 1 << 22
+SAMPLE_BYTES = 300  # what is kept of a malformed line for the dashboard
+SAMPLES_PER_BATCH = 5
+FINGERPRINT_BYTES = 1024  # the head of a file that identifies it besides its inode
+CHARGED_STATUSES = (200, 206)
+HOUR = 3600
+
+_M = msgspec.Meta
+
+
+class LogRecord(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """One access-log line. Unknown fields are refused so that no byte escapes validation."""
+
+    ts: Annotated[float, _M(ge=0, le=4_102_444_800)]  # epoch seconds, before 2100
+    edge: Annotated[str, _M(max_length=64)]
+    tenant: Annotated[str, _M(max_length=63)]
+    host: str
+    method: str
+    uri: str
+    status: Annotated[int, _M(ge=0, le=999)]
+    bytes_sent: Annotated[int, _M(ge=0)]
+    body_bytes_sent: Annotated[int, _M(ge=0)]
+    completion: str
+    request_time: Annotated[float, _M(ge=0)]
+    request_id: Annotated[str, _M(max_length=64)]
+    cache: Annotated[str, _M(max_length=32)]
+
+
+_decoder = msgspec.json.Decoder(LogRecord)
+
+
+def parse_line(line: bytes) -> LogRecord:
+    """Parse one line (without its newline). Raises MalformedLine."""
+    if len(line) > MAX_LINE_BYTES:
+        raise MalformedLine("too_long", f"line longer than {MAX_LINE_BYTES} bytes")
+    try:
+        return _decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise MalformedLine("field", str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise MalformedLine("encoding", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise MalformedLine("json", str(exc)) from None
+
+
+class MalformedLine(ValueError):
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A malformed line as staff see it: where it was, why it was refused, its first bytes."""
+
+    offset: int
+    kind: str
+    reason: str
+    text: str
+
+
+def sample_text(raw: bytes) -> str:
+    return raw[:SAMPLE_BYTES].decode("utf-8", errors="backslashreplace")
+
+
+# (label, hour index = ts // 3600) -> [charged bytes, requests, cache hits]
+Buckets = dict[tuple[str, float], list[int]]
+
+
+@dataclass
+class Batch:
+    """What one pass over [start, end) of a file produced. ``end`` is always just after a
+    newline (or == start): an unfinished last line is left for the next pass."""
+
+    start: int
+    end: int = 0
+    lines: int = 0  # well-formed lines
+    usage: Buckets = field(default_factory=dict)
+    # Lines of a label in ``retired`` written at or after its retirement: not the tenant's.
+    late: Buckets = field(default_factory=dict)
+    malformed: dict[str, int] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    last_ts: float | None = None
+    at_eof: bool = False  # nothing left but, at most, an unfinished line
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed.values())
+
+    def _bad(self, offset: int, kind: str, reason: str, raw: bytes) -> None:
+        self.malformed[kind] = self.malformed.get(kind, 0) + 1
+        self.samples.append(Sample(offset=offset, kind=kind, reason=reason, text=sample_text(raw)))
+        if len(self.samples) > SAMPLES_PER_BATCH:
+            del self.samples[0]
+
+
+def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int:
+    """Add the lines to the batch; stop at the first malformed line and return its index, or
+    -1 when all were good. The hot loop: nothing per line that can be done per chunk."""
+    decode = _decoder.decode
+    usage = batch.usage
+    late = batch.late
+    errors = (msgspec.DecodeError, ValueError)
+    hour = float(HOUR)
+    r = None
+    failed = -1
+    for line in lines:
+        try:
+            r = decode(line)
+        except errors:
+            # Parsing is deterministic, so the first equal line is this one.
+            failed = lines.index(line)
+            break
+        label = r.tenant
+        if label in retired and r.ts >= retired[label]:
+            acc = late.get((label, r.ts // hour))
+            if acc is None:
+                acc = late[(label, r.ts // hour)] = [0, 0, 0]
+        else:
+            key = (label, r.ts // hour)
+            acc = usage.get(key)
+            if acc is None:
+                acc = usage[key] = [0, 0, 0]
+        status = r.status
+        if status == 200 or status == 206:
+            acc[0] += r.body_bytes_sent
+        acc[1] += 1
+        if r.cache == "HIT":
+            acc[2] += 1
+    if r is not None:
+        batch.last_ts = r.ts
+    return failed
+
+
+def _fold_lines(
+    lines: list[bytes], offset: int, batch: Batch, retired: Mapping[str, float]
+) -> None:
+    """Fold complete lines that start at file offset ``offset``; malformed ones are sampled."""
+    if max(map(len, lines)) > MAX_LINE_BYTES:
+        bad = -2  # go line by line from the start
+        start = 0
+    else:
+        bad = _fold(lines, batch, retired)
+        if bad < 0:
+            batch.lines += len(lines)
+            return
+        start = bad
+        batch.lines += bad
+    # Slow path, rare: offsets are needed for the samples.
+    for j in range(start):
+        offset += len(lines[j]) + 1
+    for j in range(start, len(lines)):
+        raw = lines[j]
+        try:
+            parse_line(raw)
+        except MalformedLine as exc:
+            batch._bad(offset, exc.kind, exc.reason, raw)
+        else:
+            _fold([raw], batch, retired)
+            batch.lines += 1
+        offset += len(raw) + 1
+
+
+def read_batch(
+    f: BinaryIO,
+    *,
+    start: int,
+    max_lines: int,
+    max_bytes: int,
+    retired: Mapping[str, float] | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Batch:
+    """Read complete lines from ``start`` until about max_lines/max_bytes or the end of file.
+
+    ``retired`` maps a retired label to its retirement time (epoch): lines of that label
+    stamped at or after it go to ``Batch.late`` instead of ``Batch.usage``.
+    Memory is bounded by ``chunk_bytes`` + ``MAX_LINE_BYTES`` whatever the file holds.
+    """
+    retired = retired or {}
+    batch = Batch(start=start, end=start)
+    f.seek(start)
+    read_off = start
+    pos = start  # start of the first line not yet folded
+    carry = b""
+    skipping = False  # inside a line longer than MAX_LINE_BYTES, looking for its end
+    skip_head = b""
+    while batch.lines + batch.malformed_total < max_lines and read_off - start < max_bytes:
+        chunk = f.read(chunk_bytes)
+        if not chunk:
+            batch.at_eof = True
+            break
+        chunk_off = read_off
+        read_off += len(chunk)
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                continue
+            batch._bad(pos, "too_long", f"line longer than {MAX_LINE_BYTES} bytes", skip_head)
+            skipping = False
+            skip_head = b""
+            chunk = chunk[nl + 1 :]
+            chunk_off += nl + 1
+            pos = chunk_off
+            carry = b""
+        last_nl = chunk.rfind(b"\n")
+        if last_nl < 0:
+            carry += chunk
+        else:
+            lines = chunk.split(b"\n")
+            lines[0] = carry + lines[0]
+            carry = lines.pop()
+            _fold_lines(lines, pos, batch, retired)
+            pos = chunk_off + last_nl + 1
+        if len(carry) > MAX_LINE_BYTES:
+            skipping = True
+            skip_head = carry[:SAMPLE_BYTES]
+            carry = b""
+    batch.end = pos
+    return batch
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The first ``length`` bytes of a file, hashed. A file shorter than FINGERPRINT_BYTES is
+    fingerprinted on what it has; the fingerprint grows with the file."""
+
+    length: int
+    digest: str
+
+
+def fingerprint(f: BinaryIO, *, length: int = FINGERPRINT_BYTES) -> Fingerprint:
+    f.seek(0)
+    head = f.read(length)
+    return Fingerprint(length=len(head), digest=hashlib.sha256(head).hexdigest())
+
+
+def head_matches(f: BinaryIO, fp: Fingerprint) -> bool:
+    """Does this open file start with the bytes that ``fp`` was taken from?"""
+    return fingerprint(f, length=fp.length) == fp
+
+
+def file_size(f: BinaryIO) -> int:
+    return os.fstat(f.fileno()).st_size
