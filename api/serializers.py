@@ -205,3 +205,41 @@ class StaffActionSerializer(serializers.ModelSerializer):
     class Meta:
         model = StaffAction
         fields = ["id", "actor", "tenant", "tenant_label", "kind", "reason", "detail", "created_at"]
+
+
+# --- invites --------------------------------------------------------------------------------
+class InviteeSerializer(serializers.Serializer):
+    email = serializers.CharField(help_text=_("Masked."))
+    signed_up_at = serializers.DateTimeField()
+    verified = serializers.BooleanField()
+    credited_at = serializers.DateTimeField(allow_null=True)
+    earned = serializers.IntegerField()
+
+
+class InviteStatsSerializer(serializers.Serializer):
+    signed_up = serializers.IntegerField()
+    credited = serializers.IntegerField()
+    earned = serializers.IntegerField()
+    cap = serializers.IntegerField()
+    emails_today = serializers.IntegerField()
+    emails_per_day = serializers.IntegerField()
+    invite_bonus = serializers.IntegerField()
+    welcome_bonus = serializers.IntegerField()
+
+
+class InviteEmailSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    sent_at = serializers.DateTimeField()
+
+
+class InvitesSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    link = serializers.URLField()
+    stats = InviteStatsSerializer()
+    invitees = InviteeSerializer(many=True)
+    emails = InviteEmailSerializer(many=True)
+
+
+class InviteSendSerializer(StrictSerializer):
+    # Checked by accounts.services.invite_email_send, which owns the rules and the messages.
+    email = serializers.CharField(max_length=254)

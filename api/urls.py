@@ -16,6 +16,7 @@ urlpatterns = [
     path(f"{v1}quota/", views.QuotaView.as_view(), name="api_quota"),
     path(f"{v1}quota/grants/", views.GrantListView.as_view(), name="api_grants"),
     path(f"{v1}usage/", views.UsageView.as_view(), name="api_usage"),
+    path(f"{v1}invites/", views.InvitesView.as_view(), name="api_invites"),
     path(f"{v1}tokens/", views.TokenListView.as_view(), name="api_tokens"),
     path(f"{v1}tokens/<int:pk>/", views.TokenRevokeView.as_view(), name="api_token_revoke"),
     path(f"{v1}staff/overview/", views.StaffOverviewView.as_view(), name="api_staff_overview"),

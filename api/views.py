@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.contrib.auth.decorators import login_not_required
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -17,6 +18,8 @@ from rest_framework.views import APIView
 from accelerator import selectors as accelerator_selectors
 from accelerator import services as accelerator_services
 from accelerator.models import Tenant
+from accounts import selectors as account_selectors
+from accounts import services as account_services
 from api import selectors, services
 from api import serializers as s
 from api.permissions import SessionOnly, StaffOr404
@@ -183,6 +186,42 @@ class UsageView(Base):
             "points": [p.__dict__ for p in points],
         }
         return Response(s.UsageSerializer(data).data)
+
+
+# --- invites --------------------------------------------------------------------------------
+class InvitesView(Base):
+    def _link(self, request, code: str) -> str:
+        return request.build_absolute_uri(reverse("invite_link", kwargs={"code": code}))
+
+    @extend_schema(responses=s.InvitesSerializer)
+    def get(self, request):
+        """Your invite link, what it earned, and the invite emails you sent."""
+        user = request.user
+        code = account_services.invite_code_get(user=user)
+        data = {
+            "code": code,
+            "link": self._link(request, code),
+            "stats": account_selectors.invite_stats_for_user(user=user).__dict__,
+            "invitees": [r.__dict__ for r in account_selectors.invitees_for_user(user=user)],
+            "emails": account_selectors.invite_emails_for_user(user=user),
+        }
+        return Response(s.InvitesSerializer(data).data)
+
+    @extend_schema(request=s.InviteSendSerializer, responses={201: s.InviteEmailSerializer})
+    def post(self, request):
+        """Send an invite email (limits and refusals as on the invites page)."""
+        form = s.InviteSendSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        code = account_services.invite_code_get(user=request.user)
+        try:
+            record = account_services.invite_email_send(
+                inviter=request.user,
+                email=form.validated_data["email"],
+                link=self._link(request, code),
+            )
+        except account_services.InviteRefused as refused:
+            raise serializers.ValidationError({"email": [str(refused.message)]}) from None
+        return Response(s.InviteEmailSerializer(record).data, status=status.HTTP_201_CREATED)
 
 
 # --- tokens ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from accelerator.models import Tenant
-from accounts.models import User
+from accounts.models import Invite, User
 from dashboard.models import StaffAction
 from quota import ledger
 from quota.models import UsageBucket
@@ -189,3 +189,11 @@ def tenant_search(*, q: str = "", state: str = "") -> QuerySet[Tenant]:
 
 def staff_action_counts() -> dict[str, int]:
     return dict(StaffAction.objects.values_list("kind").annotate(n=Count("id")).order_by())
+
+
+def credited_invites(*, limit: int = 10) -> QuerySet[Invite]:
+    return (
+        Invite.objects.select_related("inviter", "invitee")
+        .filter(credited_at__isnull=False)
+        .order_by("-credited_at", "-id")[:limit]
+    )

@@ -195,3 +195,14 @@ def test_traffic_figures_are_cached_but_actions_show_at_once(client, staff, tena
     client.post(f"/staff/tenants/{tenant.pk}/suspend/", {"reason": "now"})
     assert client.get("/staff/").context["totals"]["suspended"] == 1
     assert timezone.now() - client.get("/staff/").context["computed_at"] < timedelta(minutes=1)
+
+
+def test_credited_invites_are_listed(client, staff, owner, stranger):
+    from accounts.models import Invite
+
+    Invite.objects.create(inviter=owner, invitee=stranger, code="c" * 12)
+    client.force_login(staff)
+    assert client.get("/staff/").context["credited_invites"] == []
+    Invite.objects.update(credited_at=timezone.now(), inviter_bytes=2 * GB)
+    rows = client.get("/staff/").context["credited_invites"]
+    assert [(r["inviter"], r["invitee"]) for r in rows] == [(owner.email, stranger.email)]
