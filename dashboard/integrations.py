@@ -1,4 +1,4 @@
-"""Dashboard figures owned by other apps (invites, ingestion), read from their tables."""
+"""Dashboard sections whose data other apps own (invites, ingestion), shaped for the page."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dashboard import selectors
 
 
 def dashboard_extras() -> dict:
+    malformed = selectors.malformed_by_edge()
     return {
         "credited_invites": [
             {
@@ -16,6 +17,10 @@ def dashboard_extras() -> dict:
             }
             for i in selectors.credited_invites()
         ],
-        "ingest_health": None,
-        "unknown_labels": None,
+        "ingest_health": [
+            {"row": row, "malformed": malformed.get(row.edge, {})}
+            for row in selectors.ingest_health()
+        ],
+        "malformed_samples": selectors.malformed_samples(),
+        "unknown_labels": selectors.unknown_label_traffic(),
     }

@@ -12,13 +12,14 @@ from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from accelerator.models import Tenant
 from accounts.models import Invite, User
 from dashboard.models import StaffAction
+from ingest.models import EdgeIngest, MalformedCount, MalformedSample, UnknownTraffic
 from quota import ledger
 from quota.models import UsageBucket
 
@@ -197,3 +198,40 @@ def credited_invites(*, limit: int = 10) -> QuerySet[Invite]:
         .filter(credited_at__isnull=False)
         .order_by("-credited_at", "-id")[:limit]
     )
+
+
+# --- ingestion (tables owned by the ingest app) ----------------------------------------------
+def ingest_health() -> list[EdgeIngest]:
+    return list(EdgeIngest.objects.order_by("edge"))
+
+
+def malformed_by_edge() -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for row in MalformedCount.objects.order_by("edge", "kind"):
+        counts.setdefault(row.edge, {})[row.kind] = row.count
+    return counts
+
+
+def malformed_samples(*, limit: int = 10) -> QuerySet[MalformedSample]:
+    return MalformedSample.objects.order_by("-id")[:limit]
+
+
+@dataclass(frozen=True)
+class UnknownLabel:
+    label: str
+    retired: bool
+    requests: int
+    bytes: int
+    last_seen: datetime
+
+
+def unknown_label_traffic(*, days: int = 7, limit: int = 20, now: datetime | None = None):
+    """Requests for labels that are no tenant's, the last `days` UTC days, busiest first."""
+    since = (now or timezone.now()).astimezone(UTC).date() - timedelta(days=days - 1)
+    rows = (
+        UnknownTraffic.objects.filter(day__gte=since)
+        .values("label", "retired")
+        .annotate(r=Sum("requests"), b=Sum("bytes"), last=Max("last_hour"))
+        .order_by("-r", "label")[:limit]
+    )
+    return [UnknownLabel(x["label"], x["retired"], x["r"], x["b"], x["last"]) for x in rows]

@@ -206,3 +206,56 @@ def test_credited_invites_are_listed(client, staff, owner, stranger):
     Invite.objects.update(credited_at=timezone.now(), inviter_bytes=2 * GB)
     rows = client.get("/staff/").context["credited_invites"]
     assert [(r["inviter"], r["invitee"]) for r in rows] == [(owner.email, stranger.email)]
+
+
+def test_ingest_health_and_unknown_labels_from_a_real_log(client, staff, tenant, tmp_path):
+    """A real access log through the ingest app: usage, a malformed line, an unknown label."""
+    import json
+    import time
+
+    from ingest.services import ingest_edge
+
+    def line(label: str, nbytes: int, rid: str) -> str:
+        return json.dumps(
+            {
+                "ts": time.time(),
+                "edge": "edge-a",
+                "tenant": label,
+                "host": f"{label}.m.localhost",
+                "method": "GET",
+                "uri": "/v2/library/nginx/blobs/sha256:" + "a" * 64,
+                "status": 200,
+                "bytes_sent": nbytes + 300,
+                "body_bytes_sent": nbytes,
+                "completion": "OK",
+                "request_time": 0.01,
+                "request_id": rid,
+                "cache": "HIT",
+            }
+        )
+
+    log = tmp_path / "access.log"
+    log.write_text(
+        "\n".join(
+            [
+                line(tenant.label, 1000, "1" * 32),
+                '{"ts": broken',
+                line("nosuchlabel", 50, "2" * 32),
+                line("nosuchlabel", 70, "3" * 32),
+            ]
+        )
+        + "\n"
+    )
+    ingest_edge(edge="edge-a", path=log, enforce=False)
+    client.force_login(staff)
+    resp = client.get("/staff/")
+    health = resp.context["ingest_health"]
+    assert [(h["row"].edge, h["row"].lines_total, h["row"].malformed_total) for h in health] == [
+        ("edge-a", 3, 1)
+    ]
+    assert sum(health[0]["malformed"].values()) == 1
+    unknown = resp.context["unknown_labels"]
+    assert [(u.label, u.requests) for u in unknown] == [("nosuchlabel", 2)]
+    html = resp.content.decode()
+    assert "nosuchlabel" in html and "broken" in html
+    assert resp.context["totals"]["today_bytes"] == 1000
