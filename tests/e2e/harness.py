@@ -455,14 +455,16 @@ class Edge:
         self.flush_log()
         if not self.access_log.exists():
             return []
-        return [json.loads(line) for line in self.access_log.read_text().splitlines() if line]
+        # A Host with raw non-UTF-8 bytes makes an unreadable line; keep it readable here.
+        text = self.access_log.read_bytes().decode("utf-8", errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line]
 
     def stop(self) -> None:
         self.nginx.stop(signal.SIGQUIT)
         self.registry.stop()
 
 
-def start_edge(
+def edge_params(
     workdir: Path,
     *,
     upstream_url: str,
@@ -470,51 +472,63 @@ def start_edge(
     mirror_domain: str,
     proxy_buffer_size: str = "64k",
     worker_processes: str = "2",
-) -> Edge:
-    """Render the edge from deploy/ templates (as `manage.py edge_render` does) and start it."""
+    registry_port: int | None = None,
+) -> edge_config.EdgeParams:
     run_dir = workdir / "edge"
-    registry_port, port = free_port(), free_port()
-    params = edge_config.EdgeParams(
+    return edge_config.EdgeParams(
         name=name,
         run_dir=run_dir,
         access_log=run_dir / "logs" / "access.log",
-        listen=f"127.0.0.1:{port}",
-        registry_listen=f"127.0.0.1:{registry_port}",
+        listen=f"127.0.0.1:{free_port()}",
+        registry_listen=f"127.0.0.1:{registry_port or free_port()}",
         storage_dir=workdir / "proxy-storage",
         mirror_domain=mirror_domain,
         upstream_url=upstream_url,
         worker_processes=worker_processes,
         proxy_buffer_size=proxy_buffer_size,
     )
+
+
+def start_nginx(params: edge_config.EdgeParams) -> Proc:
+    """Render nginx.conf from deploy/ (as `manage.py edge_render` does) and start nginx."""
+    run_dir = params.run_dir
     for sub in ("logs", "tmp"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     (run_dir / "nginx.conf").write_text(
         edge_config.nginx_conf((DEPLOY / "nginx" / "edge.conf.template").read_text(), params)
     )
+    if not (run_dir / "gate.map").exists():
+        (run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
+    nginx = Proc.start("nginx", nginx_cmd(run_dir), log=run_dir / "logs" / "nginx.out")
+    wait_port(int(params.listen.rsplit(":", 1)[1]), proc=nginx)
+    return nginx
+
+
+def start_edge(workdir: Path, **kw) -> Edge:
+    """The whole edge: Distribution in proxy mode and nginx, both rendered from deploy/."""
+    params = edge_params(workdir, **kw)
+    run_dir = params.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "registry.yml").write_text(
         edge_config.registry_conf(
             (DEPLOY / "registry" / "proxy.yml.template").read_text(), params, http_secret="e2e"
         )
     )
-    (run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
     reg_proc = Proc.start(
         "proxy-registry",
         [which("docker-registry"), "serve", str(run_dir / "registry.yml")],
-        log=run_dir / "logs" / "registry.log",
+        log=workdir / "proxy-registry.log",
     )
+    registry_port = int(params.registry_listen.rsplit(":", 1)[1])
     wait_port(registry_port, proc=reg_proc)
     registry = Registry(reg_proc, registry_port, params.storage_dir, run_dir / "registry.yml")
-    nginx = Proc.start(
-        "nginx",
-        nginx_cmd(run_dir),
-        log=run_dir / "logs" / "nginx.out",
-    )
     try:
-        wait_port(port, proc=nginx)
+        nginx = start_nginx(params)
     except Exception:
         registry.stop()
         raise
-    return Edge(params, nginx, registry, port, mirror_domain, name)
+    port = int(params.listen.rsplit(":", 1)[1])
+    return Edge(params, nginx, registry, port, params.mirror_domain, params.name)
 
 
 def nginx_cmd(run_dir: Path) -> list[str]:
