@@ -444,6 +444,9 @@ def grant_create(
     existing = Grant.objects.filter(source_key=source_key).first()
     if existing is not None:
         return existing
+    # Checked here: PostgreSQL checks the foreign key only at commit.
+    if not Tenant.objects.filter(pk=tenant_id).exists():
+        raise LedgerError("no such tenant")
     try:
         with transaction.atomic():
             grant = Grant.objects.create(
@@ -457,10 +460,10 @@ def grant_create(
                 created_by=created_by,
             )
     except IntegrityError:
-        # Same key created concurrently (or a tenant that does not exist).
+        # The same key, created concurrently: that grant is the one.
         existing = Grant.objects.filter(source_key=source_key).first()
         if existing is None:
-            raise LedgerError("no such tenant") from None
+            raise
         return existing
     log.info("grant %s: %s B %s to tenant %s", source_key, bytes, kind, tenant_id)
     tenant_enforce(tenant_id=tenant_id, now=now)

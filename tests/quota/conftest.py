@@ -47,3 +47,54 @@ def use(tenant, when: str | datetime, nbytes: int, edge: str = "e1", requests: i
     hour = floor_hour(at(when) if isinstance(when, str) else when)
     tenant_id = tenant if isinstance(tenant, int) else tenant.pk
     usage_apply(deltas=[UsageDelta(tenant_id, edge, hour, nbytes, requests)])
+
+
+def _child(fn, args, barrier, results):
+    from django.db import connections
+
+    try:
+        barrier.wait(timeout=30)
+        results.put(("ok", fn(*args)))
+    except BaseException as exc:  # reported to the parent, which fails the test
+        results.put(("error", repr(exc)))
+    finally:
+        connections.close_all()
+
+
+def in_processes(fn, arg_lists, timeout: float = 60.0) -> list:
+    """Run fn(*args) in one forked process per args, started together; return the results.
+
+    Each process opens its own database connection (the parent's are closed before forking).
+    Every process is joined, or killed on timeout, before this returns.
+    """
+    import multiprocessing
+
+    from django.db import connections
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(len(arg_lists))
+    results = ctx.Queue()
+    connections.close_all()
+    procs = [ctx.Process(target=_child, args=(fn, args, barrier, results)) for args in arg_lists]
+    for p in procs:
+        p.start()
+    out = []
+    try:
+        for _ in procs:
+            out.append(results.get(timeout=timeout))
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    errors = [value for status, value in out if status == "error"]
+    assert not errors, errors
+    return [value for _status, value in out]
+
+
+def _eager() -> None:
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
