@@ -237,6 +237,10 @@ API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 365)
 API_USAGE_MAX_HOURLY_DAYS = env_int("API_USAGE_MAX_HOURLY_DAYS", 31)
 API_USAGE_MAX_DAILY_DAYS = env_int("API_USAGE_MAX_DAILY_DAYS", 366)
 DASHBOARD_CACHE_SECONDS = env_int("DASHBOARD_CACHE_SECONDS", 60)
+CELERY_BEAT_SCHEDULE["dashboard-refresh"] = {
+    "task": "dashboard.tasks.dashboard_refresh",
+    "schedule": max(DASHBOARD_CACHE_SECONDS // 2, 5),
+}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "api.authentication.PersonalTokenAuthentication",

@@ -24,9 +24,12 @@ from quota import ledger
 from quota.models import UsageBucket
 
 _CACHE_KEY = "dashboard:traffic:v1"
+_LOCK_KEY = "dashboard:traffic:v1:lock"
 TOP_TENANTS = 10
 NEAR_QUOTA_LIST = 50
 NEAR_QUOTA_PERCENT = 80
+# The ledger is asked about at most this many of the month's heaviest users per refresh.
+NEAR_QUOTA_SCAN = 500
 
 
 def _month_start(now: datetime) -> datetime:
@@ -81,6 +84,12 @@ def _traffic_uncached(*, now: datetime, days: int) -> dict:
     # cannot be above 80 % of its allowance; only the rest are asked of the ledger.
     floor = settings.QUOTA_MONTHLY_BYTES * NEAR_QUOTA_PERCENT // 100
     candidate_ids = [row["tenant_id"] for row in per_tenant if row["b"] >= floor]
+    near = []
+    for tid in candidate_ids[:NEAR_QUOTA_SCAN]:
+        summary = ledger.month_summary(tenant=tid, now=now)
+        if summary.percent_used >= NEAR_QUOTA_PERCENT:
+            near.append((tid, summary.used, summary.allowance, summary.percent_used))
+    near.sort(key=lambda row: (row[3], row[1]), reverse=True)
     return {
         "computed_at": now,
         "month_bytes": month_bytes,
@@ -93,19 +102,31 @@ def _traffic_uncached(*, now: datetime, days: int) -> dict:
             (row["tenant_id"], int(row["b"]), int(row["r"])) for row in per_tenant[:TOP_TENANTS]
         ],
         "top_ids": top_ids,
-        "candidate_ids": candidate_ids[: NEAR_QUOTA_LIST * 4],
+        "near_quota": near[:NEAR_QUOTA_LIST],
+        "near_quota_candidates": len(candidate_ids),
     }
 
 
 def dashboard_traffic(*, now: datetime | None = None, days: int = 90, fresh: bool = False) -> dict:
-    """Month, today and daily traffic totals, top tenants, tenants possibly near quota."""
-    if not fresh:
-        hit = cache.get(_CACHE_KEY)
-        if hit is not None and hit.get("days") == days:
+    """Month, today and daily traffic totals, top tenants, tenants near their allowance.
+
+    Served from the cache while it is at most DASHBOARD_CACHE_SECONDS old. When it is older,
+    one process recomputes it while the others keep serving the older copy (no stampede).
+    """
+    hit = None if fresh else cache.get(_CACHE_KEY)
+    if hit is not None and hit.get("days") == days:
+        age = timezone.now() - hit["computed_at"]
+        if age <= timedelta(seconds=settings.DASHBOARD_CACHE_SECONDS):
             return hit
-    data = _traffic_uncached(now=now or timezone.now(), days=days)
-    data["days"] = days
-    cache.set(_CACHE_KEY, data, settings.DASHBOARD_CACHE_SECONDS)
+        if not cache.add(_LOCK_KEY, 1, timeout=settings.DASHBOARD_CACHE_SECONDS):
+            return hit
+    try:
+        data = _traffic_uncached(now=now or timezone.now(), days=days)
+        data["days"] = days
+        # Kept three periods so that a stale copy can be served while one is recomputed.
+        cache.set(_CACHE_KEY, data, settings.DASHBOARD_CACHE_SECONDS * 3)
+    finally:
+        cache.delete(_LOCK_KEY)
     return data
 
 
@@ -140,24 +161,20 @@ def top_tenants(*, traffic: dict) -> list[TenantTraffic]:
 @dataclass(frozen=True)
 class NearQuota:
     tenant: Tenant
-    summary: object  # quota.ledger.MonthSummary
+    used: int
+    allowance: int
+    percent_used: int
 
 
-def tenants_near_quota(*, traffic: dict, now: datetime | None = None) -> list[NearQuota]:
+def tenants_near_quota(*, traffic: dict) -> list[NearQuota]:
     """Tenants at or above 80 % of this month's allowance, per the ledger, highest first."""
-    tenants = Tenant.objects.select_related("user").in_bulk(traffic["candidate_ids"])
-    rows = []
-    for tid in traffic["candidate_ids"]:
-        tenant = tenants.get(tid)
-        if tenant is None:
-            continue
-        summary = ledger.month_summary(tenant=tenant, now=now)
-        if summary.percent_used >= NEAR_QUOTA_PERCENT:
-            rows.append(NearQuota(tenant, summary))
-        if len(rows) >= NEAR_QUOTA_LIST:
-            break
-    rows.sort(key=lambda r: r.summary.percent_used, reverse=True)
-    return rows
+    ids = [row[0] for row in traffic["near_quota"]]
+    tenants = Tenant.objects.select_related("user").in_bulk(ids)
+    return [
+        NearQuota(tenants[tid], used, allowance, pct)
+        for tid, used, allowance, pct in traffic["near_quota"]
+        if tid in tenants
+    ]
 
 
 def tenants_exhausted(*, limit: int = NEAR_QUOTA_LIST) -> QuerySet[Tenant]:
