@@ -98,3 +98,9 @@ def _eager() -> None:
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
+
+
+@pytest.fixture(autouse=True)
+def _fast_hasher(settings):
+    """The users of these tests log in by force_login; hashing cost only slows the suite."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
