@@ -1,0 +1,103 @@
+"""The console's quota card shows the ledger's numbers; SI units; the chart is server-rendered."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from quota import ledger
+from quota.templatetags.quota import _nice_ceiling, chart_bars, si_bytes
+from quota.units import format_bytes
+from tests.quota.conftest import GB, use
+
+pytestmark = pytest.mark.django_db
+
+
+def test_console_shows_the_month_from_the_ledger(owner_client, tenant):
+    now = timezone.now()
+    use(tenant, ledger.floor_hour(now), 3_456_000_000)
+    use(tenant, ledger.floor_hour(now - timedelta(days=2)), 1_000_000_000)
+    ledger.grant_create(
+        tenant=tenant, kind="staff", bytes=2 * GB, source_key="s1", note="sorry for the outage"
+    )
+    summary = ledger.month_summary(tenant=tenant)
+    html = owner_client.get(reverse("console")).content.decode()
+    assert f'data-testid="quota-used" data-bytes="{summary.used}"' in html
+    assert f'data-bytes="{summary.remaining}"' in html
+    assert ">10 GB<" in html  # the base
+    assert ">2 GB<" in html  # bonus left
+    assert summary.resets_at.strftime("%Y-%m-%d") in html
+    assert "sorry for the outage" in html and "staff grant" in html
+    chart = re.search(r'<svg class="usage-chart".*?</svg>', html, re.S).group(0)
+    assert chart.count("<rect") == 30
+    assert f"{now:%Y-%m-%d}: 3.46 GB" in chart
+    assert "http" not in chart.replace("http://www.w3.org", "")  # nothing from a CDN
+
+
+def test_console_without_an_accelerator_shows_no_quota(owner_client):
+    html = owner_client.get(reverse("console")).content.decode()
+    assert 'data-testid="quota"' not in html
+
+
+def test_console_shows_exhaustion(owner_client, tenant):
+    use(tenant, ledger.floor_hour(timezone.now()), 10 * GB)
+    html = owner_client.get(reverse("console")).content.decode()
+    assert 'data-testid="quota-exhausted"' in html
+    assert 'aria-valuenow="100"' in html
+
+
+def test_a_stranger_sees_only_their_own_numbers(client, stranger, tenant):
+    use(tenant, ledger.floor_hour(timezone.now()), 7 * GB)
+    from accelerator.services import tenant_start
+
+    tenant_start(user=stranger)
+    client.force_login(stranger)
+    html = client.get(reverse("console")).content.decode()
+    assert 'data-testid="quota-used" data-bytes="0"' in html
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1 kB"),
+        (1_500_000, "1.5 MB"),
+        (10**9, "1 GB"),
+        (10 * 10**9, "10 GB"),
+        (12_345_678_901, "12.3 GB"),
+        (999_999_999, "1 GB"),
+        (2 * 10**12, "2 TB"),
+        (-2 * 10**9, "-2 GB"),
+    ],
+)
+def test_sizes_are_si(value, text):
+    assert format_bytes(value) == text
+    assert si_bytes(value) == text
+
+
+def test_si_filter_tolerates_junk():
+    assert si_bytes(None) == "" and si_bytes("abc") == ""
+
+
+def test_chart_scale_is_round_and_bars_fit():
+    assert [_nice_ceiling(n) for n in (0, 1, 3, 10, 11, 4_000_000_001)] == [
+        1,
+        1,
+        5,
+        10,
+        20,
+        5_000_000_000,
+    ]
+    days = [
+        ledger.DayUsage(day=timezone.now().date(), bytes=b, requests=0, cache_hits=0)
+        for b in (0, 1, 7 * GB)
+    ]
+    bars, top = chart_bars(days)
+    assert top == 10 * GB
+    assert [b.height for b in bars][0] == 0 and bars[1].height == 1  # tiny days stay visible
+    assert all(0 <= b.y <= 140 and b.y + b.height <= 140 for b in bars)
