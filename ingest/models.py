@@ -21,7 +21,8 @@ class EdgeIngest(models.Model):
     bytes_total = models.BigIntegerField(default=0)  # log bytes consumed
     malformed_total = models.BigIntegerField(default=0)
     unknown_requests_total = models.BigIntegerField(default=0)
-    files_lost = models.IntegerField(default=0)  # rotated away before they were finished
+    # Rotated files that vanished before they were seen finished (lines may be lost).
+    files_lost = models.IntegerField(default=0)
     bytes_behind = models.BigIntegerField(default=0)
     seconds_behind = models.FloatField(default=0)  # health, not money: a float is fine
     lines_per_second = models.FloatField(default=0)  # of the last run that read anything
@@ -62,7 +63,7 @@ class LogFile(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    lost = models.BooleanField(default=False)  # disappeared before it was read to the end
+    lost = models.BooleanField(default=False)  # vanished before it was seen finished
 
     class Meta:
         constraints = [

@@ -93,7 +93,8 @@ class Sample:
 
 
 def sample_text(raw: bytes) -> str:
-    return raw[:SAMPLE_BYTES].decode("utf-8", errors="backslashreplace")
+    """Readable and storable: undecodable bytes and NUL (refused by PostgreSQL) escaped."""
+    return raw[:SAMPLE_BYTES].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
 # (label, hour index = ts // 3600) -> [charged bytes, requests, cache hits]
@@ -242,6 +243,12 @@ def read_batch(
             lines = chunk.split(b"\n")
             lines[0] = carry + lines[0]
             carry = lines.pop()
+            room = max_lines - batch.lines - batch.malformed_total
+            if len(lines) > room:  # stop exactly at max_lines
+                del lines[room:]
+                _fold_lines(lines, pos, batch, retired)
+                pos += sum(map(len, lines)) + len(lines)
+                break
             _fold_lines(lines, pos, batch, retired)
             pos = chunk_off + last_nl + 1
         if len(carry) > MAX_LINE_BYTES:

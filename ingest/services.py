@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -326,13 +327,24 @@ def _resolve(
     return charged, unknown
 
 
+_PLAIN_LABEL = re.compile(r"[a-z0-9-]{0,63}")
+
+
+def _storable_label(label: str) -> str:
+    """Labels come from the Host header as nginx matched it, but the log is not trusted:
+    anything unusual is stored escaped (NUL, for one, cannot be stored at all)."""
+    if _PLAIN_LABEL.fullmatch(label):
+        return label
+    return repr(label)[1:-1][:63]
+
+
 def _unknown_add(*, edge: str, unknown: dict[tuple[str, float, bool], list[int]]) -> int:
     if not unknown:
         return 0
     days: dict[tuple[str, object], list] = {}
     for (label, hour, was_retired), acc in unknown.items():
         at = datetime.fromtimestamp(hour * parser.HOUR, tz=UTC)
-        key = (label, at.date())
+        key = (_storable_label(label), at.date())
         row = days.setdefault(key, [0, 0, at, False])
         row[0] += acc[1]
         row[1] += acc[0]
@@ -475,12 +487,17 @@ def _next_file(*, edge: str, path: str, step: _Step):
     for row in LogFile.objects.filter(edge=edge, state=LogFile.State.ROTATED).order_by("pk"):
         where, fh = _locate(row, path)
         if fh is None:
+            # Gone (deleted, or compressed without delaycompress) before it was seen idle:
+            # whatever nginx wrote to it after our last read is lost, so say so.
             LogFile.objects.filter(pk=row.pk).update(
-                state=LogFile.State.DONE, finished_at=now, lost=row.position < row.size
+                state=LogFile.State.DONE, finished_at=now, lost=True
             )
-            if row.position < row.size:
-                EdgeIngest.objects.filter(edge=edge).update(files_lost=F("files_lost") + 1)
-            _note_error(edge=edge, message=f"rotated file {row.path} vanished at {row.position}")
+            EdgeIngest.objects.filter(edge=edge).update(files_lost=F("files_lost") + 1)
+            _note_error(
+                edge=edge,
+                message=f"rotated file {row.path} vanished before it was finished "
+                f"(read to byte {row.position}; keep rotated logs uncompressed for a while)",
+            )
             step.progressed = True
             continue
         size = parser.file_size(fh)

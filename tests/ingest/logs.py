@@ -1,0 +1,105 @@
+"""Access logs written together with their ground truth: what each label must be charged."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import orjson
+
+HOUR = 3600
+CHARGED = (200, 206)
+
+
+def record(
+    *,
+    ts: float,
+    label: str,
+    status: int = 200,
+    body: int = 1000,
+    cache: str = "MISS",
+    edge: str = "local",
+    rid: int = 0,
+) -> dict:
+    """One line as the edge's nginx writes it."""
+    return {
+        "ts": round(ts, 3),
+        "edge": edge,
+        "tenant": label,
+        "host": f"{label}.m.localhost:8480" if label else "127.0.0.1:8480",
+        "method": "GET",
+        "uri": "/v2/library/busybox/blobs/sha256:" + "ab" * 32,
+        "status": status,
+        "bytes_sent": body + 312,
+        "body_bytes_sent": body,
+        "completion": "OK" if status < 400 else "",
+        "request_time": 0.004,
+        "request_id": f"{rid:032x}",
+        "cache": cache,
+    }
+
+
+def encode(rec: dict) -> bytes:
+    return orjson.dumps(rec) + b"\n"
+
+
+@dataclass
+class Truth:
+    """Expected totals per (label, hour): [charged bytes, requests, cache hits]."""
+
+    buckets: dict[tuple[str, int], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0, 0])
+    )
+    lines: int = 0
+
+    def add(self, rec: dict) -> None:
+        acc = self.buckets[(rec["tenant"], int(rec["ts"] // HOUR))]
+        if rec["status"] in CHARGED:
+            acc[0] += rec["body_bytes_sent"]
+        acc[1] += 1
+        if rec["cache"] == "HIT":
+            acc[2] += 1
+        self.lines += 1
+
+    def per_label(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for (label, _hour), acc in self.buckets.items():
+            for i in range(3):
+                out[label][i] += acc[i]
+        return dict(out)
+
+    def merge(self, other: Truth) -> None:
+        for key, acc in other.buckets.items():
+            for i in range(3):
+                self.buckets[key][i] += acc[i]
+        self.lines += other.lines
+
+
+class LogMaker:
+    """Random but reproducible lines over a set of labels, each recorded in ``truth``."""
+
+    def __init__(self, labels: list[str], *, seed: int = 7, start: float = 1_764_355_200.0):
+        self.labels = labels
+        self.rng = random.Random(seed)
+        self.ts = start
+        self.rid = 0
+        self.truth = Truth()
+
+    def line(self, *, label: str | None = None, step: float = 0.25) -> bytes:
+        rng = self.rng
+        self.ts += step
+        self.rid += 1
+        rec = record(
+            ts=self.ts,
+            label=self.labels[rng.randrange(len(self.labels))] if label is None else label,
+            status=rng.choice((200, 200, 200, 206, 304, 404, 429, 500)),
+            body=rng.randrange(0, 5_000_000),
+            cache=rng.choice(("HIT", "MISS", "", "EXPIRED")),
+            rid=self.rid,
+        )
+        self.truth.add(rec)
+        return encode(rec)
+
+    def lines(self, n: int, **kw) -> bytes:
+        return b"".join(self.line(**kw) for _ in range(n))
