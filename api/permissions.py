@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import SessionAuthentication
 
@@ -17,7 +18,7 @@ class StaffOr404(permissions.BasePermission):
 class SessionOnly(permissions.BasePermission):
     """Token management needs the browser session: a leaked token cannot mint new tokens."""
 
-    message = "Manage tokens from a logged-in browser session."
+    message = _("Manage tokens from a logged-in browser session.")
 
     def has_permission(self, request, view) -> bool:
         return bool(
