@@ -35,11 +35,36 @@ start celery-worker .venv/bin/celery -A config worker --loglevel=info --concurre
 start celery-beat .venv/bin/celery -A config beat --loglevel=info \
   --schedule "$VAR_DIR/celerybeat-schedule"
 # RUN_EDGE_HOOK: the edge (nginx and the registry) joins here.
+# The edge: configs rendered into EDGE_RUN_DIR, a first gate map (beat keeps it current every
+# EDGE_GATE_SYNC_SECONDS), then the pull-through registry and nginx in the foreground.
+eval "$($PY manage.py edge_render --shell)"
+$PY manage.py edge_sync >/dev/null
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# Distribution in proxy mode exits at start when it cannot reach UPSTREAM_URL (offline, DNS):
+# retry every 5 s rather than stop everything; meanwhile nginx answers 502 and Docker falls
+# back to Docker Hub by itself.
+registry_supervised() {
+  local child=
+  trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 0' TERM INT
+  while :; do
+    docker-registry serve "$1" &
+    child=$!
+    wait "$child" || true
+    echo "==> registry exited; retrying in 5 s"
+    sleep 5 &
+    wait $! || true
+  done
+}
+start registry registry_supervised "$EDGE_RUN_DIR/registry.yml"
+start nginx "$NGINX" -p "$EDGE_RUN_DIR/" -c "$EDGE_RUN_DIR/nginx.conf" \
+  -e "$EDGE_RUN_DIR/logs/error.log"
 
 cat <<MSG
 
   Open http://127.0.0.1:8000/ and sign up. Emails (the verification link) print in
   var/log/gunicorn.log. Press Ctrl-C to stop everything.
+  The mirror listens on http://$EDGE_LISTEN: after "Start your accelerator", put your
+  http://<label>.<MIRROR_DOMAIN>:<port> in Docker's registry-mirrors.
 
 MSG
 wait -n "${pids[@]}" || true
