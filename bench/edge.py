@@ -1,0 +1,333 @@
+"""bench/edge: the edge's data-plane figures, each a ratio measured in one run.
+
+Starts its own parts on 127.0.0.1 (kernel-assigned ports), from the project's templates:
+an upstream Distribution registry (the stand-in for Docker Hub) filled with generated images,
+the edge's pull-through registry, and nginx rendered from deploy/nginx. No database: the gate
+map holds one bench tenant, written the way `manage.py edge_sync` writes it.
+
+Figures:
+- warm blob, raw stream (curl): tenant path through nginx ÷ the bare pull-through registry,
+  with the configured proxy buffer and with nginx's one-page default (4k), to show the sizing;
+- warm pull with skopeo (manifest + all blobs): tenant path ÷ bare registry (speed ratio);
+- cold pull with skopeo: tenant path ÷ bare registry, each pulling a different never-seen image;
+- gate cost per request: a refusal answered by the gate alone, and the extra latency of the
+  tenant path over the bare registry for a manifest HEAD, with 1 and with 100,000 tenants in
+  the map (and the reload time of such a map);
+- upstream reads per blob for 1 and for 10 concurrent cold pulls, counted in the upstream
+  registry's own access log.
+
+Environment (optional): BENCH_EDGE_LAYER_MB=100 (warm/cold layer size), BENCH_EDGE_REPEAT=5,
+BENCH_EDGE_KEEP=0 (1 keeps the work directory).
+Prints `FIGURE {json}` lines that bench/run.py collects into its table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from accelerator import edge_config  # noqa: E402
+from tests.e2e import harness  # noqa: E402
+
+LAYER_MB = int(os.environ.get("BENCH_EDGE_LAYER_MB", "100"))
+REPEAT = int(os.environ.get("BENCH_EDGE_REPEAT", "5"))
+KEEP = os.environ.get("BENCH_EDGE_KEEP", "0") == "1"
+LABEL = "benchtenant1"
+DOMAIN = "m.localhost"
+READS_LAYER_MB = 20
+
+
+def figure(name: str, value: float, unit: str, target: str = "", note: str = "") -> None:
+    print(
+        "FIGURE "
+        + json.dumps(
+            {
+                "bench": "edge",
+                "name": name,
+                "value": round(value, 3),
+                "unit": unit,
+                "target": target,
+                "note": note,
+            }
+        ),
+        flush=True,
+    )
+
+
+def random_image(mb: int, note: str) -> harness.Image:
+    # Random bytes do not compress: the layer on the wire is as large as asked.
+    return harness.make_image(files={"data.bin": os.urandom(mb * 1024 * 1024)}, note=note)
+
+
+def curl_speed(url: str, host: str | None = None) -> float:
+    """Bytes per second of one download to /dev/null, as curl measures it."""
+    cmd = ["curl", "-sf", "-o", "/dev/null", "-w", "%{speed_download}", url]
+    if host:
+        cmd += ["-H", f"Host: {host}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    return float(out.stdout.replace(",", "."))
+
+
+def median_speeds(urls: dict[str, tuple[str, str | None]], repeat: int) -> dict[str, float]:
+    """Median speed per target, the targets interleaved so drift hits them all alike."""
+    speeds: dict[str, list[float]] = {k: [] for k in urls}
+    for _ in range(repeat):
+        for key, (url, host) in urls.items():
+            speeds[key].append(curl_speed(url, host))
+    return {k: statistics.median(v) for k, v in speeds.items()}
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def latencies(targets: dict[str, tuple[int, str, str, str]], n: int) -> dict[str, float]:
+    """Median seconds per request for each target, one keep-alive connection each, the
+    targets interleaved request by request so that machine noise hits them alike."""
+    import http.client
+
+    conns = {
+        k: http.client.HTTPConnection("127.0.0.1", t[0], timeout=30) for k, t in targets.items()
+    }
+    samples: dict[str, list[float]] = {k: [] for k in targets}
+    for _ in range(n):
+        for key, (_port, host, method, path) in targets.items():
+            start = time.perf_counter()
+            conns[key].request(method, path, headers={"Host": host, "Accept": harness.MT_MANIFEST})
+            conns[key].getresponse().read()
+            samples[key].append(time.perf_counter() - start)
+    for conn in conns.values():
+        conn.close()
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def main() -> int:
+    for tool in ("docker-registry", "nginx", "curl"):
+        if not harness.which(tool):
+            print(f"bench/edge: {tool} is not installed; skipped")
+            return 0
+    work = Path(tempfile.mkdtemp(prefix="bench-edge-"))
+    procs: list = []
+    hosts = harness.HostsFile() if harness.HostsFile.writable() else None
+    skopeo = harness.Skopeo() if harness.which("skopeo") else None
+    try:
+        t0 = time.monotonic()
+        upstream = harness.start_registry(work / "upstream")
+        procs.append(upstream)
+        images = {
+            "warm": random_image(LAYER_MB, "warm"),
+            "cold-tenant": random_image(LAYER_MB, "cold-tenant"),
+            "cold-bare": random_image(LAYER_MB, "cold-bare"),
+            "reads-1": random_image(READS_LAYER_MB, "reads-1"),
+            "reads-10": random_image(READS_LAYER_MB, "reads-10"),
+        }
+        for name, image in images.items():
+            harness.push_image(upstream.port, f"library/{name}", "latest", image)
+        edge = harness.start_edge(
+            work, upstream_url=upstream.url, name="bench", mirror_domain=DOMAIN
+        )
+        procs.append(edge)
+        edge.write_gate_map({LABEL: "active"})
+        host = edge.host(LABEL)
+        print(
+            f"bench/edge: layers of {LAYER_MB} MB, {REPEAT} runs each (median); set up in "
+            f"{time.monotonic() - t0:.1f} s",
+            flush=True,
+        )
+
+        # A second nginx from the same template with nginx's default one-page buffer.
+        small_params = replace(
+            harness.edge_params(
+                work / "buf4k",
+                upstream_url=upstream.url,
+                name="bench",
+                mirror_domain=DOMAIN,
+                proxy_buffer_size="4k",
+            ),
+            registry_listen=edge.params.registry_listen,
+        )
+        small_params.run_dir.mkdir(parents=True, exist_ok=True)
+        (small_params.run_dir / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])
+        nginx4k = harness.start_nginx(small_params)
+        procs.append(nginx4k)
+        port4k = int(small_params.listen.rsplit(":", 1)[1])
+
+        # --- warm raw stream ---------------------------------------------------------------
+        warm = images["warm"]
+        blob_path = f"/v2/library/warm/blobs/{warm.layers[0].digest}"
+        curl_speed(f"http://127.0.0.1:{edge.port}{blob_path}", host)  # fills the cache
+        speeds = median_speeds(
+            {
+                "bare": (f"http://127.0.0.1:{edge.registry.port}{blob_path}", None),
+                "tenant": (f"http://127.0.0.1:{edge.port}{blob_path}", host),
+                "tenant4k": (f"http://127.0.0.1:{port4k}{blob_path}", host),
+            },
+            REPEAT,
+        )
+        for key, value in speeds.items():
+            print(f"  warm raw stream {key:<9} {value / 1e9:6.2f} GB/s")
+        figure(
+            "warm raw stream, tenant ÷ bare registry",
+            speeds["tenant"] / speeds["bare"],
+            "ratio",
+            ">= 0.95",
+            f"{speeds['tenant'] / 1e9:.2f} vs {speeds['bare'] / 1e9:.2f} GB/s, "
+            f"proxy_buffer_size {edge.params.proxy_buffer_size}",
+        )
+        figure(
+            "warm raw stream, 4k proxy buffer ÷ bare registry",
+            speeds["tenant4k"] / speeds["bare"],
+            "ratio",
+            "",
+            f"{speeds['tenant4k'] / 1e9:.2f} GB/s with nginx's one-page default",
+        )
+
+        # --- skopeo pulls --------------------------------------------------------------------
+        if skopeo and hosts:
+            hosts.add(edge.host(LABEL, port=False))
+
+            def pull(ref: str, name: str) -> None:
+                result, _ = skopeo.copy_to_dir(ref, name)
+                if result.returncode != 0:
+                    raise RuntimeError(result.stderr)
+
+            tenant_ref = f"docker://{host}/library/warm:latest"
+            bare_ref = f"docker://127.0.0.1:{edge.registry.port}/library/warm:latest"
+            pull(tenant_ref, "warmup")
+            t_tenant, t_bare = [], []
+            for _ in range(max(3, REPEAT // 2)):
+                t_bare.append(timed(lambda: pull(bare_ref, "w")))
+                t_tenant.append(timed(lambda: pull(tenant_ref, "w")))
+            mt, mb = statistics.median(t_tenant), statistics.median(t_bare)
+            print(f"  warm skopeo pull tenant {mt:.3f} s, bare {mb:.3f} s")
+            figure(
+                "warm skopeo pull, tenant ÷ bare registry (speed)",
+                mb / mt,
+                "ratio",
+                ">= 0.95",
+                f"{mt:.2f} s vs {mb:.2f} s for {LAYER_MB} MB",
+            )
+            ct = timed(lambda: pull(f"docker://{host}/library/cold-tenant:latest", "c1"))
+            cb = timed(
+                lambda: pull(
+                    f"docker://127.0.0.1:{edge.registry.port}/library/cold-bare:latest", "c2"
+                )
+            )
+            print(f"  cold skopeo pull tenant {ct:.3f} s, bare {cb:.3f} s")
+            figure(
+                "cold skopeo pull, tenant ÷ bare registry (speed)",
+                cb / ct,
+                "ratio",
+                "",
+                f"{ct:.2f} s vs {cb:.2f} s for {LAYER_MB} MB from the upstream",
+            )
+        else:
+            print("  skopeo pulls skipped: skopeo missing or /etc/hosts not writable")
+
+        # --- gate cost per request -----------------------------------------------------------
+        n = 500
+        # By digest: a tag HEAD makes Distribution ask the upstream every time (~ms), which
+        # would hide the edge's own cost.
+        manifest = f"/v2/library/warm/manifests/{warm.digest}"
+
+        def gate_costs() -> dict[str, float]:
+            return latencies(
+                {
+                    "refused": (edge.port, edge.host("nosuchtenant"), "GET", "/v2/"),
+                    "tenant": (edge.port, host, "HEAD", manifest),
+                    "bare": (edge.registry.port, "127.0.0.1", "HEAD", manifest),
+                },
+                n,
+            )
+
+        small = gate_costs()
+        print(
+            "  per request (1 tenant): "
+            + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in small.items())
+        )
+        figure("gate refusal, per request", small["refused"] * 1e6, "µs", "", "nginx alone")
+        figure(
+            "tenant path overhead per manifest HEAD (1 tenant)",
+            (small["tenant"] - small["bare"]) * 1e6,
+            "µs",
+            "",
+            f"{small['tenant'] * 1e6:.0f} vs {small['bare'] * 1e6:.0f} µs, by digest",
+        )
+        big = {f"t{i:011d}": "active" for i in range(100_000)} | {LABEL: "active"}
+        reload_s = timed(lambda: edge.write_gate_map(big))
+        large = gate_costs()
+        print(
+            "  per request (100,000 tenants): "
+            + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in large.items())
+        )
+        figure(
+            "tenant path overhead per manifest HEAD (100,000 tenants)",
+            (large["tenant"] - large["bare"]) * 1e6,
+            "µs",
+            "",
+            f"refusal {large['refused'] * 1e6:.0f} µs",
+        )
+        figure("gate map reload, 100,000 tenants", reload_s, "s", "", "SIGHUP until new workers")
+
+        # --- upstream reads per blob -------------------------------------------------------
+        def cold_pulls(name: str, clients: int) -> tuple[int, int]:
+            image = images[name]
+            paths = [f"/v2/library/{name}/blobs/{b.digest}" for b in image.blobs]
+
+            def one(_):
+                ok = 0
+                for path in paths:
+                    resp = harness.request(edge.port, "GET", path, host=host, timeout=300)
+                    ok += resp.status == 200 and harness.sha256_digest(resp.body) in path
+                return ok == len(paths)
+
+            harness.request(edge.port, "GET", f"/v2/library/{name}/manifests/latest", host=host)
+            with ThreadPoolExecutor(clients) as pool:
+                good = sum(pool.map(one, range(clients)))
+            time.sleep(1.0)  # the registry writes its access log line after the response
+            layer = image.layers[0]
+            return upstream.blob_reads(layer.digest), clients - good
+
+        for name, clients in (("reads-1", 1), ("reads-10", 10)):
+            reads, failed = cold_pulls(name, clients)
+            print(
+                f"  cold blob, {clients} concurrent client(s): {reads} upstream reads, "
+                f"{failed} failed downloads"
+            )
+            figure(
+                f"upstream reads per cold blob, {clients} concurrent",
+                reads,
+                "reads",
+                "1",
+                f"{failed} of {clients} clients failed",
+            )
+        return 0
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        if hosts:
+            hosts.remove_all()
+        if skopeo:
+            skopeo.cleanup()
+        if not KEEP:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
