@@ -8,7 +8,7 @@ or two and reused by later runs at the same scale.
 Environment (all optional):
   BENCH_SCALE=1.0          fraction of the full data set (0.01 for a quick run)
   BENCH_DATABASE_URL       default postgres://postgres@127.0.0.1:5432/bench_web (created)
-  BENCH_REDIS_URL          default redis://127.0.0.1:6379/14 (flushed)
+  BENCH_REDIS_URL          default redis://127.0.0.1:6379/12 (flushed)
   BENCH_CLIENTS=50         concurrent clients (one keep-alive connection each)
   BENCH_SECONDS=15         measured seconds per target, after 3 s of warm-up
   BENCH_THINK_MS=1000      pause of each client between requests, like a person or a polling
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1.0"))
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_web")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 THINK = float(os.environ.get("BENCH_THINK_MS", "1000")) / 1000

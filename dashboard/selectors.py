@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from time import sleep
 
 from django.conf import settings
 from django.core.cache import cache
@@ -25,6 +26,7 @@ from quota.models import UsageBucket
 
 _CACHE_KEY = "dashboard:traffic:v1"
 _LOCK_KEY = "dashboard:traffic:v1:lock"
+_WAIT_STEPS = 150  # 15 s
 TOP_TENANTS = 10
 NEAR_QUOTA_LIST = 50
 NEAR_QUOTA_PERCENT = 80
@@ -114,12 +116,22 @@ def dashboard_traffic(*, now: datetime | None = None, days: int = 90, fresh: boo
     one process recomputes it while the others keep serving the older copy (no stampede).
     """
     hit = None if fresh else cache.get(_CACHE_KEY)
-    if hit is not None and hit.get("days") == days:
+    if hit is not None and hit.get("days") != days:
+        hit = None
+    if hit is not None:
         age = timezone.now() - hit["computed_at"]
         if age <= timedelta(seconds=settings.DASHBOARD_CACHE_SECONDS):
             return hit
         if not cache.add(_LOCK_KEY, 1, timeout=settings.DASHBOARD_CACHE_SECONDS):
             return hit
+    elif not fresh and not cache.add(_LOCK_KEY, 1, timeout=settings.DASHBOARD_CACHE_SECONDS):
+        # Nothing cached and another process is computing it: wait for that result (bounded)
+        # rather than running the same scan side by side.
+        for _ in range(_WAIT_STEPS):
+            sleep(0.1)
+            hit = cache.get(_CACHE_KEY)
+            if hit is not None and hit.get("days") == days:
+                return hit
     try:
         data = _traffic_uncached(now=now or timezone.now(), days=days)
         data["days"] = days

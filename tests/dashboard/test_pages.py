@@ -291,3 +291,25 @@ def test_stale_figures_are_served_while_another_process_recomputes(client, staff
     assert client.get("/staff/").context["computed_at"] == old
     cache.delete(selectors._LOCK_KEY)
     assert client.get("/staff/").context["computed_at"] > old
+
+
+def test_a_cold_request_waits_for_the_computation_already_running(
+    client, staff, tenant, monkeypatch
+):
+    from django.core.cache import cache
+
+    from dashboard import selectors
+
+    client.force_login(staff)
+    cache.add(selectors._LOCK_KEY, 1, 60)  # another process has started the scan
+    waits = []
+
+    def other_process_finishes(seconds):
+        waits.append(seconds)
+        if len(waits) == 3:
+            selectors.dashboard_traffic(fresh=True)
+
+    monkeypatch.setattr(selectors, "sleep", other_process_finishes)
+    resp = client.get("/staff/")
+    assert resp.status_code == 200 and len(waits) == 3
+    assert resp.context["computed_at"] == cache.get(selectors._CACHE_KEY)["computed_at"]
