@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -42,6 +43,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     # The personal invite code (URL-safe, random), issued on first use by accounts.services.
     invite_code = models.CharField(
         _("invite code"), max_length=32, unique=True, null=True, blank=True, editable=False
+    )
+    # The language chosen with the selector; empty means "from the browser".
+    language = models.CharField(
+        _("language"), max_length=16, blank=True, choices=settings.LANGUAGES
     )
 
     objects = UserManager()

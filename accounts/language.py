@@ -1,0 +1,39 @@
+"""The language a person sees: their saved choice when logged in, else cookie or browser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
+
+_LANGUAGES = {code for code, _name in settings.LANGUAGES}
+
+
+class UserLanguageMiddleware:
+    """Activates a logged-in user's saved language (after AuthenticationMiddleware)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.language in _LANGUAGES:
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = user.language
+        return self.get_response(request)
+
+
+@login_not_required
+@require_POST
+def language_set(request: HttpRequest) -> HttpResponse:
+    """Django's set_language (cookie, redirect back), remembered on the account too."""
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and language in _LANGUAGES:
+        type(request.user).objects.filter(pk=request.user.pk).update(language=language)
+    return response
