@@ -18,17 +18,15 @@ EDGE = "local"
 
 
 def make_tenants(django_user_model, n: int, prefix: str = "t") -> dict[str, int]:
-    """n tenants; returns {label: tenant_id}."""
-    from accelerator.services import tenant_start
+    """n tenants with fresh labels (bulk: no password hashing); returns {label: tenant_id}."""
+    from accelerator.labels import new_label
+    from accelerator.models import Tenant
 
-    out = {}
-    for i in range(n):
-        user = django_user_model.objects.create_user(
-            email=f"{prefix}{i}@example.com", password="x-not-used-1"
-        )
-        tenant = tenant_start(user=user)
-        out[tenant.label] = tenant.pk
-    return out
+    users = django_user_model.objects.bulk_create(
+        [django_user_model(email=f"{prefix}{i}@example.com", password="!") for i in range(n)]
+    )
+    tenants = Tenant.objects.bulk_create([Tenant(user=u, label=new_label()) for u in users])
+    return {t.label: t.pk for t in tenants}
 
 
 @pytest.fixture
