@@ -213,3 +213,16 @@ def test_summary_query_count_is_flat_with_history(tenant, django_assert_max_num_
     with django_assert_max_num_queries(3):
         s = ledger.month_summary(tenant=tenant, now=at("2026-02-27 00:00"))
     assert s.remaining > 0
+
+
+def test_late_usage_and_back_dated_grants_invalidate_the_cached_balances(tenant):
+    grant(tenant, 5 * GB, "2026-01-10 00:00", "g1")
+    use(tenant, "2026-01-20 00:00", 12 * GB)
+    now = at("2026-02-10 00:00")
+    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 3 * GB
+    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 3 * GB  # cached
+    use(tenant, "2026-01-31 23:00", GB)  # a late batch for January
+    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 2 * GB
+    grant(tenant, GB, "2026-01-25 00:00", "late", expires="2026-02-05 00:00")
+    # The back-dated grant expires first, so it paid for January before g1 did.
+    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 3 * GB
