@@ -555,16 +555,19 @@ def tenant_enforce(*, tenant_id: int, now: datetime | None = None) -> MonthSumma
         locked = (
             Tenant.objects.select_for_update(no_key=True)
             .filter(pk=tenant_id)
-            .values_list("pk", flat=True)
+            .values_list("pk", "exhausted_at")
             .first()
         )
         if locked is None:
             return None
+        was_exhausted = locked[1] is not None
         summary = _summary(tenant_id=tenant_id, now=now)
-        if summary.exhausted:
-            if tenant_services.tenant_mark_exhausted(tenant_id=tenant_id, at=now):
-                log.info("tenant %s exhausted (used %s B)", tenant_id, summary.used)
-        elif tenant_services.tenant_clear_exhausted(tenant_id=tenant_id):
+        # Under the lock the state read above is current: write only when it changes.
+        if summary.exhausted and not was_exhausted:
+            tenant_services.tenant_mark_exhausted(tenant_id=tenant_id, at=now)
+            log.info("tenant %s exhausted (used %s B)", tenant_id, summary.used)
+        elif was_exhausted and not summary.exhausted:
+            tenant_services.tenant_clear_exhausted(tenant_id=tenant_id)
             log.info("tenant %s re-opened (remaining %s B)", tenant_id, summary.remaining)
         _notices_record(tenant_id=tenant_id, summary=summary, now=now)
     return summary
@@ -580,6 +583,13 @@ def _notices_record(*, tenant_id: int, summary: MonthSummary, now: datetime) -> 
     if not reached:
         return
     month = summary.month_start.date()
+    existing = set(
+        QuotaNotice.objects.filter(
+            tenant_id=tenant_id, month=month, threshold__in=reached
+        ).values_list("threshold", flat=True)
+    )
+    if existing.issuperset(reached):
+        return
     top = max(reached)
     for threshold in reached:
         status = QuotaNotice.Status.PENDING if threshold == top else QuotaNotice.Status.SKIPPED
