@@ -28,7 +28,7 @@ buckets, and a bucket with hour ``h`` belongs to the month that contains ``h``.
   ``remaining = max(0, B - used this month) + bonus_left``. A tenant is exhausted when
   ``remaining <= 0``. The month's ``allowance`` = B + bonus drawn this month + bonus_left, so
   ``remaining == allowance - used + overspent`` always holds; the 80 % and 100 % emails compare
-  ``used`` with the allowance.
+  the charged usage (``used - overspent``) with the allowance.
 
 How it stays fast (bench/ledger.py prints the figures)
 -----------------------------------------------------
@@ -215,13 +215,20 @@ class MonthSummary:
         return self.remaining <= 0
 
     @property
+    def charged(self) -> int:
+        """The part of `used` that the base and grants paid for (= allowance - remaining)."""
+        return self.used - self.overspent
+
+    @property
     def percent_used(self) -> int:
-        """Whole percent of the allowance used, 0..100 (floored; 100 only when exhausted)."""
-        if self.allowance <= 0:
+        """Whole percent of the allowance spent, 0..100 (floored; 100 only when exhausted).
+
+        Counts what was charged: bytes overspent before a later grant arrived do not make a
+        fresh grant look spent.
+        """
+        if self.allowance <= 0 or self.remaining <= 0:
             return 100
-        if self.remaining <= 0:
-            return 100
-        return min(99, self.used * 100 // self.allowance)
+        return min(99, self.charged * 100 // self.allowance)
 
 
 @dataclass
@@ -576,7 +583,7 @@ def tenant_enforce(*, tenant_id: int, now: datetime | None = None) -> MonthSumma
 def _notices_record(*, tenant_id: int, summary: MonthSummary, now: datetime) -> None:
     """Insert this month's threshold rows that are due; the unique key makes each happen once."""
     reached = []
-    if summary.used > 0 and summary.used * 5 >= summary.allowance * 4:
+    if summary.charged > 0 and summary.charged * 5 >= summary.allowance * 4:
         reached.append(QuotaNotice.Threshold.WARN)
     if summary.exhausted:
         reached.append(QuotaNotice.Threshold.EXHAUSTED)

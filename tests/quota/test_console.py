@@ -101,3 +101,10 @@ def test_chart_scale_is_round_and_bars_fit():
     assert top == 10 * GB
     assert [b.height for b in bars][0] == 0 and bars[1].height == 1  # tiny days stay visible
     assert all(0 <= b.y <= 140 and b.y + b.height <= 140 for b in bars)
+
+
+def test_console_explains_overspent_bytes(owner_client, tenant):
+    use(tenant, ledger.floor_hour(timezone.now()), 10 * GB + 300_000_000)
+    html = owner_client.get(reverse("console")).content.decode()
+    assert 'data-testid="quota-overspent"' in html and "300 MB more were served" in html
+    assert "100 % of this month" in html

@@ -83,6 +83,8 @@ def test_overspending_is_not_carried_over_nor_paid_by_a_later_grant(tenant):
     grant(tenant, 1 * GB, "2026-01-25 00:00", "g1")
     jan = ledger.month_summary(tenant=tenant, now=at("2026-01-26 00:00"))
     assert (jan.overspent, jan.bonus_left, jan.remaining) == (2 * GB, 1 * GB, 1 * GB)
+    # The fresh grant is unspent: the bar counts what was charged, not the overspent bytes.
+    assert (jan.charged, jan.allowance, jan.percent_used) == (10 * GB, 11 * GB, 90)
     feb = ledger.month_summary(tenant=tenant, now=at("2026-02-01 00:00"))
     assert (feb.used, feb.overspent, feb.remaining) == (0, 0, 11 * GB)
 
