@@ -23,6 +23,7 @@ same machine as the server and takes CPU from it: figures are pessimistic.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -371,7 +372,17 @@ def report(target: str, samples: dict[str, list[float]], errors: dict[str, int],
         )
     for key, count in sorted(errors.items()):
         print(f"    non-200: {key} x{count}")
+    note = f"scale {SCALE}, {CLIENTS} clients, think {THINK * 1000:.0f} ms"
+    _figure(f"{target} p50", _pct(everything, 50), "ms", "", note)
+    _figure(f"{target} p95", p95, "ms", f"< {limit:.0f}", note)
+    _figure(f"{target} throughput", len(everything) / SECONDS, "req/s", "", note)
     return ok
+
+
+def _figure(name: str, value: float, unit: str, target: str, note: str) -> None:
+    """A line bench/run.py collects into its table."""
+    payload = {"name": name, "value": round(value, 1), "unit": unit, "target": target}
+    print("FIGURE " + json.dumps({**payload, "note": note}), flush=True)
 
 
 def main() -> int:
@@ -389,6 +400,7 @@ def main() -> int:
     else:
         print("reusing the data generated earlier at this scale")
     print("rows: " + ", ".join(f"{k}={v:,}" for k, v in _counts().items()))
+    print(f"load average before the run: {os.getloadavg()}")
     sessions, tokens, staff_session = clients()
 
     import redis

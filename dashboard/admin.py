@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from dashboard.models import StaffAction
+from ingest.models import EdgeIngest, LogFile, MalformedCount, MalformedSample, UnknownTraffic
 from quota.models import Grant, UsageBucket
 
 
@@ -46,6 +47,19 @@ class UsageBucketAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-for model, model_admin in ((Grant, GrantAdmin), (UsageBucket, UsageBucketAdmin)):
+class IngestAdmin(ReadOnlyAdmin):
+    """Ingestion's cursors and counters: written only by ingest.services."""
+
+
+_RAW = [
+    (Grant, GrantAdmin),
+    (UsageBucket, UsageBucketAdmin),
+    (EdgeIngest, IngestAdmin),
+    (LogFile, IngestAdmin),
+    (MalformedCount, IngestAdmin),
+    (MalformedSample, IngestAdmin),
+    (UnknownTraffic, IngestAdmin),
+]
+for model, model_admin in _RAW:
     if not admin.site.is_registered(model):
         admin.site.register(model, model_admin)

@@ -185,6 +185,8 @@ def test_admin_shows_the_ledger_read_only(client, django_user_model, tenant):
     assert Grant.objects.get().bytes == 5
     assert client.get("/admin/dashboard/staffaction/").status_code == 200
     assert client.get("/admin/api/personalaccesstoken/").status_code == 200
+    assert client.get("/admin/ingest/edgeingest/").status_code == 200
+    assert client.get("/admin/ingest/edgeingest/add/").status_code == 403
 
 
 def test_traffic_figures_are_cached_but_actions_show_at_once(client, staff, tenant):
