@@ -333,7 +333,10 @@ class StaffActionBase(Base):
         tenant = _staff_tenant(pk)
         form = self.form_class(data=request.data)
         form.is_valid(raise_exception=True)
-        action = self.act(actor=request.user, tenant=tenant, data=form.validated_data)
+        try:
+            action = self.act(actor=request.user, tenant=tenant, data=form.validated_data)
+        except ledger.LedgerError as refused:
+            raise serializers.ValidationError({"non_field_errors": [str(refused)]}) from None
         return Response(s.StaffActionSerializer(action).data, status=status.HTTP_201_CREATED)
 
 

@@ -34,7 +34,8 @@ def staff_grant(
     idempotency_key: str | None = None,
 ) -> StaffAction:
     """Grant bonus traffic. With the same idempotency key, a repeat grants nothing more."""
-    source_key = f"staff:{idempotency_key or uuid.uuid4().hex}"
+    # The tenant is part of the key: the same key sent for another tenant is another grant.
+    source_key = f"staff:{tenant.pk}:{idempotency_key or uuid.uuid4().hex}"
     earlier = StaffAction.objects.filter(
         kind=StaffAction.Kind.GRANT, detail__source_key=source_key
     ).first()

@@ -111,14 +111,19 @@ def _act(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     data, actor = form.cleaned_data, request.user
     if kind == "grant":
         days = data.get("expires_in_days")
-        services.staff_grant(
-            actor=actor,
-            tenant=tenant,
-            bytes=data["gigabytes"] * GB,
-            reason=data["reason"],
-            expires_at=timezone.now() + timedelta(days=days) if days else None,
-            idempotency_key=data.get("idempotency_key") or None,
-        )
+        try:
+            services.staff_grant(
+                actor=actor,
+                tenant=tenant,
+                bytes=data["gigabytes"] * GB,
+                reason=data["reason"],
+                expires_at=timezone.now() + timedelta(days=days) if days else None,
+                idempotency_key=data.get("idempotency_key") or None,
+            )
+        except ledger.LedgerError as refused:
+            form.add_error(None, str(refused))
+            context = _tenant_context(tenant, grant_form=form, failed=kind)
+            return render(request, "dashboard/tenant.html", context, status=400)
         messages.success(request, _("Granted %(gb)d GB.") % {"gb": data["gigabytes"]})
     elif kind == "suspend":
         services.staff_suspend(actor=actor, tenant=tenant, reason=data["reason"])

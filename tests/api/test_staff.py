@@ -147,3 +147,15 @@ def test_staff_overview_and_tenant_detail(staff, owner_tenant, api):
     found = client.get("/api/v1/staff/tenants/", {"q": "owner@"}).json()
     assert [t["id"] for t in found["results"]] == [owner_tenant.pk]
     assert client.get("/api/v1/staff/tenants/", {"state": "weird"}).status_code == 400
+
+
+def test_same_idempotency_key_for_two_tenants_grants_both(staff, owner_tenant, stranger, api):
+    from accelerator.services import tenant_start
+
+    other = tenant_start(user=stranger)
+    client = api(_token(staff))
+    body = {"gigabytes": 1, "reason": "r", "idempotency_key": "same-key-1"}
+    a = client.post(f"/api/v1/staff/tenants/{owner_tenant.pk}/grant/", body).json()
+    b = client.post(f"/api/v1/staff/tenants/{other.pk}/grant/", body).json()
+    assert a["id"] != b["id"] and (a["tenant"], b["tenant"]) == (owner_tenant.pk, other.pk)
+    assert Grant.objects.count() == 2
