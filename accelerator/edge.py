@@ -42,7 +42,31 @@ def edge_params() -> edge_config.EdgeParams:
         upstream_password=settings.UPSTREAM_PASSWORD,
         worker_processes=settings.EDGE_WORKER_PROCESSES,
         proxy_buffer_size=settings.EDGE_PROXY_BUFFER_SIZE,
+        fetch_listen=settings.EDGE_FETCH_LISTEN,
+        token_listen=settings.EDGE_TOKEN_LISTEN,
+        cache_dir=Path(settings.EDGE_CACHE_DIR).resolve(),
+        cache_max_size=settings.EDGE_CACHE_MAX_SIZE,
+        cache_inactive=settings.EDGE_CACHE_INACTIVE,
+        cache_lock_seconds=settings.EDGE_CACHE_LOCK_SECONDS,
+        resolver=settings.EDGE_RESOLVER or _system_resolver(),
+        ca_bundle=_ca_bundle(),
     )
+
+
+def _system_resolver() -> str:
+    try:
+        text = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        text = ""
+    return edge_config.first_nameserver(text) or "127.0.0.1"
+
+
+def _ca_bundle() -> Path | None:
+    path = Path(settings.EDGE_UPSTREAM_CA_BUNDLE) if settings.EDGE_UPSTREAM_CA_BUNDLE else None
+    if path is not None and not path.is_file():
+        logger.warning("EDGE_UPSTREAM_CA_BUNDLE %s is missing: upstream TLS unverified", path)
+        return None
+    return path
 
 
 @dataclass(frozen=True)
@@ -85,6 +109,7 @@ def edge_render(*, params: edge_config.EdgeParams | None = None) -> EdgeFiles:
         (params.run_dir / sub).mkdir(parents=True, exist_ok=True)
     params.access_log.parent.mkdir(parents=True, exist_ok=True)
     params.storage_dir.mkdir(parents=True, exist_ok=True)
+    params.cache_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(files.nginx_conf, edge_config.nginx_conf(NGINX_TEMPLATE.read_text(), params))
     # 0600: it may hold the upstream password.
     _write_atomic(

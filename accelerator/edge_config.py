@@ -41,6 +41,15 @@ class EdgeParams:
     upstream_password: str = ""
     worker_processes: str = "auto"
     proxy_buffer_size: str = "64k"
+    # The blob cache and the fetch path of its misses (issue: one upstream read per blob).
+    fetch_listen: str = "127.0.0.1:8481"
+    token_listen: str = "127.0.0.1:8482"
+    cache_dir: Path = Path("/var/cache/edge-blobs")
+    cache_max_size: str = "10g"
+    cache_inactive: str = "30d"
+    cache_lock_seconds: int = 3600
+    resolver: str = "127.0.0.1"
+    ca_bundle: Path | None = None
 
     def validate(self) -> None:
         if not _EDGE_NAME_RE.match(self.name):
@@ -49,20 +58,31 @@ class EdgeParams:
             raise EdgeConfigError(
                 f"MIRROR_DOMAIN is not a lower-case DNS name: {self.mirror_domain!r}"
             )
-        for key in ("listen", "registry_listen"):
+        for key in ("listen", "registry_listen", "fetch_listen", "token_listen"):
             if not _LISTEN_RE.match(getattr(self, key)):
                 raise EdgeConfigError(
                     f"{key.upper()} must be host:port, not {getattr(self, key)!r}"
                 )
-        if not re.match(r"^https?://[^\s'\"]+$", self.upstream_url):
-            raise EdgeConfigError(f"UPSTREAM_URL must be an http(s) URL: {self.upstream_url!r}")
+        if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$", self.upstream_url):
+            raise EdgeConfigError(
+                f"UPSTREAM_URL must be an http(s) URL without a path: {self.upstream_url!r}"
+            )
         if bool(self.upstream_username) != bool(self.upstream_password):
             raise EdgeConfigError("set both UPSTREAM_USERNAME and UPSTREAM_PASSWORD, or neither")
         if not (self.worker_processes == "auto" or self.worker_processes.isdigit()):
             raise EdgeConfigError("EDGE_WORKER_PROCESSES must be 'auto' or a number")
         if not _SIZE_RE.match(self.proxy_buffer_size):
             raise EdgeConfigError("EDGE_PROXY_BUFFER_SIZE must be a size such as 64k")
-        for path in (self.run_dir, self.access_log, self.storage_dir):
+        if not re.match(r"^\d{1,12}[kKmMgG]?$", self.cache_max_size):
+            raise EdgeConfigError("EDGE_CACHE_MAX_SIZE must be a size such as 10g")
+        if not re.match(r"^\d{1,9}[smhdwMy]?$", self.cache_inactive):
+            raise EdgeConfigError("EDGE_CACHE_INACTIVE must be a time such as 30d")
+        if not 1 <= self.cache_lock_seconds <= 86400:
+            raise EdgeConfigError("EDGE_CACHE_LOCK_SECONDS must be between 1 and 86400")
+        if not re.match(r"^[0-9A-Za-z.:\[\]-]+( [0-9A-Za-z.:\[\]-]+)*$", self.resolver):
+            raise EdgeConfigError(f"EDGE_RESOLVER must be addresses: {self.resolver!r}")
+        paths = [self.run_dir, self.access_log, self.storage_dir, self.cache_dir]
+        for path in paths + ([self.ca_bundle] if self.ca_bundle else []):
             if any(c in str(path) for c in " ;'\"{}$\n"):
                 raise EdgeConfigError(f"paths must not contain spaces or nginx syntax: {path}")
 
@@ -93,8 +113,38 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "MIRROR_DOMAIN_RE": params.mirror_domain.replace(".", r"\."),
             "WORKER_PROCESSES": params.worker_processes,
             "PROXY_BUFFER_SIZE": params.proxy_buffer_size,
+            "FETCH_LISTEN": params.fetch_listen,
+            "TOKEN_LISTEN": params.token_listen,
+            "CACHE_DIR": str(params.cache_dir),
+            "CACHE_MAX_SIZE": params.cache_max_size,
+            "CACHE_INACTIVE": params.cache_inactive,
+            "CACHE_LOCK_SECONDS": str(params.cache_lock_seconds),
+            "RESOLVER": params.resolver,
+            "UPSTREAM_URL": params.upstream_url.rstrip("/"),
+            "UPSTREAM_TLS": _upstream_tls(params.ca_bundle),
         },
     )
+
+
+def _upstream_tls(ca_bundle: Path | None) -> str:
+    indent = " " * 12
+    if ca_bundle is None:
+        return f"{indent}# no CA bundle configured: the upstream's certificate is not verified"
+    return (
+        f"{indent}proxy_ssl_verify on;\n"
+        f"{indent}proxy_ssl_verify_depth 4;\n"
+        f"{indent}proxy_ssl_trusted_certificate {ca_bundle};"
+    )
+
+
+def first_nameserver(resolv_conf: str) -> str | None:
+    """The first nameserver of a resolv.conf text (nginx needs one to follow redirects)."""
+    for line in resolv_conf.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            addr = parts[1]
+            return f"[{addr}]" if ":" in addr else addr
+    return None
 
 
 def registry_conf(template: str, params: EdgeParams, *, http_secret: str) -> str:

@@ -283,6 +283,19 @@ EDGE_WORKER_PROCESSES = env_str("EDGE_WORKER_PROCESSES", "auto")
 # ~3x faster than the one-page default (bench/edge.py prints the figure).
 EDGE_PROXY_BUFFER_SIZE = env_str("EDGE_PROXY_BUFFER_SIZE", "64k")
 EDGE_GATE_SYNC_SECONDS = env_int("EDGE_GATE_SYNC_SECONDS", 2)
+# The blob cache: one entry per digest, least recently used evicted past EDGE_CACHE_MAX_SIZE.
+# Misses are fetched once from UPSTREAM_URL by nginx's loopback fetch server (EDGE_FETCH_LISTEN)
+# with bearer tokens from the token helper (EDGE_TOKEN_LISTEN, `manage.py edge_token`).
+EDGE_CACHE_DIR = Path(env_str("EDGE_CACHE_DIR", str(VAR_DIR / "edge-cache")))
+EDGE_CACHE_MAX_SIZE = env_str("EDGE_CACHE_MAX_SIZE", "10g")
+EDGE_CACHE_INACTIVE = env_str("EDGE_CACHE_INACTIVE", "30d")
+EDGE_CACHE_LOCK_SECONDS = env_int("EDGE_CACHE_LOCK_SECONDS", 3600)
+EDGE_FETCH_LISTEN = env_str("EDGE_FETCH_LISTEN", "127.0.0.1:8481")
+EDGE_TOKEN_LISTEN = env_str("EDGE_TOKEN_LISTEN", "127.0.0.1:8482")
+# DNS server nginx uses to follow the upstream's redirects to its blob store (CDN); empty:
+# the first nameserver of /etc/resolv.conf.
+EDGE_RESOLVER = env_str("EDGE_RESOLVER", "")
+EDGE_UPSTREAM_CA_BUNDLE = env_str("EDGE_UPSTREAM_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
     "task": "accelerator.tasks.edge_gate_sync",
     "schedule": float(EDGE_GATE_SYNC_SECONDS),

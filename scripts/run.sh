@@ -36,7 +36,8 @@ start celery-beat .venv/bin/celery -A config beat --loglevel=info \
   --schedule "$VAR_DIR/celerybeat-schedule"
 # RUN_EDGE_HOOK: the edge (nginx and the registry) joins here.
 # The edge: configs rendered into EDGE_RUN_DIR, a first gate map (beat keeps it current every
-# EDGE_GATE_SYNC_SECONDS), then the pull-through registry and nginx in the foreground.
+# EDGE_GATE_SYNC_SECONDS), then the pull-through registry (manifests), the token helper and
+# nginx (gate, access log, blob cache) in the foreground.
 eval "$($PY manage.py edge_render --shell)"
 $PY manage.py edge_sync >/dev/null
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -56,6 +57,8 @@ registry_supervised() {
   done
 }
 start registry registry_supervised "$EDGE_RUN_DIR/registry.yml"
+# Bearer tokens for the blob cache's fetches from UPSTREAM_URL (no database needed).
+start edge-token $PY manage.py edge_token
 start nginx "$NGINX" -p "$EDGE_RUN_DIR/" -c "$EDGE_RUN_DIR/nginx.conf" \
   -e "$EDGE_RUN_DIR/logs/error.log"
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import platform
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +114,9 @@ def edge(upstream, tmp_path_factory) -> Iterator[harness.Edge]:
     from django.conf import settings
 
     _require_parts("nginx", "docker-registry")
+    workdir = harness.worker_readable_dir("e2e-edge-")
     e = harness.start_edge(
-        tmp_path_factory.mktemp("edge"),
+        workdir,
         upstream_url=upstream.registry.url,
         name=settings.EDGE_NAME,
         mirror_domain=settings.MIRROR_DOMAIN,
@@ -123,6 +125,7 @@ def edge(upstream, tmp_path_factory) -> Iterator[harness.Edge]:
         yield e
     finally:
         e.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

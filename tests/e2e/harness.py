@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -404,6 +405,7 @@ class Edge:
     port: int
     mirror_domain: str
     name: str = field(default="")
+    token: Proc | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -462,6 +464,15 @@ class Edge:
     def stop(self) -> None:
         self.nginx.stop(signal.SIGQUIT)
         self.registry.stop()
+        if self.token is not None:
+            self.token.stop()
+
+    @property
+    def fetch_log(self) -> Path:
+        return self.run_dir / "logs" / "fetch.log"
+
+    def cache_files(self) -> list[Path]:
+        return [p for p in self.params.cache_dir.rglob("*") if p.is_file()]
 
 
 def edge_params(
@@ -473,6 +484,7 @@ def edge_params(
     proxy_buffer_size: str = "64k",
     worker_processes: str = "2",
     registry_port: int | None = None,
+    cache_max_size: str = "2g",
 ) -> edge_config.EdgeParams:
     run_dir = workdir / "edge"
     return edge_config.EdgeParams(
@@ -486,7 +498,32 @@ def edge_params(
         upstream_url=upstream_url,
         worker_processes=worker_processes,
         proxy_buffer_size=proxy_buffer_size,
+        fetch_listen=f"127.0.0.1:{free_port()}",
+        token_listen=f"127.0.0.1:{free_port()}",
+        cache_dir=workdir / "blob-cache",
+        cache_max_size=cache_max_size,
+        cache_lock_seconds=600,
+        resolver="127.0.0.1",
     )
+
+
+def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
+    proc = Proc.start(
+        "edge-token",
+        [
+            sys.executable,
+            "-m",
+            "accelerator.edge_token",
+            "--listen",
+            params.token_listen,
+            "--upstream",
+            params.upstream_url,
+        ],
+        log=log,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    wait_port(int(params.token_listen.rsplit(":", 1)[1]), proc=proc)
+    return proc
 
 
 def start_nginx(params: edge_config.EdgeParams) -> Proc:
@@ -494,6 +531,7 @@ def start_nginx(params: edge_config.EdgeParams) -> Proc:
     run_dir = params.run_dir
     for sub in ("logs", "tmp"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    params.cache_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "nginx.conf").write_text(
         edge_config.nginx_conf((DEPLOY / "nginx" / "edge.conf.template").read_text(), params)
     )
@@ -504,8 +542,23 @@ def start_nginx(params: edge_config.EdgeParams) -> Proc:
     return nginx
 
 
+def worker_readable_dir(prefix: str) -> Path:
+    """A fresh directory nginx's workers can reach.
+
+    Started as root, nginx runs its workers as an unprivileged user: they open the blob cache
+    and reopen logs, so every directory on the way must be traversable (pytest's own temporary
+    directories are not).
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
 def start_edge(workdir: Path, **kw) -> Edge:
-    """The whole edge: Distribution in proxy mode and nginx, both rendered from deploy/."""
+    """The whole edge: Distribution in proxy mode and nginx, both rendered from deploy/.
+
+    workdir must be reachable by nginx's workers (see worker_readable_dir).
+    """
     params = edge_params(workdir, **kw)
     run_dir = params.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -523,12 +576,18 @@ def start_edge(workdir: Path, **kw) -> Edge:
     wait_port(registry_port, proc=reg_proc)
     registry = Registry(reg_proc, registry_port, params.storage_dir, run_dir / "registry.yml")
     try:
-        nginx = start_nginx(params)
+        token = start_token_helper(params, workdir / "edge-token.log")
     except Exception:
         registry.stop()
         raise
+    try:
+        nginx = start_nginx(params)
+    except Exception:
+        registry.stop()
+        token.stop()
+        raise
     port = int(params.listen.rsplit(":", 1)[1])
-    return Edge(params, nginx, registry, port, params.mirror_domain, params.name)
+    return Edge(params, nginx, registry, port, params.mirror_domain, params.name, token=token)
 
 
 def nginx_cmd(run_dir: Path) -> list[str]:

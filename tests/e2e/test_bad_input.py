@@ -8,6 +8,7 @@ access-log line.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -235,8 +236,9 @@ def capture_edge(tmp_path_factory):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    workdir = harness.worker_readable_dir("e2e-capture-")
     params = harness.edge_params(
-        tmp_path_factory.mktemp("capture"),
+        workdir,
         upstream_url="http://127.0.0.1:9",
         name=settings.EDGE_NAME,
         mirror_domain=settings.MIRROR_DOMAIN,
@@ -252,6 +254,7 @@ def capture_edge(tmp_path_factory):
     finally:
         nginx.stop()
         server.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_authorization_is_never_forwarded_and_accept_headers_are(capture_edge):

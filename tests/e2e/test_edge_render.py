@@ -62,6 +62,7 @@ def test_gate_map_is_sorted_lowercase_and_skips_unusable_labels():
         ({"registry_listen": "127.0.0.1:5000; evil"}, "REGISTRY_LISTEN"),
         ({"upstream_url": "ftp://x"}, "UPSTREAM_URL"),
         ({"upstream_url": "https://x' y"}, "UPSTREAM_URL"),
+        ({"upstream_url": "https://x.io/v2"}, "UPSTREAM_URL"),
         ({"upstream_username": "u"}, "UPSTREAM_PASSWORD"),
         ({"worker_processes": "many"}, "EDGE_WORKER_PROCESSES"),
         ({"proxy_buffer_size": "64 k"}, "EDGE_PROXY_BUFFER_SIZE"),

@@ -1,0 +1,191 @@
+"""The edge's token helper: bearer tokens for fetching blobs from the upstream registry.
+
+nginx's fetch server asks it (auth_request) before each blob fetch from UPSTREAM_URL; it answers
+with the header `X-Upstream-Authorization` to send upstream. Registries such as Docker Hub want
+a bearer token per repository scope, anonymous or for an account; tokens are cached per scope
+until shortly before they expire, and one fetch per scope runs at a time.
+
+A data-plane process: no Django, no database. Run with
+    python -m accelerator.edge_token --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io
+(credentials from UPSTREAM_USERNAME / UPSTREAM_PASSWORD in the environment), or
+`manage.py edge_token`, which takes them from settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+logger = logging.getLogger("edge_token")
+
+REPO_RE = re.compile(
+    r"^/v2/([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)/blobs/"
+)
+CHALLENGE_TTL = 300.0  # how long the upstream's /v2/ answer (auth scheme, realm) is trusted
+EXPIRY_MARGIN = 15.0
+TIMEOUT = 15.0
+
+
+class TokenError(Exception):
+    """The upstream's token service could not be reached or refused."""
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="x",service="y"` -> ("bearer", {"realm": "x", "service": "y"})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return scheme.lower(), params
+
+
+def repo_from_uri(uri: str) -> str | None:
+    path = urllib.parse.urlsplit(uri).path
+    match = REPO_RE.match(path)
+    return match.group(1) if match and len(match.group(1)) <= 255 else None
+
+
+@dataclass
+class _Entry:
+    value: str
+    expires: float
+
+
+class TokenCache:
+    """Authorization header values for the upstream, per repository. Thread-safe."""
+
+    def __init__(self, upstream: str, username: str = "", password: str = "") -> None:
+        self.upstream = upstream.rstrip("/")
+        self.basic = (
+            "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+            if username
+            else ""
+        )
+        self._challenge: tuple[float, str, dict[str, str]] | None = None
+        self._tokens: dict[str, _Entry] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.fetches = 0  # token requests made upstream (for tests and figures)
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _get_challenge(self) -> tuple[str, dict[str, str]]:
+        now = time.monotonic()
+        if self._challenge and now - self._challenge[0] < CHALLENGE_TTL:
+            return self._challenge[1], self._challenge[2]
+        try:
+            with urllib.request.urlopen(f"{self.upstream}/v2/", timeout=TIMEOUT):
+                scheme, params = "none", {}
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:
+                raise TokenError(f"upstream /v2/ answered {exc.code}") from exc
+            scheme, params = parse_challenge(exc.headers.get("WWW-Authenticate", ""))
+        except OSError as exc:
+            raise TokenError(f"upstream unreachable: {exc}") from exc
+        self._challenge = (now, scheme, params)
+        return scheme, params
+
+    def header_for(self, repo: str) -> str:
+        """The Authorization value for pulling from repo ("" when none is needed)."""
+        scheme, params = self._get_challenge()
+        if scheme == "none":
+            return ""
+        if scheme == "basic":
+            return self.basic
+        if scheme != "bearer" or "realm" not in params:
+            raise TokenError(f"unsupported upstream auth scheme {scheme!r}")
+        scope = f"repository:{repo}:pull"
+        with self._lock_for(scope):
+            entry = self._tokens.get(scope)
+            if entry and entry.expires > time.monotonic():
+                return entry.value
+            query = {"scope": scope}
+            if params.get("service"):
+                query["service"] = params["service"]
+            request = urllib.request.Request(
+                params["realm"]
+                + ("&" if "?" in params["realm"] else "?")
+                + urllib.parse.urlencode(query)
+            )
+            if self.basic:
+                request.add_header("Authorization", self.basic)
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
+                    body = json.load(resp)
+            except (OSError, ValueError) as exc:
+                raise TokenError(f"token service: {exc}") from exc
+            self.fetches += 1
+            token = body.get("token") or body.get("access_token")
+            if not token:
+                raise TokenError("token service answered without a token")
+            lifetime = float(body.get("expires_in") or 60)
+            value = f"Bearer {token}"
+            self._tokens[scope] = _Entry(value, started + max(5.0, lifetime - EXPIRY_MARGIN))
+            return value
+
+
+def make_handler(cache: TokenCache):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            repo = repo_from_uri(self.headers.get("X-Original-URI", ""))
+            if repo is None:
+                return self._answer(403, "")
+            try:
+                value = cache.header_for(repo)
+            except TokenError as exc:
+                logger.warning("no token for %s: %s", repo, exc)
+                return self._answer(503, "")
+            return self._answer(200, value)
+
+        def _answer(self, status: int, value: str) -> None:
+            self.send_response(status)
+            if value:
+                self.send_header("X-Upstream-Authorization", value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, fmt: str, *args) -> None:
+            logger.debug(fmt, *args)
+
+    return Handler
+
+
+def serve(listen: str, upstream: str, username: str = "", password: str = "") -> None:
+    host, _, port = listen.rpartition(":")
+    cache = TokenCache(upstream, username, password)
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), make_handler(cache))
+    server.daemon_threads = True
+    logger.info("edge token helper on %s for %s", listen, upstream)
+    server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--upstream", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    serve(
+        args.listen,
+        args.upstream,
+        os.environ.get("UPSTREAM_USERNAME", ""),
+        os.environ.get("UPSTREAM_PASSWORD", ""),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""bench/ingest: access-log ingestion, end to end into PostgreSQL, against a bare read.
+
+On a generated log (BENCH_INGEST_LINES lines, default 2,000,000, over BENCH_INGEST_TENANTS
+tenants, default 10,000, plus some unknown labels), in one run:
+1. the floor: a bare line-by-line read of the file (``for line in f``);
+2. parse + aggregate only (ingest.parser.read_batch, no database);
+3. end to end: ingest.services.ingest_edge — read, parse, aggregate, resolve labels, commit
+   usage and position per batch — without the ledger's enforcement; the usage it wrote is
+   checked against the generator's totals;
+4. the ledger's enforcement for every tenant once (usage_after_batch), reported apart: it
+   costs per tenant, not per line.
+Rates are lines per wall second of this one process (PostgreSQL works in another process
+meanwhile) and lines per CPU second (this process, and this process plus its PostgreSQL
+backend). Memory: peak RSS sampled every 20 ms during each end-to-end pass, compared between
+the first and the second half of the file, and against a pass over half the file.
+
+Environment (all optional):
+  BENCH_DATABASE_URL     default postgres://postgres@127.0.0.1:5432/bench_ingest (recreated)
+  BENCH_INGEST_LINES     default 2000000
+  BENCH_INGEST_TENANTS   default 10000
+  BENCH_INGEST_BATCHES   batch sizes to try, comma-separated (default 250000)
+  BENCH_INGEST_DIR       where the log is written (default: a temporary directory)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_ingest")
+LINES = int(os.environ.get("BENCH_INGEST_LINES", "2000000"))
+TENANTS = int(os.environ.get("BENCH_INGEST_TENANTS", "10000"))
+BATCHES = [int(x) for x in os.environ.get("BENCH_INGEST_BATCHES", "250000").split(",") if x]
+TARGET = 500_000
+EDGE = "bench"
+
+_TEMPLATE = (
+    '{"ts":%.3f,"edge":"bench","tenant":"%s","host":"%s.m.example.io","method":"GET",'
+    '"uri":"/v2/library/nginx/blobs/sha256:%064x","status":%d,"bytes_sent":%d,'
+    '"body_bytes_sent":%d,"completion":"%s","request_time":0.012,"request_id":"%032x",'
+    '"cache":"%s"}\n'
+)
+
+
+def figure(name: str, value, unit: str, target="", note: str = "") -> None:
+    print(
+        "FIGURE "
+        + json.dumps({"name": name, "value": value, "unit": unit, "target": target, "note": note}),
+        flush=True,
+    )
+
+
+def _recreate_database() -> None:
+    import psycopg
+
+    url = urlparse(DB_URL)
+    name = url.path.lstrip("/")
+    admin = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _setup_django() -> None:
+    os.environ["DATABASE_URL"] = DB_URL
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "true")
+    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _tenants() -> list[str]:
+    from accelerator.labels import new_label
+    from accelerator.models import Tenant
+    from accounts.models import User
+
+    users = User.objects.bulk_create(
+        [User(email=f"bench{i}@example.com", password="!") for i in range(TENANTS)],
+        batch_size=5000,
+    )
+    tenants = Tenant.objects.bulk_create(
+        [Tenant(user=u, label=new_label()) for u in users], batch_size=5000
+    )
+    return [t.label for t in tenants]
+
+
+def _generate(path: Path, labels: list[str]) -> dict[str, int]:
+    """The log and, per label, the bytes it must be charged."""
+    rng = random.Random(42)
+    choices = [*labels, "unknownlabel", ""]
+    weights = [1.0] * len(labels) + [len(labels) * 0.01, len(labels) * 0.01]
+    statuses = (200, 200, 200, 206, 304, 404, 429)
+    caches = ("HIT", "MISS", "")
+    charged: dict[str, int] = {}
+    ts = time.time() - LINES * 0.002 - 60
+    done = 0
+    with path.open("wb") as f:
+        while done < LINES:
+            k = min(50_000, LINES - done)
+            lab = rng.choices(choices, weights=weights, k=k)
+            st = rng.choices(statuses, k=k)
+            ca = rng.choices(caches, k=k)
+            out = []
+            for i in range(k):
+                ts += 0.002
+                body = rng.randrange(50_000_000)
+                s = st[i]
+                out.append(
+                    _TEMPLATE
+                    % (ts, lab[i], lab[i], done + i, s, body + 400, body,
+                       "OK" if s < 400 else "", done + i, ca[i])
+                )  # fmt: skip
+                if s == 200 or s == 206:
+                    charged[lab[i]] = charged.get(lab[i], 0) + body
+            f.write("".join(out).encode())
+            done += k
+    return charged
+
+
+class RssSampler:
+    """Peak resident memory of this process, sampled from /proc every 20 ms."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def __enter__(self) -> RssSampler:
+        self.start = time.monotonic()
+        self.base = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.samples.append((time.monotonic(), self._rss()))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.end = time.monotonic()
+
+    def peak(self, first_half: bool | None = None) -> int:
+        mid = (self.start + self.end) / 2
+        vals = [r for t, r in self.samples if first_half is None or (t < mid) == first_half]
+        return max(vals, default=self.base)
+
+
+def _backend_cpu() -> float:
+    """CPU seconds used so far by this connection's PostgreSQL backend (same machine)."""
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute("SELECT pg_backend_pid()")
+        pid = c.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def _reset() -> None:
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute(
+            "TRUNCATE quota_usagebucket, quota_usagemonth, ingest_logfile, ingest_edgeingest, "
+            "ingest_unknowntraffic, ingest_malformedcount, ingest_malformedsample"
+        )
+
+
+def _bare(path: Path) -> tuple[int, float, float]:
+    w, c = time.perf_counter(), time.process_time()
+    n = 0
+    with path.open("rb") as f:
+        for _ in f:
+            n += 1
+    return n, time.perf_counter() - w, time.process_time() - c
+
+
+def _parse_only(path: Path, batch: int) -> tuple[int, float, float]:
+    from ingest.parser import read_batch
+
+    w, c = time.perf_counter(), time.process_time()
+    n, pos = 0, 0
+    with path.open("rb") as f:
+        while True:
+            b = read_batch(f, start=pos, max_lines=batch, max_bytes=1 << 62)
+            n += b.lines
+            pos = b.end
+            if b.at_eof:
+                break
+    return n, time.perf_counter() - w, time.process_time() - c
+
+
+def _end_to_end(path: Path, batch: int):
+    from ingest.services import ingest_edge
+
+    _reset()
+    pg0 = _backend_cpu()
+    w, c = time.perf_counter(), time.process_time()
+    with RssSampler() as rss:
+        report = ingest_edge(
+            edge=EDGE, path=path, max_seconds=10**6, batch_lines=batch, enforce=False
+        )
+    wall, cpu = time.perf_counter() - w, time.process_time() - c
+    pg = _backend_cpu() - pg0
+    return report, wall, cpu, pg, rss
+
+
+def _check(charged: dict[str, int]) -> None:
+    from django.db.models import Sum
+
+    from accelerator.models import Tenant
+    from quota.models import UsageBucket
+
+    got = dict(
+        UsageBucket.objects.filter(edge=EDGE)
+        .values("tenant_id")
+        .annotate(b=Sum("bytes"))
+        .values_list("tenant_id", "b")
+    )
+    ids = dict(Tenant.objects.values_list("label", "pk"))
+    want = {ids[label]: b for label, b in charged.items() if label in ids and b}
+    if got != want:
+        raise SystemExit("end-to-end totals differ from the generator's: the bench is invalid")
+
+
+def main() -> int:
+    _recreate_database()
+    _setup_django()
+    labels = _tenants()
+    tmp = Path(os.environ.get("BENCH_INGEST_DIR") or tempfile.mkdtemp(prefix="bench-ingest-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "access.log"
+    half = tmp / "half.log"
+    try:
+        t0 = time.perf_counter()
+        charged = _generate(path, labels)
+        size = path.stat().st_size
+        print(
+            f"log: {LINES:,} lines, {size / 1e6:,.0f} MB, {TENANTS:,} tenants "
+            f"(generated in {time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+        n, bw, bc = _bare(path)
+        assert n == LINES
+        figure("bare read (floor)", n / bw, "lines/s", note=f"CPU {n / bc:,.0f} lines/s")
+        for batch in BATCHES:
+            n, pw, pc = _parse_only(path, batch)
+            assert n == LINES
+            figure(
+                f"parse+aggregate, batch {batch:,}",
+                n / pw,
+                "lines/s",
+                note=f"CPU {n / pc:,.0f} lines/s; {pw / bw:.1f}x the bare read's time",
+            )
+            report, wall, cpu, pg, rss = _end_to_end(path, batch)
+            assert report.lines == LINES, report
+            _check(charged)
+            figure(
+                f"end to end, batch {batch:,}",
+                LINES / wall,
+                "lines/s",
+                TARGET,
+                f"{report.batches} commits, {report.buckets:,} buckets; "
+                f"{wall / bw:.1f}x the bare read's time; "
+                f"of {wall:.1f} s: usage_apply {report.apply_seconds:.1f} s, "
+                f"label lookups {report.resolve_seconds:.1f} s; "
+                f"CPU: this process {LINES / cpu:,.0f} lines/s, "
+                f"with its PostgreSQL backend {LINES / (cpu + pg):,.0f} lines/s",
+            )
+            figure(
+                f"peak RSS during end to end, batch {batch:,}",
+                round(rss.peak() / 1e6, 1),
+                "MB",
+                note=f"before {rss.base / 1e6:.0f} MB; first half of the run "
+                f"{rss.peak(True) / 1e6:.0f} MB, second half {rss.peak(False) / 1e6:.0f} MB",
+            )
+        # Flat memory: half the file needs the same memory as the whole file.
+        with path.open("rb") as src, half.open("wb") as dst:
+            remaining = LINES // 2
+            for line in src:
+                dst.write(line)
+                remaining -= 1
+                if not remaining:
+                    break
+        report, wall, cpu, pg, rss_half = _end_to_end(half, BATCHES[-1])
+        figure(
+            "peak RSS, half the log",
+            round(rss_half.peak() / 1e6, 1),
+            "MB",
+            note=f"{report.lines:,} lines in {wall:.1f} s",
+        )
+        print(f"max RSS of the whole bench process: "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:,.0f} MB "
+              f"(includes the generator)")  # fmt: skip
+        from accelerator.models import Tenant
+        from quota.ledger import usage_after_batch
+
+        ids = list(Tenant.objects.values_list("pk", flat=True))
+        w = time.perf_counter()
+        usage_after_batch(tenant_ids=ids)
+        figure(
+            "enforcement after a catch-up (usage_after_batch)",
+            (time.perf_counter() - w) / len(ids) * 1000,
+            "ms per tenant",
+            note=f"{len(ids):,} tenants in {time.perf_counter() - w:.1f} s; not in the rates above",
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True) if not os.environ.get("BENCH_INGEST_DIR") else (
+            path.unlink(missing_ok=True),
+            half.unlink(missing_ok=True),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
