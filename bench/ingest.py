@@ -18,7 +18,7 @@ Environment (all optional):
   BENCH_DATABASE_URL     default postgres://postgres@127.0.0.1:5432/bench_ingest (recreated)
   BENCH_INGEST_LINES     default 2000000
   BENCH_INGEST_TENANTS   default 10000
-  BENCH_INGEST_BATCHES   batch sizes to try, comma-separated (default 250000)
+  BENCH_INGEST_BATCHES   batch sizes to try, comma-separated (default 250000,1000000)
   BENCH_INGEST_DIR       where the log is written (default: a temporary directory)
 """
 
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_ingest")
 LINES = int(os.environ.get("BENCH_INGEST_LINES", "2000000"))
 TENANTS = int(os.environ.get("BENCH_INGEST_TENANTS", "10000"))
-BATCHES = [int(x) for x in os.environ.get("BENCH_INGEST_BATCHES", "250000").split(",") if x]
+BATCHES = [int(x) for x in os.environ.get("BENCH_INGEST_BATCHES", "250000,1000000").split(",") if x]
 TARGET = 500_000
 EDGE = "bench"
 
