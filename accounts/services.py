@@ -10,8 +10,8 @@ Rules:
 - Credit, exactly once, when the invitee has a verified email address and a usage bucket with
   bytes > 0: WELCOME_BONUS_BYTES to the invitee, and INVITE_BONUS_BYTES to the inviter while
   the inviter has fewer than INVITE_CAP credited invites (past the cap the invitee still gets
-  the welcome bonus; the inviter gets nothing more). An inviter without an accelerator gets
-  one started to hold the bonus.
+  the welcome bonus; the inviter gets nothing more, and nothing while deactivated or
+  suspended). An inviter without an accelerator gets one started to hold the bonus.
 - Invite emails: a valid address that has no account, not one's own, at most
   INVITE_EMAILS_PER_DAY in any 24 hours per user, one per address per 24 hours.
 """
@@ -151,7 +151,7 @@ def invite_email_send(*, inviter: User, email: str, link: str, now: datetime | N
     limit = settings.INVITE_EMAILS_PER_DAY
     with transaction.atomic():
         # The inviter's row serializes concurrent sends, so the daily count cannot be overrun.
-        User.objects.select_for_update().filter(pk=inviter.pk).values_list("pk").first()
+        User.objects.select_for_update(no_key=True).filter(pk=inviter.pk).values_list("pk").first()
         recent = InviteEmail.objects.filter(inviter=inviter, sent_at__gt=now - timedelta(days=1))
         if recent.filter(email=email).exists():
             raise InviteRefused(
@@ -195,11 +195,21 @@ def invite_credit(*, invitee_id: int, now: datetime | None = None) -> bool:
         inviter_bytes = 0
         if invite.inviter_id is not None:
             # The inviter's row serializes credits of one inviter, so the cap holds.
-            inviter = User.objects.select_for_update().get(pk=invite.inviter_id)
+            inviter = (
+                User.objects.select_for_update(no_key=True).filter(pk=invite.inviter_id).first()
+            )
             credited = Invite.objects.filter(
-                inviter_id=inviter.pk, credited_at__isnull=False, inviter_bytes__gt=0
+                inviter_id=invite.inviter_id, credited_at__isnull=False, inviter_bytes__gt=0
             ).count()
-            if inviter.is_active and credited < settings.INVITE_CAP:
+            suspended = Tenant.objects.filter(
+                user_id=invite.inviter_id, state=Tenant.State.SUSPENDED
+            ).exists()
+            if (
+                inviter is not None
+                and inviter.is_active
+                and not suspended
+                and credited < settings.INVITE_CAP
+            ):
                 inviter_bytes = settings.INVITE_BONUS_BYTES
         invitee_bytes = settings.WELCOME_BONUS_BYTES
         invite.credited_at = now

@@ -108,6 +108,18 @@ def test_the_cap_stops_the_inviter_bonus_not_the_welcome(owner, settings):
     assert sorted(Invite.objects.values_list("inviter_bytes", flat=True)) == [0, 2 * GB, 2 * GB]
 
 
+def test_a_suspended_inviter_gets_nothing_the_invitee_still_does(owner):
+    from accelerator.services import tenant_suspend
+
+    friend = invitee_of(owner, "friend@example.com")
+    tenant_suspend(tenant=tenant_start(user=owner), reason="abuse")
+    first_pull(friend)
+    ledger.usage_after_batch(tenant_ids=[friend.tenant.pk])
+    assert bonuses(owner) == []
+    assert bonuses(friend) == [("welcome", GB)]
+    assert Invite.objects.get().inviter_bytes == 0
+
+
 def test_a_deleted_inviter_still_leaves_the_welcome_bonus(owner):
     friend = invitee_of(owner, "friend@example.com")
     owner.delete()
