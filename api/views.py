@@ -142,7 +142,7 @@ def _summary_data(tenant: Tenant) -> dict:
         "resets_at": summary.resets_at,
         "overspent": summary.overspent,
         "percent_used": summary.percent_used,
-        "exhausted": ledger.is_exhausted(tenant=tenant),
+        "exhausted": summary.exhausted,
     }
 
 
