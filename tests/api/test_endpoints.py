@@ -193,3 +193,11 @@ def test_throttle_is_per_user_fairness(settings, owner_tenant, owner_token, stra
     finally:
         UserRateThrottle.THROTTLE_RATES = old
     assert UsageBucket.objects.count() == 0
+
+
+def test_quota_when_exhausted(owner_tenant, owner_token, api):
+    base = settings.QUOTA_MONTHLY_BYTES
+    usage_apply(deltas=[UsageDelta(owner_tenant.pk, "e1", hour(0), base + 5, 1, 0)])
+    body = api(owner_token).get("/api/v1/quota/").json()
+    assert body["exhausted"] is True and body["remaining"] == 0
+    assert body["percent_used"] == 100 and body["overspent"] == 5
