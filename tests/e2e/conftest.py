@@ -138,18 +138,24 @@ def hosts() -> Iterator[harness.HostsFile]:
         h.remove_all()
 
 
-@pytest.fixture
-def edge_sync(edge, db):
-    """Run the real gate sync for this edge now and wait until nginx serves the new map."""
+def sync_gate(target: harness.Edge):
+    """The real gate sync into target's run directory; waits until nginx serves the map."""
     from accelerator.edge import gate_sync
 
-    def sync():
-        old = harness.child_pids(edge.nginx.pid)
-        result = gate_sync(run_dir=edge.run_dir)
-        if result.changed:
-            assert result.reloaded, "nginx was not signalled"
-            edge.wait_reloaded(old)
-        return result
+    old = harness.child_pids(target.nginx.pid)
+    result = gate_sync(run_dir=target.run_dir)
+    if result.changed:
+        assert result.reloaded, "nginx was not signalled"
+        target.wait_reloaded(old)
+    return result
+
+
+@pytest.fixture
+def edge_sync(edge, db):
+    """Run the real gate sync for `edge` (or the edge given) now and wait for the reload."""
+
+    def sync(target: harness.Edge | None = None):
+        return sync_gate(target or edge)
 
     return sync
 

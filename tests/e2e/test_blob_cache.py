@@ -1,0 +1,266 @@
+"""The edge's blob cache against an upstream that behaves like Docker Hub (bearer tokens, 307
+to a blob store): one upstream read per blob whatever the concurrency, nothing wrong ever
+cached, HEAD never downloads, LRU eviction within the size limit, exact per-tenant bytes."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+
+from accelerator import edge_config
+from accelerator.services import tenant_start
+from tests.conftest import require
+from tests.e2e import harness
+from tests.e2e.conftest import sync_gate
+from tests.e2e.upstream_auth import start_auth_upstream
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
+
+MB = 1024 * 1024
+
+
+def _image(name: str, size: int) -> harness.Image:
+    import os
+
+    return harness.make_image(files={f"{name}.bin": os.urandom(size)}, note=name)
+
+
+IMAGES = {
+    "sk10": lambda: _image("sk10", 6 * MB),
+    "dk10": lambda: _image("dk10", 4 * MB),
+    "abort": lambda: _image("abort", 12 * MB),
+    "trunc": lambda: _image("trunc", 2 * MB),
+    "headonly": lambda: _image("headonly", 2 * MB),
+    "bytes": lambda: _image("bytes", 3 * MB),
+    **{f"lru{i}": (lambda i=i: _image(f"lru{i}", 1 * MB)) for i in range(1, 5)},
+}
+
+
+@pytest.fixture(scope="module")
+def auth_world():
+    """(images, upstream with tokens and redirects, an edge pulling from it)."""
+    for tool in ("docker-registry", "nginx", "openssl"):
+        require(harness.which(tool) is not None, f"{tool} is not installed")
+    from django.conf import settings
+
+    workdir = harness.worker_readable_dir("e2e-authedge-")
+    images = {name: make() for name, make in IMAGES.items()}
+    upstream = start_auth_upstream(workdir / "upstream", images)
+    try:
+        edge = harness.start_edge(
+            workdir,
+            upstream_url=upstream.url,
+            name=settings.EDGE_NAME,
+            mirror_domain=settings.MIRROR_DOMAIN,
+        )
+    except Exception:
+        upstream.stop()
+        raise
+    yield images, upstream, edge
+    edge.stop()
+    upstream.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def tenant_on(auth_world, hosts, django_user_model):
+    """A new tenant made through tenant_start, synced into the given edge, host resolvable."""
+
+    def make(target: harness.Edge, n: int = 1):
+        tenants = []
+        for _ in range(n):
+            user = django_user_model.objects.create_user(
+                email=f"c{time.monotonic_ns()}@example.com", password="x-123456789"
+            )
+            tenants.append(tenant_start(user=user))
+        sync_gate(target)
+        for t in tenants:
+            hosts.add(target.host(t.label, port=False))
+        return tenants if n > 1 else tenants[0]
+
+    return make
+
+
+def blob_get(edge, label, image_name, blob, **kw):
+    return edge.get(label, f"/v2/library/{image_name}/blobs/{blob.digest}", **kw)
+
+
+def test_ten_concurrent_skopeo_pulls_read_each_blob_once(auth_world, tenant_on, skopeo):
+    require(harness.which("skopeo") is not None, "skopeo is not installed")
+    images, upstream, edge = auth_world
+    tenants = tenant_on(edge, n=10)  # ten different tenants pulling the same image at once
+    image = images["sk10"]
+
+    def pull(i):
+        sk = harness.Skopeo()
+        try:
+            result, dest = sk.copy_to_dir(
+                f"docker://{edge.host(tenants[i].label)}/library/sk10:latest", "x"
+            )
+            assert result.returncode == 0, result.stderr
+            harness.verify_dir_copy(dest, image)
+            return True
+        finally:
+            sk.cleanup()
+
+    with ThreadPoolExecutor(10) as pool:
+        assert all(pool.map(pull, range(10)))
+    for blob in image.blobs:
+        assert upstream.store.reads(blob.digest) == 1, blob.digest
+    # Tokens: one per repository scope from the edge's helper, cached for the rest.
+    assert upstream.tokens.helper_requests("repository:library/sk10:pull") == 1
+    lines = [x for x in edge.log_lines() if x["uri"].endswith(image.layers[0].digest)]
+    assert len(lines) == 10
+    assert {x["body_bytes_sent"] for x in lines} == {image.layers[0].size}
+    assert {x["tenant"] for x in lines} == {t.label for t in tenants}
+
+
+def test_docker_and_skopeo_pulling_together_read_each_blob_once(
+    auth_world, tenant_on, docker_daemon
+):
+    require(harness.which("skopeo") is not None, "skopeo is not installed")
+    images, upstream, edge = auth_world
+    tenants = tenant_on(edge, n=10)
+    daemon = docker_daemon(mirrors=[edge.url(tenants[0].label)])
+    image = images["dk10"]
+
+    def docker_pull():
+        result = daemon.cli("pull", "dk10")
+        assert result.returncode == 0, result.stderr
+        return True
+
+    def skopeo_pull(i):
+        sk = harness.Skopeo()
+        try:
+            result, dest = sk.copy_to_dir(
+                f"docker://{edge.host(tenants[i].label)}/library/dk10:latest", "x"
+            )
+            assert result.returncode == 0, result.stderr
+            harness.verify_dir_copy(dest, image)
+            return True
+        finally:
+            sk.cleanup()
+
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(docker_pull)] + [pool.submit(skopeo_pull, i) for i in range(1, 10)]
+        assert all(f.result() for f in futures)
+    inspect = daemon.cli("image", "inspect", "--format", "{{json .RepoDigests}}", "dk10")
+    assert image.digest in inspect.stdout
+    for blob in image.blobs:
+        assert upstream.store.reads(blob.digest) == 1, blob.digest
+
+
+def test_client_aborting_mid_fill_does_not_spoil_the_entry(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["abort"].layers[0]
+    upstream.store.slow[layer.digest.split(":")[1]] = 0.02  # ~1 s for the whole blob
+    path = f"/v2/library/abort/blobs/{layer.digest}"
+    with socket.create_connection(("127.0.0.1", edge.port), 10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {edge.host(tenant.label)}\r\n\r\n".encode())
+        got = 0
+        while got < MB:
+            chunk = s.recv(65536)
+            assert chunk
+            got += len(chunk)
+    resp = edge.get(tenant.label, path)
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    again = edge.get(tenant.label, path)
+    assert again.headers["X-Edge-Cache"] == "HIT" and again.body == resp.body
+    assert upstream.store.reads(layer.digest) == 1  # nginx finished the fill for the cache
+    lines = [x for x in edge.log_lines() if x["uri"] == path]
+    aborted = [x for x in lines if x["completion"] == ""]
+    assert len(aborted) == 1 and aborted[0]["body_bytes_sent"] < layer.size
+
+
+def test_truncated_upstream_body_is_never_cached(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["trunc"].layers[0]
+    upstream.store.truncate_next.add(layer.digest.split(":")[1])
+    with pytest.raises(http.client.IncompleteRead):  # never a "complete" wrong body
+        blob_get(edge, tenant.label, "trunc", layer)
+    resp = blob_get(edge, tenant.label, "trunc", layer)
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    assert resp.headers["X-Edge-Cache"] == "MISS"  # the cut body was not kept
+    hit = blob_get(edge, tenant.label, "trunc", layer)
+    assert hit.headers["X-Edge-Cache"] == "HIT" and hit.body == resp.body
+
+
+def test_head_on_a_cold_blob_downloads_nothing(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["headonly"].layers[0]
+    files_before = set(edge.cache_files())
+    resp = blob_get(edge, tenant.label, "headonly", layer, method="HEAD")
+    assert resp.status == 200 and resp.body == b""
+    assert int(resp.headers["Content-Length"]) == layer.size
+    time.sleep(0.5)
+    assert upstream.store.reads(layer.digest) == 0
+    assert set(edge.cache_files()) == files_before
+
+
+def test_tenant_bytes_are_exact_for_misses_and_hits(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    first, second = tenant_on(edge, n=2)
+    layer = images["bytes"].layers[0]
+    assert blob_get(edge, first.label, "bytes", layer).headers["X-Edge-Cache"] == "MISS"
+    assert blob_get(edge, second.label, "bytes", layer).headers["X-Edge-Cache"] == "HIT"
+    lines = {x["tenant"]: x for x in edge.log_lines() if x["uri"].endswith(layer.digest)}
+    assert lines[first.label]["cache"] == "MISS" and lines[second.label]["cache"] == "HIT"
+    for line in lines.values():
+        assert line["body_bytes_sent"] == layer.size and line["status"] == 200
+
+
+def test_cache_stays_within_its_size_evicting_least_recently_used(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    # A second nginx from the same template with a small cache, same registry and token helper.
+    workdir = harness.worker_readable_dir("e2e-lru-")
+    params = replace(
+        harness.edge_params(
+            workdir,
+            upstream_url=upstream.url,
+            name=edge.name,
+            mirror_domain=edge.mirror_domain,
+            cache_max_size="3500k",
+        ),
+        registry_listen=edge.params.registry_listen,
+        token_listen=edge.params.token_listen,
+    )
+    params.run_dir.mkdir(parents=True)
+    (params.run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
+    nginx = harness.start_nginx(params)
+    small = harness.Edge(
+        params,
+        nginx,
+        edge.registry,
+        int(params.listen.rsplit(":")[1]),
+        edge.mirror_domain,
+        edge.name,
+    )
+    try:
+        tenant = tenant_on(small)
+        layers = {i: images[f"lru{i}"].layers[0] for i in range(1, 5)}
+
+        def get(i):
+            return blob_get(small, tenant.label, f"lru{i}", layers[i]).headers["X-Edge-Cache"]
+
+        assert [get(1), get(2), get(1)] == ["MISS", "MISS", "HIT"]  # 2 is now least recent
+        assert [get(3), get(4)] == ["MISS", "MISS"]
+        deadline = time.monotonic() + 15
+        started = time.monotonic()
+        while sum(p.stat().st_size for p in small.cache_files()) > 3500 * 1024:
+            assert time.monotonic() < deadline, "the cache manager did not evict"
+            time.sleep(0.2)
+        print(f"evicted after {time.monotonic() - started:.1f} s")
+        assert get(1) == "HIT"
+        assert get(2) == "MISS"  # evicted: it was the least recently used
+    finally:
+        nginx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,292 @@
+"""An upstream registry that behaves like Docker Hub: bearer tokens and redirects to a blob store.
+
+- a token server (RS256 JWTs signed with a key and self-signed certificate generated here with
+  the openssl command), which Distribution trusts through `auth: token`;
+- Distribution with the `redirect` storage middleware, answering blob GETs with 307 to
+- a blob store: a small file server over the registry's storage that counts full reads per
+  blob, and can be told to cut a blob short or to send it slowly.
+No pytest, no Django: used by tests/e2e/test_blob_cache.py and reusable by benches.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from tests.e2e import harness
+
+ISSUER = "e2e-issuer"
+SERVICE = "e2e-upstream"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Issues pull/push tokens for any scope asked; counts requests by client and scope."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.key = workdir / "token-key.pem"
+        self.cert = workdir / "token-cert.pem"
+        subprocess.run(
+            [
+                harness.which("openssl"),
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(self.key),
+                "-out",
+                str(self.cert),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=e2e-token-issuer",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        der = subprocess.run(
+            [harness.which("openssl"), "x509", "-in", str(self.cert), "-outform", "der"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        ).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.requests: Counter = Counter()  # (user agent family, scope) -> count
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                query = parse_qs(urlsplit(self.path).query)
+                scope = query.get("scope", [""])[0]
+                agent = "python" if "Python" in self.headers.get("User-Agent", "") else "other"
+                with server.lock:
+                    server.requests[(agent, scope)] += 1
+                body = json.dumps(server.issue(scope, query.get("service", [""])[0])).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def issue(self, scope: str, service: str) -> dict:
+        access = []
+        if scope.startswith("repository:"):
+            _, name, actions = scope.split(":", 2)
+            access.append({"type": "repository", "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "sub": "",
+            "aud": service or SERVICE,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        signature = subprocess.run(
+            [harness.which("openssl"), "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(),
+            check=True,
+            capture_output=True,
+            timeout=30,
+        ).stdout
+        token = f"{signing_input}.{_b64url(signature)}"
+        return {"token": token, "access_token": token, "expires_in": 300}
+
+    def helper_requests(self, scope: str) -> int:
+        """Token requests the edge's token helper (a Python client) made for scope."""
+        return self.requests[("python", scope)]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+
+@dataclass
+class BlobStore:
+    """Serves the registry's storage to redirected clients; counts and misbehaves on request."""
+
+    root: Path
+    full_reads: Counter = field(default_factory=Counter)  # hex digest -> complete GET bodies
+    heads: Counter = field(default_factory=Counter)
+    truncate_next: set = field(default_factory=set)  # hex digests: next GET stops half-way
+    slow: dict = field(default_factory=dict)  # hex digest -> seconds per 256 KiB chunk
+    httpd: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        store = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _file(self):
+                path = (store.root / urlsplit(self.path).path.lstrip("/")).resolve()
+                if store.root.resolve() not in path.parents or not path.is_file():
+                    self.send_error(404)
+                    return None, None
+                # .../blobs/sha256/ab/<hex>/data
+                return path, path.parent.name
+
+            def do_HEAD(self):  # noqa: N802
+                path, digest = self._file()
+                if path is None:
+                    return
+                store.heads[digest] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(path.stat().st_size))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+
+            def do_GET(self):  # noqa: N802
+                path, digest = self._file()
+                if path is None:
+                    return
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                if digest in store.truncate_next:
+                    store.truncate_next.discard(digest)
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                delay = store.slow.get(digest, 0)
+                try:
+                    for i in range(0, len(data), 256 * 1024):
+                        self.wfile.write(data[i : i + 256 * 1024])
+                        if delay:
+                            time.sleep(delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                store.full_reads[digest] += 1
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        assert self.httpd is not None
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def reads(self, digest: str) -> int:
+        return self.full_reads[digest.split(":", 1)[1]]
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+
+
+AUTH_REGISTRY = """version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: false
+  maintenance:
+    uploadpurging:
+      enabled: false
+middleware:
+  storage:
+    - name: redirect
+      options:
+        baseurl: {baseurl}
+http:
+  addr: 127.0.0.1:{port}
+auth:
+  token:
+    realm: {realm}
+    service: {service}
+    issuer: {issuer}
+    rootcertbundle: {cert}
+"""
+
+
+@dataclass
+class AuthUpstream:
+    registry: harness.Registry
+    tokens: TokenServer
+    store: BlobStore
+
+    @property
+    def url(self) -> str:
+        return self.registry.url
+
+    def stop(self) -> None:
+        self.registry.stop()
+        self.tokens.stop()
+        self.store.stop()
+
+
+def start_auth_upstream(workdir: Path, images: dict[str, harness.Image]) -> AuthUpstream:
+    """Push `images` (repo library/<name>, tag latest) with a plain registry on the same
+    storage, then serve that storage with token auth and redirects."""
+    plain = harness.start_registry(workdir / "plain")
+    try:
+        for name, image in images.items():
+            harness.push_image(plain.port, f"library/{name}", "latest", image)
+    finally:
+        plain.stop()
+    tokens = TokenServer(workdir)
+    store = BlobStore(plain.storage)
+    store.start()
+    port = harness.free_port()
+    config = workdir / "auth-registry.yml"
+    config.write_text(
+        AUTH_REGISTRY.format(
+            storage=json.dumps(str(plain.storage)),
+            baseurl=store.url,
+            port=port,
+            realm=tokens.realm,
+            service=SERVICE,
+            issuer=ISSUER,
+            cert=json.dumps(str(tokens.cert)),
+        )
+    )
+    proc = harness.Proc.start(
+        "auth-upstream",
+        [harness.which("docker-registry"), "serve", str(config)],
+        log=workdir / "auth-registry.log",
+    )
+    harness.wait_port(port, proc=proc)
+    return AuthUpstream(harness.Registry(proc, port, plain.storage, config), tokens, store)
