@@ -49,6 +49,7 @@ from quota import ledger
 
 log = logging.getLogger(__name__)
 
+EDGE_NAME_MAX = EdgeIngest._meta.get_field("edge").max_length
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
 _REDO_LIMIT = 3
 _RETIRED_PRELOAD = timedelta(days=2)
@@ -127,6 +128,12 @@ def ingest_edge(
     every few seconds while it catches up; not at all when ``enforce`` is False.
     """
     path = str(path)
+    if not edge or len(edge) > EDGE_NAME_MAX:
+        raise ValueError(f"an edge name has 1 to {EDGE_NAME_MAX} characters, not {edge!r}")
+    if not path or "\x00" in path:
+        raise ValueError("the access log path is empty or not a valid path")
+    if batch_lines is not None and batch_lines < 1:
+        raise ValueError("batch_lines must be at least 1")
     max_seconds = settings.INGEST_RUN_SECONDS if max_seconds is None else max_seconds
     batch_lines = batch_lines or settings.INGEST_BATCH_LINES
     report = IngestReport(edge=edge)
@@ -449,10 +456,16 @@ def _malformed_add(*, edge: str, row: LogFile, batch: parser.Batch, now: datetim
 # --- which file to read next -------------------------------------------------------------------
 
 
-def _open(path: str):
+def _open(path: str, *, edge: str | None = None):
+    """The file opened for reading, or None. A file that is there but cannot be read is an
+    error staff must see (``edge`` given: noted in its health); a missing one is not."""
     try:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if edge is not None:
+            _note_error(edge=edge, message=f"cannot read {path}: {exc.strerror or exc}")
         return None
 
 
@@ -560,7 +573,7 @@ def _next_file(*, edge: str, path: str, step: _Step):
         if now - row.grew_at >= idle:
             LogFile.objects.filter(pk=row.pk).update(state=LogFile.State.DONE, finished_at=now)
     # 2. The file at the log path now.
-    fh = _open(path)
+    fh = _open(path, edge=edge)
     if fh is None:
         return None
     st = os.fstat(fh.fileno())

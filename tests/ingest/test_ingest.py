@@ -369,3 +369,41 @@ def test_usage_is_per_edge(labels, tmp_path):
     ingest_edge(edge="edge-b", path=b)
     assert usage_by_tenant_hour("edge-a") == expected_usage(ma.truth, labels)
     assert usage_by_tenant_hour("edge-b") == expected_usage(mb.truth, labels)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-lines", "0"], "--batch-lines must be at least 1"),
+        (["--max-seconds", "0"], "--max-seconds must be positive"),
+        (["--edge", "e" * 65], "an edge name has 1 to 64 characters"),
+        (["--edge", ""], "an edge name has 1 to 64 characters"),
+    ],
+)
+def test_the_command_refuses_wrong_values_and_changes_nothing(log_path, args, message):
+    from django.core.management import CommandError, call_command
+
+    log_path.write_bytes(encode(record(ts=3600.0, label="x")))
+    with pytest.raises(CommandError, match=message):
+        call_command("ingest_logs", "--path", str(log_path), *args)
+    assert not LogFile.objects.exists() and not EdgeIngest.objects.exists()
+
+
+def test_the_command_reports_what_it_did(labels, log_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    maker = LogMaker(list(labels), seed=13)
+    log_path.write_bytes(maker.lines(120) + b"junk\n")
+    out = StringIO()
+    call_command("ingest_logs", "--edge", EDGE, "--path", str(log_path), stdout=out)
+    assert "local: ok lines=120 malformed=1" in out.getvalue()
+    assert_exact(maker.truth, labels)
+
+
+def test_a_log_path_that_cannot_be_read_is_reported_not_fatal(log_path):
+    log_path.mkdir()  # a directory where the log should be
+    report = ingest(log_path)
+    assert report.lines == 0 and not LogFile.objects.exists()
+    assert "cannot read" in EdgeIngest.objects.get(edge=EDGE).last_error

@@ -33,19 +33,24 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
-        edge = opts["edge"] or settings.EDGE_NAME
-        path = opts["path"] or str(settings.EDGE_ACCESS_LOG)
+        edge = settings.EDGE_NAME if opts["edge"] is None else opts["edge"]
+        path = str(settings.EDGE_ACCESS_LOG) if opts["path"] is None else opts["path"]
         if opts["batch_lines"] is not None and opts["batch_lines"] < 1:
             raise CommandError("--batch-lines must be at least 1")
         max_seconds = opts["max_seconds"] if opts["max_seconds"] is not None else 10**9
+        if opts["max_seconds"] is not None and opts["max_seconds"] <= 0:
+            raise CommandError("--max-seconds must be positive")
         while True:
-            report = ingest_edge(
-                edge=edge,
-                path=path,
-                max_seconds=max_seconds,
-                batch_lines=opts["batch_lines"],
-                enforce=not opts["no_enforce"],
-            )
+            try:
+                report = ingest_edge(
+                    edge=edge,
+                    path=path,
+                    max_seconds=max_seconds,
+                    batch_lines=opts["batch_lines"],
+                    enforce=not opts["no_enforce"],
+                )
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
             self.stdout.write(
                 f"{report.edge}: {'busy' if report.busy else 'ok'} lines={report.lines} "
                 f"malformed={report.malformed} unknown={report.unknown} "
