@@ -5,22 +5,20 @@ from __future__ import annotations
 from dashboard import selectors
 
 
-def dashboard_extras() -> dict:
+def credited_invites() -> list[dict]:
+    return [
+        {
+            "inviter": i.inviter.email if i.inviter else "–",
+            "invitee": i.invitee.email,
+            "credited_at": i.credited_at,
+            "inviter_bytes": i.inviter_bytes,
+        }
+        for i in selectors.credited_invites()
+    ]
+
+
+def ingest_health() -> list[dict]:
     malformed = selectors.malformed_by_edge()
-    return {
-        "credited_invites": [
-            {
-                "inviter": i.inviter.email if i.inviter else "–",
-                "invitee": i.invitee.email,
-                "credited_at": i.credited_at,
-                "inviter_bytes": i.inviter_bytes,
-            }
-            for i in selectors.credited_invites()
-        ],
-        "ingest_health": [
-            {"row": row, "malformed": malformed.get(row.edge, {})}
-            for row in selectors.ingest_health()
-        ],
-        "malformed_samples": selectors.malformed_samples(),
-        "unknown_labels": selectors.unknown_label_traffic(),
-    }
+    return [
+        {"row": row, "malformed": malformed.get(row.edge, {})} for row in selectors.ingest_health()
+    ]
