@@ -169,22 +169,39 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
 def _fold_lines(
     lines: list[bytes], offset: int, batch: Batch, retired: Mapping[str, float]
 ) -> None:
-    """Fold complete lines that start at file offset ``offset``; malformed ones are sampled."""
+    """Fold complete lines that start at file offset ``offset``; malformed ones are sampled.
+
+    The fast path folds runs of good lines; a malformed line is sampled (its offset is
+    computed then, not for every line) and the fast path resumes after it."""
     if max(map(len, lines)) > MAX_LINE_BYTES:
-        bad = -2  # go line by line from the start
-        start = 0
-    else:
-        bad = _fold(lines, batch, retired)
+        _fold_one_by_one(lines, offset, batch, retired)  # rare: a giant line in this chunk
+        return
+    start = 0  # index of the first line not folded yet
+    done_to = 0  # offset[start] is known for lines[:done_to]
+    while True:
+        part = lines[start:] if start else lines
+        bad = _fold(part, batch, retired)
         if bad < 0:
-            batch.lines += len(lines)
+            batch.lines += len(part)
             return
-        start = bad
         batch.lines += bad
-    # Slow path, rare: offsets are needed for the samples.
-    for j in range(start):
-        offset += len(lines[j]) + 1
-    for j in range(start, len(lines)):
+        j = start + bad
+        offset += sum(map(len, lines[done_to:j])) + (j - done_to)
         raw = lines[j]
+        try:
+            parse_line(raw)
+        except MalformedLine as exc:
+            batch._bad(offset, exc.kind, exc.reason, raw)
+        offset += len(raw) + 1
+        done_to = start = j + 1
+        if start == len(lines):
+            return
+
+
+def _fold_one_by_one(
+    lines: list[bytes], offset: int, batch: Batch, retired: Mapping[str, float]
+) -> None:
+    for raw in lines:
         try:
             parse_line(raw)
         except MalformedLine as exc:

@@ -53,6 +53,7 @@ EDGE_NAME_MAX = EdgeIngest._meta.get_field("edge").max_length
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
 _REDO_LIMIT = 3
 _RETIRED_PRELOAD = timedelta(days=2)
+_DONE_KEPT = timedelta(days=7)  # finished cursors stay a while for staff, then go
 # While catching up, the ledger hears about the tenants of several batches at once, at least
 # this often: enforcement costs per tenant, not per line, and stays within seconds.
 _ENFORCE_EVERY = 3.0
@@ -225,6 +226,9 @@ def _finish_run(*, edge: str, report: IngestReport) -> int:
     if report.lines:
         updates["lines_per_second"] = report.lines_per_second
     EdgeIngest.objects.filter(edge=edge).update(**updates)
+    LogFile.objects.filter(
+        edge=edge, state=LogFile.State.DONE, finished_at__lt=now - _DONE_KEPT
+    ).delete()
     return behind
 
 
