@@ -108,3 +108,66 @@ def test_two_workers_started_on_one_file_at_once(django_user_model, log_path):
     assert sum(lines) == 200_000, outs
     assert_exact(truth, labels)
     assert EdgeIngest.objects.get(edge=EDGE).lines_total == 200_000
+
+
+def test_workers_contending_while_nginx_appends_partial_lines(django_user_model, log_path):
+    """Three threads (each with its own database connection) ingest the same log in small
+    batches over and over while a writer appends lines in uneven pieces: every line is
+    counted once, and the lock was really contended."""
+    import threading
+
+    from django.db import connection
+
+    from ingest.services import ingest_edge
+    from tests.ingest.logs import LogMaker
+
+    labels = make_tenants(django_user_model, 20)
+    maker = LogMaker([*labels, "nosuchlabel0"], seed=23)
+    data = maker.lines(20_000, step=0.05)
+    log_path.write_bytes(b"")
+    writing = threading.Event()
+    writing.set()
+    stats = {"busy": 0, "lines": [0, 0, 0]}
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        rng = random.Random(3)
+        pos = 0
+        with log_path.open("ab") as f:
+            while pos < len(data):
+                n = rng.randrange(1, 60_000)
+                f.write(data[pos : pos + n])  # cuts lines anywhere
+                f.flush()
+                pos += n
+                time.sleep(0.002)
+        writing.clear()
+
+    def worker(i: int) -> None:
+        try:
+            while True:
+                still_writing = writing.is_set()
+                r = ingest_edge(edge=EDGE, path=log_path, batch_lines=700, enforce=False)
+                with lock:
+                    stats["lines"][i] += r.lines
+                    stats["busy"] += r.busy
+                if not still_writing and not r.busy and r.caught_up:
+                    return
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=worker, args=(i,)) for i in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    print("lines per worker", stats["lines"], "busy", stats["busy"])
+    assert sum(stats["lines"]) == 20_000
+    assert stats["busy"] > 0
+    assert sum(1 for n in stats["lines"] if n) >= 2  # they took turns
+    assert_exact(maker.truth, labels)
