@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def main() -> int:
             "cold-bare": random_image(LAYER_MB, "cold-bare"),
             "reads-1": random_image(READS_LAYER_MB, "reads-1"),
             "reads-10": random_image(READS_LAYER_MB, "reads-10"),
+            "join": random_image(LAYER_MB, "join"),
         }
         for name, image in images.items():
             harness.push_image(upstream.port, f"library/{name}", "latest", image)
@@ -313,6 +315,42 @@ def main() -> int:
             time.sleep(1.0)  # the registry writes its access log line after the response
             layer = image.layers[0]
             return upstream.blob_reads(layer.digest), clients - good
+
+        # --- clients joining a fill in progress --------------------------------------------
+        join = images["join"].layers[0]
+        join_path = f"/v2/library/join/blobs/{join.digest}"
+
+        def ttfb_and_total(delay: float) -> tuple[float, float]:
+            time.sleep(delay)
+            start = time.perf_counter()
+            with socket.create_connection(("127.0.0.1", edge.port), 60) as conn:
+                head = f"GET {join_path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                conn.sendall(head.encode())
+                first = conn.recv(65536)
+                ttfb = time.perf_counter() - start
+                got = len(first)
+                while chunk := conn.recv(1 << 20):
+                    got += len(chunk)
+            assert got > join.size, "short download"
+            return ttfb, time.perf_counter() - start
+
+        with ThreadPoolExecutor(6) as pool:
+            runs = list(pool.map(ttfb_and_total, [0.0] + [0.05] * 5))
+        fill_ttfb, fill_total = runs[0]
+        joiners = [r[0] for r in runs[1:]]
+        print(
+            f"  join a fill: first client ttfb {fill_ttfb * 1000:.0f} ms, whole blob "
+            f"{fill_total * 1000:.0f} ms; 5 joiners' ttfb median "
+            f"{statistics.median(joiners) * 1000:.0f} ms, max {max(joiners) * 1000:.0f} ms"
+        )
+        figure(
+            "time to first byte, clients joining a fill (median)",
+            statistics.median(joiners) * 1000,
+            "ms",
+            "",
+            f"max {max(joiners) * 1000:.0f} ms; the fill took {fill_total * 1000:.0f} ms "
+            f"for {LAYER_MB} MB; joiners wait for the whole fill (proxy_cache_lock)",
+        )
 
         for name, clients in (("reads-1", 1), ("reads-10", 10)):
             reads, failed = cold_pulls(name, clients)
