@@ -19,7 +19,9 @@ class Grant(models.Model):
         STAFF = "staff", _("staff grant")
         PROMO = "promo", _("promotion")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="grants")
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="grants", db_index=False
+    )  # the (tenant, created_at) index serves tenant lookups
     kind = models.CharField(max_length=16, choices=Kind.choices)
     bytes = models.BigIntegerField()
     source_key = models.CharField(max_length=200, unique=True)
@@ -48,7 +50,11 @@ class Grant(models.Model):
 class UsageBucket(models.Model):
     """Traffic of one tenant through one edge in one UTC hour, pre-aggregated."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_buckets")
+    # No single-column index: the (tenant, hour) index serves tenant lookups, and with both
+    # the planner picked the narrower one and read a tenant's whole history for one month.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="usage_buckets", db_index=False
+    )
     edge = models.CharField(max_length=64)
     hour = models.DateTimeField()
     bytes = models.BigIntegerField(default=0)
@@ -77,7 +83,9 @@ class UsageMonth(models.Model):
     744 hours x edges) and serves the staff dashboard's per-month aggregates.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_months")
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="usage_months", db_index=False
+    )  # the unique (tenant, month) key is the index
     month = models.DateField()  # the first day of the month
     bytes = models.BigIntegerField(default=0)
 
