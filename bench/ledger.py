@@ -18,6 +18,12 @@ Environment (all optional):
   BENCH_LEDGER_REPEAT      month_summary calls per history length (default 200)
 
 The default run takes about a minute on two cores and prints the scale it used.
+
+What keeps the summary flat: quota_usagemonth's unique (tenant, month) key (one row per month
+of history), quota_usagebucket's (tenant, hour) index for this month's cut points only (the
+single-column tenant indexes were dropped so the planner cannot pick them and read a tenant's
+whole history), quota_grant's (tenant, created_at) index, and the cached balances at the start
+of the month (see quota/ledger.py). The dashboard aggregates use (month, bytes) on the rollup.
 """
 
 from __future__ import annotations
