@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from api.models import PersonalAccessToken
@@ -18,8 +21,31 @@ class IssuedToken:
     secret: str  # shown to the user once, never stored
 
 
+class TokenLimitReached(Exception):
+    def __init__(self) -> None:
+        self.message = _(
+            "You have %(n)d live tokens, the most allowed. Revoke one you no longer use."
+        ) % {"n": settings.API_TOKEN_MAX_LIVE}
+        super().__init__(str(self.message))
+
+
 def token_create(*, user: User, name: str, expires_at: datetime) -> IssuedToken:
-    """A new token for `user`. Only its digest is stored; the secret is returned once."""
+    """A new token for `user`. Only its digest is stored; the secret is returned once.
+
+    Raises TokenLimitReached when the user already has API_TOKEN_MAX_LIVE live tokens.
+    """
+    with transaction.atomic():
+        # The user's row serializes concurrent creations, so the limit cannot be overrun.
+        User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+        live = PersonalAccessToken.objects.filter(
+            user=user, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        ).count()
+        if live >= settings.API_TOKEN_MAX_LIVE:
+            raise TokenLimitReached()
+        return _token_insert(user=user, name=name, expires_at=expires_at)
+
+
+def _token_insert(*, user: User, name: str, expires_at: datetime) -> IssuedToken:
     secret = token_generate()
     token = PersonalAccessToken.objects.create(
         user=user,

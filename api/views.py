@@ -241,9 +241,14 @@ class TokenListView(ListBase):
         """Create a token. The secret is in this response only."""
         form = s.TokenCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        issued = services.token_create(
-            user=request.user, name=form.validated_data["name"], expires_at=form.expires_at()
-        )
+        try:
+            issued = services.token_create(
+                user=request.user, name=form.validated_data["name"], expires_at=form.expires_at()
+            )
+        except services.TokenLimitReached as refused:
+            raise serializers.ValidationError(
+                {"non_field_errors": [str(refused.message)]}
+            ) from None
         data = {**s.TokenSerializer(issued.token).data, "secret": issued.secret}
         return Response(data, status=status.HTTP_201_CREATED)
 

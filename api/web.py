@@ -20,12 +20,16 @@ def tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     issued = None
     if request.method == "POST" and form.is_valid():
-        issued = services.token_create(
-            user=request.user,
-            name=form.cleaned_data["name"],
-            expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
-        )
-        form = TokenForm()
+        try:
+            issued = services.token_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
+            )
+        except services.TokenLimitReached as refused:
+            form.add_error(None, refused.message)
+        else:
+            form = TokenForm()
     context = {
         "form": form,
         "issued": issued,

@@ -177,3 +177,28 @@ def test_api_token_create_refuses_bad_fields(owner_client, data, fields):
 def test_login_with_password_then_session_auth_works(client, owner):
     assert client.login(email=owner.email, password=PASSWORD)
     assert client.get(ME).json()["email"] == owner.email
+
+
+def test_live_token_limit(owner_client, owner, settings):
+    settings.API_TOKEN_MAX_LIVE = 2
+    expired = token_create(user=owner, name="old", expires_at=timezone.now() + timedelta(days=1))
+    PersonalAccessToken.objects.filter(pk=expired.token.pk).update(
+        expires_at=timezone.now() - timedelta(days=1)
+    )
+    for name in ["a", "b"]:
+        resp = owner_client.post("/console/tokens/", {"name": name, "expires_in_days": "5"})
+        assert resp.status_code == 200 and resp.context["issued"]
+    refused = owner_client.post("/console/tokens/", {"name": "c", "expires_in_days": "5"})
+    assert refused.status_code == 400 and "most allowed" in refused.content.decode()
+    api_refused = owner_client.post(
+        "/api/v1/tokens/", {"name": "c"}, content_type="application/json"
+    )
+    assert api_refused.status_code == 400 and api_refused.json()["non_field_errors"]
+    assert PersonalAccessToken.objects.filter(user=owner).count() == 3
+    # Revoking one makes room again.
+    token = PersonalAccessToken.objects.get(name="a")
+    owner_client.post(f"/console/tokens/{token.pk}/revoke/")
+    assert (
+        owner_client.post("/console/tokens/", {"name": "c", "expires_in_days": "5"}).status_code
+        == 200
+    )
