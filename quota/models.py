@@ -104,7 +104,10 @@ class QuotaNotice(models.Model):
     """One row per tenant, month and threshold: the unique key makes each email happen once."""
 
     class Threshold(models.IntegerChoices):
+        # A literal percent sign, not a format: msgfmt would otherwise demand "% u" back.
+        # xgettext:no-python-format
         WARN = 80, _("80 % used")
+        # xgettext:no-python-format
         EXHAUSTED = 100, _("100 % used")
 
     class Status(models.TextChoices):
