@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/ensure-system.sh nginx=nginx docker-registry=docker-registry
+scripts/ensure-system.sh nginx=nginx docker-registry=docker-registry msgfmt=gettext
 
 PY=.venv/bin/python
 VAR_DIR=${VAR_DIR:-$PWD/var}
@@ -11,6 +11,8 @@ export VAR_DIR
 mkdir -p "$VAR_DIR/log"
 
 $PY manage.py migrate --no-input -v0
+# The translations (locale/*.po) are compiled here; *.mo files are never committed.
+$PY manage.py compilemessages --ignore=.venv --ignore=var -v0
 $PY manage.py collectstatic --no-input -v0
 
 pids=()

@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-system.sh pg_isready=postgresql-client redis-cli=redis-tools \
-  nginx=nginx docker-registry=docker-registry skopeo=skopeo dockerd=docker.io chromium=chromium
+  nginx=nginx docker-registry=docker-registry skopeo=skopeo dockerd=docker.io chromium=chromium msgfmt=gettext
 scripts/ensure-services.sh
+# The translations (locale/*.po) are compiled here; *.mo files are never committed.
+.venv/bin/python manage.py compilemessages --ignore=.venv --ignore=var -v0
 
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
