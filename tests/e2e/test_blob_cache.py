@@ -5,8 +5,10 @@ cached, HEAD never downloads, LRU eviction within the size limit, exact per-tena
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -14,6 +16,7 @@ from dataclasses import replace
 import pytest
 
 from accelerator import edge_config
+from accelerator.edge_token import TokenCache, TokenError, parse_challenge, repo_from_uri
 from accelerator.services import tenant_start
 from tests.conftest import require
 from tests.e2e import harness
@@ -38,6 +41,7 @@ IMAGES = {
     "trunc": lambda: _image("trunc", 2 * MB),
     "headonly": lambda: _image("headonly", 2 * MB),
     "bytes": lambda: _image("bytes", 3 * MB),
+    "nohelper": lambda: _image("nohelper", 1 * MB),
     **{f"lru{i}": (lambda i=i: _image(f"lru{i}", 1 * MB)) for i in range(1, 5)},
 }
 
@@ -264,3 +268,71 @@ def test_cache_stays_within_its_size_evicting_least_recently_used(auth_world, te
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_without_the_token_helper_hits_are_served_and_misses_refused_cleanly(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    warm = images["bytes"].layers[0]
+    cold = images["nohelper"].layers[0]
+    assert blob_get(edge, tenant.label, "bytes", warm).status == 200  # cached now
+    edge.token.stop()
+    try:
+        resp = blob_get(edge, tenant.label, "nohelper", cold)
+        assert resp.status == 502
+        assert resp.headers.get_all("Docker-Distribution-API-Version") == ["registry/2.0"]
+        assert json.loads(resp.body)["errors"][0]["code"] == "UNAVAILABLE"
+        hit = blob_get(edge, tenant.label, "bytes", warm)
+        assert hit.status == 200 and hit.headers["X-Edge-Cache"] == "HIT"
+    finally:
+        edge.token = harness.start_token_helper(edge.params, edge.run_dir / "token2.log")
+    resp = blob_get(edge, tenant.label, "nohelper", cold)
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == cold.digest
+    assert upstream.store.reads(cold.digest) == 1
+
+
+def test_token_cache_per_scope_and_refetch_after_expiry(auth_world):
+    _, upstream, _ = auth_world
+    cache = TokenCache(upstream.url)
+    first = cache.header_for("library/sk10")
+    assert first.startswith("Bearer ") and cache.header_for("library/sk10") == first
+    assert cache.fetches == 1
+    cache.header_for("library/dk10")
+    assert cache.fetches == 2  # another repository, another scope
+    cache._tokens["repository:library/sk10:pull"].expires = 0  # as if it expired
+    cache.header_for("library/sk10")
+    assert cache.fetches == 3
+
+
+def test_token_helper_parsing():
+    assert parse_challenge('Bearer realm="https://a/token",service="s",scope="x"') == (
+        "bearer",
+        {"realm": "https://a/token", "service": "s", "scope": "x"},
+    )
+    digest = "sha256:" + "a" * 64
+    assert repo_from_uri(f"/v2/library/nginx/blobs/{digest}") == "library/nginx"
+    assert repo_from_uri(f"/v2/a/b-c/d_e/blobs/{digest}?x=1") == "a/b-c/d_e"
+    for bad in ["/v2/Upper/blobs/x", "/v2/../x/blobs/y", "/v2/a//b/blobs/y", "/other", ""]:
+        assert repo_from_uri(bad) is None, bad
+
+
+def test_token_helper_with_unreachable_upstream_answers_503():
+    from http.server import ThreadingHTTPServer
+
+    from accelerator.edge_token import make_handler
+
+    dead = TokenCache(f"http://127.0.0.1:{harness.free_port()}")
+    with pytest.raises(TokenError):
+        dead.header_for("library/x")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(dead))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        digest = "sha256:" + "b" * 64
+        uri = ("X-Original-URI", f"/v2/library/x/blobs/{digest}")
+        assert harness.request(port, "GET", "/token", host="t", headers=[uri]).status == 503
+        bad = ("X-Original-URI", "/v2/../../etc/blobs/x")
+        assert harness.request(port, "GET", "/token", host="t", headers=[bad]).status == 403
+    finally:
+        server.shutdown()
