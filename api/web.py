@@ -14,11 +14,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from api import selectors, services
 from api.forms import TokenForm
 
+_NEW_TOKEN = "api_new_token"
+
 
 @require_http_methods(["GET", "POST"])
 def tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
-    issued = None
     if request.method == "POST" and form.is_valid():
         try:
             issued = services.token_create(
@@ -29,15 +30,18 @@ def tokens(request: HttpRequest) -> HttpResponse:
         except services.TokenLimitReached as refused:
             form.add_error(None, refused.message)
         else:
-            form = TokenForm()
+            # Post/redirect/get, so a reload cannot create a second token. The secret rides in
+            # the session until the next page view, which shows it once and forgets it.
+            request.session[_NEW_TOKEN] = {"name": issued.token.name, "secret": issued.secret}
+            return redirect("api_tokens_page")
     context = {
         "form": form,
-        "issued": issued,
+        "issued": request.session.pop(_NEW_TOKEN, None) if request.method == "GET" else None,
         "tokens": selectors.token_list(user=request.user),
         "now": timezone.now(),
     }
-    # The secret is in this response only; keep it out of shared caches and history.
     response = render(request, "api/tokens.html", context, status=400 if form.errors else 200)
+    # The secret is in this response only; keep it out of shared caches and history.
     response["Cache-Control"] = "no-store"
     return response
 
