@@ -156,6 +156,11 @@ def ingest_edge(
         except _PositionMoved:
             report.busy = True
             break
+        except Exception as exc:  # rolled back: nothing counted; staff see why on the dashboard
+            _note_error(edge=edge, message=f"batch failed: {exc!r}")
+            if enforce and pending:
+                _after_batch(edge=edge, tenant_ids=pending)
+            raise
         if step.busy:
             report.busy = True
             break
