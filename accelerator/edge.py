@@ -50,6 +50,9 @@ def edge_params() -> edge_config.EdgeParams:
         cache_lock_seconds=settings.EDGE_CACHE_LOCK_SECONDS,
         resolver=settings.EDGE_RESOLVER or _system_resolver(),
         ca_bundle=_ca_bundle(),
+        tls_listen=settings.EDGE_TLS_LISTEN,
+        tls_cert=Path(settings.EDGE_TLS_CERT) if settings.EDGE_TLS_CERT else None,
+        tls_key=Path(settings.EDGE_TLS_KEY) if settings.EDGE_TLS_KEY else None,
     )
 
 

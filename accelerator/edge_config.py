@@ -50,6 +50,10 @@ class EdgeParams:
     cache_lock_seconds: int = 3600
     resolver: str = "127.0.0.1"
     ca_bundle: Path | None = None
+    # HTTPS for clients (production: a wildcard certificate for *.MIRROR_DOMAIN).
+    tls_listen: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def validate(self) -> None:
         if not _EDGE_NAME_RE.match(self.name):
@@ -81,8 +85,14 @@ class EdgeParams:
             raise EdgeConfigError("EDGE_CACHE_LOCK_SECONDS must be between 1 and 86400")
         if not re.match(r"^[0-9A-Za-z.:\[\]-]+( [0-9A-Za-z.:\[\]-]+)*$", self.resolver):
             raise EdgeConfigError(f"EDGE_RESOLVER must be addresses: {self.resolver!r}")
+        if self.tls_listen:
+            if not _LISTEN_RE.match(self.tls_listen):
+                raise EdgeConfigError(f"EDGE_TLS_LISTEN must be host:port: {self.tls_listen!r}")
+            if not (self.tls_cert and self.tls_key):
+                raise EdgeConfigError("EDGE_TLS_LISTEN needs EDGE_TLS_CERT and EDGE_TLS_KEY")
         paths = [self.run_dir, self.access_log, self.storage_dir, self.cache_dir]
-        for path in paths + ([self.ca_bundle] if self.ca_bundle else []):
+        optional = [self.ca_bundle, self.tls_cert, self.tls_key]
+        for path in paths + [p for p in optional if p]:
             if any(c in str(path) for c in " ;'\"{}$\n"):
                 raise EdgeConfigError(f"paths must not contain spaces or nginx syntax: {path}")
 
@@ -122,7 +132,25 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "RESOLVER": params.resolver,
             "UPSTREAM_URL": params.upstream_url.rstrip("/"),
             "UPSTREAM_TLS": _upstream_tls(params.ca_bundle),
+            "TLS": _client_tls(params),
         },
+    )
+
+
+def _client_tls(params: EdgeParams) -> str:
+    if not params.tls_listen:
+        return "        # no HTTPS listener (EDGE_TLS_LISTEN is empty)"
+    indent = " " * 8
+    return "\n".join(
+        indent + line
+        for line in [
+            f"listen {params.tls_listen} ssl default_server;",
+            f"ssl_certificate {params.tls_cert};",
+            f"ssl_certificate_key {params.tls_key};",
+            "ssl_protocols TLSv1.2 TLSv1.3;",
+            "ssl_session_cache shared:edge_tls:10m;",
+            "ssl_session_timeout 1h;",
+        ]
     )
 
 

@@ -297,6 +297,10 @@ EDGE_TOKEN_LISTEN = env_str("EDGE_TOKEN_LISTEN", "127.0.0.1:8482")
 # the first nameserver of /etc/resolv.conf.
 EDGE_RESOLVER = env_str("EDGE_RESOLVER", "")
 EDGE_UPSTREAM_CA_BUNDLE = env_str("EDGE_UPSTREAM_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+# HTTPS for clients (with MIRROR_SCHEME=https): host:port plus a certificate for *.MIRROR_DOMAIN.
+EDGE_TLS_LISTEN = env_str("EDGE_TLS_LISTEN", "")
+EDGE_TLS_CERT = env_str("EDGE_TLS_CERT", "")
+EDGE_TLS_KEY = env_str("EDGE_TLS_KEY", "")
 CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
     "task": "accelerator.tasks.edge_gate_sync",
     "schedule": float(EDGE_GATE_SYNC_SECONDS),
