@@ -7,8 +7,10 @@ ledger's numbers without that view knowing about them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django import template
+from django.utils import formats
 
 from quota import ledger
 from quota.units import format_bytes
@@ -22,11 +24,17 @@ CHART_TOP = 16  # room for the scale label
 
 @register.filter
 def si_bytes(value) -> str:
-    """Integer bytes in SI units: 1 GB = 10^9 bytes."""
+    """Integer bytes in SI units: 1 GB = 10^9 bytes, the number in the active locale's format.
+
+    format_bytes decides the digits and the unit; only the decimal separator is the locale's
+    (units stay "kB", "MB", "GB": that is how Chinese consoles write them too).
+    """
     try:
-        return format_bytes(int(value))
+        text = format_bytes(int(value))
     except (TypeError, ValueError):
         return ""
+    number, unit = text.rsplit(" ", 1)
+    return f"{formats.number_format(Decimal(number))} {unit}"
 
 
 @dataclass(frozen=True)
