@@ -181,7 +181,7 @@ def gate_sync(*, run_dir: Path | None = None) -> GateSync:
 def gate_sync_loop(*, seconds: float, interval: float, run_dir: Path | None = None) -> int:
     """Run gate_sync every `interval` seconds for `seconds` (0: once). Survives DB outages.
 
-    Returns the number of failed rounds. Bounded: never runs longer than `seconds` + one round.
+    Returns the number of failed rounds. Runs `seconds` + at most one round (inf: until stopped).
     """
     from django.db import close_old_connections
 

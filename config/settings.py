@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.utils.translation import gettext_lazy
 
 from config.env import ConfigError, env_bool, env_int, env_list, env_str
 
@@ -149,6 +150,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Mirror Accelerator <noreply@
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# A visitor's choice (the selector) is kept for a year; a logged-in user's is on the account.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+# Numbers are localised where people read them (si_bytes, intcomma). USE_THOUSAND_SEPARATOR
+# stays off: it would also group machine-read values in templates (data-bytes, ids, pages).
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -260,8 +265,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Mirror Accelerator API",
-    "DESCRIPTION": "Your accelerator, quota, usage and invites; staff operations.",
+    "TITLE": gettext_lazy("Mirror Accelerator API"),
+    "DESCRIPTION": gettext_lazy("Your accelerator, quota, usage and invites; staff operations."),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -304,8 +309,9 @@ EDGE_TLS_KEY = env_str("EDGE_TLS_KEY", "")
 CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
     "task": "accelerator.tasks.edge_gate_sync",
     "schedule": float(EDGE_GATE_SYNC_SECONDS),
-    # A sync that waited longer than its period is superseded by the next one.
-    "options": {"expires": float(EDGE_GATE_SYNC_SECONDS)},
+    # A sync stuck behind other tasks for long is superseded by a later one; not sooner, or a
+    # busy worker could drop every one of them.
+    "options": {"expires": float(max(10, 5 * EDGE_GATE_SYNC_SECONDS))},
 }
 
 # --- ingest ---------------------------------------------------------------------------------

@@ -16,11 +16,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--loop", type=float, default=0.0, metavar="SECONDS")
+        parser.add_argument(
+            "--forever",
+            action="store_true",
+            help="keep syncing until stopped: for an edge on its own machine, as a service",
+        )
         parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
 
-    def handle(self, *args, loop: float, interval: float, **options) -> None:
+    def handle(self, *args, loop: float, forever: bool, interval: float, **options) -> None:
         if loop < 0 or interval <= 0:
             raise CommandError("--loop must be >= 0 and --interval > 0")
+        if forever:
+            loop = float("inf")
         if loop:
             failures = gate_sync_loop(seconds=loop, interval=interval)
             self.stdout.write(f"gate sync loop done, {failures} failed rounds")
