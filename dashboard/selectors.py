@@ -28,7 +28,7 @@ _CACHE_KEY = "dashboard:traffic:v1"
 _LOCK_KEY = "dashboard:traffic:v1:lock"
 _WAIT_STEPS = 150  # 15 s
 TOP_TENANTS = 10
-NEAR_QUOTA_LIST = 50
+NEAR_QUOTA_LIST = 20
 NEAR_QUOTA_PERCENT = 80
 # The ledger is asked about at most this many of the month's heaviest users per refresh.
 NEAR_QUOTA_SCAN = 500
@@ -194,6 +194,10 @@ def tenants_near_quota(*, traffic: dict) -> list[NearQuota]:
         for tid, used, allowance, pct in traffic["near_quota"]
         if tid in tenants
     ]
+
+
+def tenants_exhausted_count() -> int:
+    return Tenant.objects.filter(exhausted_at__isnull=False).count()
 
 
 def tenants_exhausted(*, limit: int = NEAR_QUOTA_LIST) -> QuerySet[Tenant]:

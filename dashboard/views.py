@@ -59,6 +59,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "top": lazy(selectors.top_tenants, traffic=traffic),
         "near_quota": lazy(selectors.tenants_near_quota, traffic=traffic),
         "exhausted": lazy(selectors.tenants_exhausted),
+        "exhausted_count": lazy(selectors.tenants_exhausted_count),
+        "near_quota_candidates": traffic["near_quota_candidates"],
         "signups": lazy(selectors.recent_signups),
         "credited_invites": lazy(integrations.credited_invites),
         "ingest_health": lazy(integrations.ingest_health),

@@ -88,6 +88,8 @@ def test_overview_shows_totals_chart_top_and_quota_lists(client, staff, owner, s
     assert [n.tenant.pk for n in near] == [tenant.pk]
     assert near[0].percent_used == ledger.month_summary(tenant=tenant).percent_used == 85
     assert [t.pk for t in resp.context["exhausted"]()] == [other.pk]
+    assert resp.context["exhausted_count"]() == 1 and resp.context["near_quota_candidates"] == 1
+    assert "1 tenant has used at least 80 %" in html
     assert resp.context["signups"]()[0] == stranger
 
 
