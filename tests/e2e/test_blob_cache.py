@@ -42,6 +42,7 @@ IMAGES = {
     "headonly": lambda: _image("headonly", 2 * MB),
     "bytes": lambda: _image("bytes", 3 * MB),
     "nohelper": lambda: _image("nohelper", 1 * MB),
+    "nolength": lambda: _image("nolength", 1 * MB),
     **{f"lru{i}": (lambda i=i: _image(f"lru{i}", 1 * MB)) for i in range(1, 5)},
 }
 
@@ -195,6 +196,18 @@ def test_truncated_upstream_body_is_never_cached(auth_world, tenant_on):
     assert resp.headers["X-Edge-Cache"] == "MISS"  # the cut body was not kept
     hit = blob_get(edge, tenant.label, "trunc", layer)
     assert hit.headers["X-Edge-Cache"] == "HIT" and hit.body == resp.body
+
+
+def test_body_without_content_length_is_served_but_never_cached(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["nolength"].layers[0]
+    upstream.store.no_length.add(layer.digest.split(":")[1])
+    for _ in range(2):
+        resp = blob_get(edge, tenant.label, "nolength", layer)
+        assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+        assert resp.headers["X-Edge-Cache"] == "MISS"
+    assert upstream.store.reads(layer.digest) == 2
 
 
 def test_head_on_a_cold_blob_downloads_nothing(auth_world, tenant_on):

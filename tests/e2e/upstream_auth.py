@@ -143,6 +143,7 @@ class BlobStore:
     heads: Counter = field(default_factory=Counter)
     truncate_next: set = field(default_factory=set)  # hex digests: next GET stops half-way
     slow: dict = field(default_factory=dict)  # hex digest -> seconds per 256 KiB chunk
+    no_length: set = field(default_factory=set)  # hex digests sent without Content-Length
     httpd: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
@@ -175,7 +176,12 @@ class BlobStore:
                     return
                 data = path.read_bytes()
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
+                if digest in store.no_length:
+                    # The body ends when the connection closes: a cut could go unnoticed.
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(data)))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
                 if digest in store.truncate_next:
