@@ -8,13 +8,16 @@ What they give (all processes on 127.0.0.1, kernel-assigned ports, stopped at te
   (one ~32 MB layer). Each is an ``UpstreamImage(repo, tag, image)``; ``repo`` is
   ``library/accel-<name>``, so ``docker pull accel-<name>`` through a mirror asks for it.
   ``upstream.registry.blob_reads(digest)`` counts complete GETs of a blob in its log.
-- ``edge`` (session): nginx rendered from ``deploy/nginx`` in front of Distribution in proxy
-  mode (``deploy/registry``) pulling from ``upstream``. ``edge.port``, ``edge.host(label)``
+- ``edge`` (session): nginx rendered from ``deploy/nginx`` (gate, access log, blob cache whose
+  misses nginx fetches from ``upstream`` itself, with the token helper
+  ``accelerator.edge_token``) in front of Distribution in proxy mode (``deploy/registry``,
+  manifests) pulling from ``upstream``. ``edge.port``, ``edge.host(label)``
   (``<label>.<MIRROR_DOMAIN>:<port>``), ``edge.url(label)``, ``edge.access_log`` (the JSON
   access log), ``edge.name`` (= settings.EDGE_NAME), ``edge.run_dir``, ``edge.get(label,
   path)``, ``edge.log_lines()`` (flushes nginx's log buffer first).
 - ``edge_sync`` (function; needs the database): call it after changing tenants; it runs the real
   ``accelerator.edge.gate_sync`` into the edge's run directory and waits for nginx's reload.
+  ``edge_sync(other_edge)`` (or the plain function ``sync_gate(other_edge)``) syncs another one.
 - ``make_tenant`` (function; needs the database): ``make_tenant()`` creates a verified user and
   starts their accelerator through ``accelerator.services.tenant_start``, syncs the gate, and
   resolves the tenant's host for Go programs; returns the Tenant.
@@ -26,6 +29,9 @@ What they give (all processes on 127.0.0.1, kernel-assigned ports, stopped at te
 - ``docker_daemon`` (session): ``docker_daemon(mirrors=[edge.url(label)])`` returns a running
   private dockerd with that mirror list (restarted only when the list changes; startup takes
   under a second); ``.cli("pull", ...)``, ``.log()``.
+- ``edge.log_lines()`` rows carry ``cache`` = MISS/HIT for blob GETs, BYPASS for blob HEADs.
+- ``tests.e2e.upstream_auth.start_auth_upstream(dir, images)``: an upstream like Docker Hub
+  (bearer tokens, 307 to a counting blob store), as used by test_blob_cache.py.
 - ``pull_with_skopeo(label, name)``: copies ``docker.io/library/accel-<name>`` through a tenant's
   mirror into a directory and verifies digests and sizes against the upstream.
 """
