@@ -333,3 +333,26 @@ CELERY_BEAT_SCHEDULE["ingest-edge-log"] = {
     "options": {"expires": float(INGEST_INTERVAL_SECONDS * 5)}
     | ({"queue": INGEST_QUEUE} if INGEST_QUEUE else {}),
 }
+
+# --- edges (deployment) ---------------------------------------------------------------------
+# The edges this control plane serves (accelerator/edges.py says why a setting, not a model).
+# Empty: one edge, EDGE_NAME, whose tasks run on the control plane's worker (one server).
+# EDGES=east,west: beat sends each edge's ingestion and gate sync to queue edge.<name>, which
+# only the Celery worker on that edge consumes (it reads its own EDGE_ACCESS_LOG and writes
+# its own EDGE_RUN_DIR); the dashboard lists every edge named here, reporting or not.
+from accelerator.edges import EdgesError, edges_beat_schedule, edges_parse  # noqa: E402
+
+try:
+    EDGES = edges_parse(env_str("EDGES", ""))
+except EdgesError as exc:
+    raise ConfigError(str(exc)) from None
+if EDGES:
+    CELERY_BEAT_SCHEDULE.pop("ingest-edge-log", None)
+    CELERY_BEAT_SCHEDULE.pop("edge-gate-sync", None)
+    CELERY_BEAT_SCHEDULE.update(
+        edges_beat_schedule(
+            edges=EDGES,
+            ingest_seconds=INGEST_INTERVAL_SECONDS,
+            gate_sync_seconds=EDGE_GATE_SYNC_SECONDS,
+        )
+    )

@@ -244,7 +244,12 @@ def credited_invites(*, limit: int = 10) -> QuerySet[Invite]:
 
 # --- ingestion (tables owned by the ingest app) ----------------------------------------------
 def ingest_health() -> list[EdgeIngest]:
-    return list(EdgeIngest.objects.order_by("edge"))
+    """Every edge that has reported, plus every configured edge (settings.EDGES) that has not
+    yet: an unsaved row with no last run, so a new or broken edge shows up instead of hiding."""
+    rows = {row.edge: row for row in EdgeIngest.objects.order_by("edge")}
+    for name in settings.EDGES:
+        rows.setdefault(name, EdgeIngest(edge=name, path=""))
+    return [rows[name] for name in sorted(rows)]
 
 
 def malformed_by_edge() -> dict[str, dict[str, int]]:

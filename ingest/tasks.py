@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 def ingest_edge_log(edge: str | None = None, path: str | None = None) -> dict:
     """Ingest one edge's access log from its saved position. Idempotent; a second worker on
     the same edge finds it busy and returns at once. Twin: `manage.py ingest_logs`."""
+    if edge and path is None and edge != settings.EDGE_NAME:
+        # Sent to edge.<edge> (EDGES) but taken by another edge's worker: its log is not
+        # that edge's, so reading it would charge the wrong edge. Refuse, visibly.
+        log.error("ingest for edge %r refused by the worker of edge %r", edge, settings.EDGE_NAME)
+        return {"edge": edge, "refused": f"this worker serves edge {settings.EDGE_NAME!r}"}
     report = ingest_edge(
         edge=edge or settings.EDGE_NAME, path=path or str(settings.EDGE_ACCESS_LOG)
     )
