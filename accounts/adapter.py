@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
 from django import forms
+from django.utils import translation
 from django.utils.translation import gettext as _
+
+from accounts.language import language_for_user, language_pick
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit, and the column's size
 MAX_LOCAL_PART_LENGTH = 64
@@ -30,8 +33,22 @@ class AccountAdapter(DefaultAccountAdapter):
             invite_remember(request=request, code=code)
         return super().is_open_for_signup(request)
 
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        """Verification and password-reset emails in the account's language, if it has one."""
+        user = context.get("user")
+        if user is None or not getattr(user, "language", ""):
+            return super().send_mail(template_prefix, email, context)
+        with translation.override(language_for_user(user)):
+            return super().send_mail(template_prefix, email, context)
+
     def save_user(self, request, user, form, commit=True):
-        """Record the invite the visitor came with, once the account exists."""
+        """Record the invite the visitor came with, once the account exists.
+
+        The account keeps the language it was created in (the selector changes it later), so
+        emails sent by tasks, such as the quota warnings, arrive in that language.
+        """
+        if not user.language:
+            user.language = language_pick(translation.get_language())
         user = super().save_user(request, user, form, commit=commit)
         if commit and request is not None:
             from accounts.invite_flow import invite_record_signup

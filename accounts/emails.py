@@ -10,6 +10,7 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from accounts.language import language_for_user, language_pick
 from accounts.models import InviteEmail
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,10 @@ class EmailFailed(Exception):
     pass
 
 
-def invite_email_render_and_send(*, invite_email_id: int, link: str) -> bool:
+def invite_email_render_and_send(
+    *, invite_email_id: int, link: str, language: str | None = None
+) -> bool:
+    """`language`: the one the inviter was using when sending (else the inviter's saved one)."""
     record = InviteEmail.objects.select_related("inviter").filter(pk=invite_email_id).first()
     if record is None:
         return False
@@ -29,7 +33,8 @@ def invite_email_render_and_send(*, invite_email_id: int, link: str) -> bool:
         "bonus": settings.WELCOME_BONUS_BYTES,
         "base": settings.QUOTA_MONTHLY_BYTES,
     }
-    with translation.override(settings.LANGUAGE_CODE):
+    language = language_pick(language, language_for_user(record.inviter))
+    with translation.override(language):
         subject = render_to_string("accounts/email/invite_subject.txt", context)
         body = render_to_string("accounts/email/invite_body.txt", context)
     try:

@@ -14,6 +14,20 @@ from django.views.i18n import set_language
 _LANGUAGES = {code for code, _name in settings.LANGUAGES}
 
 
+def language_pick(*candidates: str | None) -> str:
+    """The first candidate that is one of LANGUAGES, else LANGUAGE_CODE."""
+    for language in candidates:
+        if language in _LANGUAGES:
+            return language
+    return settings.LANGUAGE_CODE
+
+
+def language_for_user(user) -> str:
+    """The language to write to a user in without a request (emails sent by tasks): the one
+    saved on the account (chosen with the selector, or the one they signed up in)."""
+    return language_pick(getattr(user, "language", None))
+
+
 class UserLanguageMiddleware:
     """Activates a logged-in user's saved language (after AuthenticationMiddleware)."""
 

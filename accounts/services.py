@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Invite, InviteEmail, User
@@ -164,7 +164,9 @@ def invite_email_send(*, inviter: User, email: str, link: str, now: datetime | N
                 % {"limit": limit},
             )
         record = InviteEmail.objects.create(inviter=inviter, email=email, sent_at=now)
-        transaction.on_commit(lambda: invite_email_deliver.delay(record.pk, link))
+        # Written in the language the inviter is using now.
+        language = translation.get_language()
+        transaction.on_commit(lambda: invite_email_deliver.delay(record.pk, link, language))
     return record
 
 

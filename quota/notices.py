@@ -12,6 +12,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from accounts.language import language_for_user
 from quota import ledger
 from quota.models import QuotaNotice
 
@@ -43,7 +44,7 @@ def notice_send(*, notice_id: int) -> bool:
         "console_url": settings.SITE_URL.rstrip("/") + "/console/",
         "invites_url": settings.SITE_URL.rstrip("/") + "/invites/",
     }
-    with translation.override(settings.LANGUAGE_CODE):
+    with translation.override(language_for_user(notice.tenant.user)):
         subject = render_to_string("quota/email/threshold_subject.txt", context)
         body = render_to_string("quota/email/threshold_body.txt", context)
     try:
