@@ -4,6 +4,7 @@ cached, HEAD never downloads, LRU eviction within the size limit, exact per-tena
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import shutil
@@ -315,6 +316,14 @@ def test_token_cache_per_scope_and_refetch_after_expiry(auth_world):
     cache._tokens["repository:library/sk10:pull"].expires = 0  # as if it expired
     cache.header_for("library/sk10")
     assert cache.fetches == 3
+
+
+def test_token_helper_sends_upstream_credentials_to_the_token_service(auth_world):
+    _, upstream, _ = auth_world
+    cache = TokenCache(upstream.url, "mirror-bot", "s3cret:pw")
+    assert cache.header_for("library/bytes").startswith("Bearer ")
+    expected = "Basic " + base64.b64encode(b"mirror-bot:s3cret:pw").decode()
+    assert upstream.tokens.authorizations[-1] == expected
 
 
 def test_token_helper_parsing():

@@ -67,6 +67,7 @@ class TokenServer:
         ).stdout
         self.x5c = base64.b64encode(der).decode()
         self.requests: Counter = Counter()  # (user agent family, scope) -> count
+        self.authorizations: list[str] = []  # the Authorization header of every request
         self.lock = threading.Lock()
         server = self
 
@@ -77,6 +78,7 @@ class TokenServer:
                 agent = "python" if "Python" in self.headers.get("User-Agent", "") else "other"
                 with server.lock:
                     server.requests[(agent, scope)] += 1
+                    server.authorizations.append(self.headers.get("Authorization", ""))
                 body = json.dumps(server.issue(scope, query.get("service", [""])[0])).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
