@@ -53,7 +53,25 @@ def edge_params() -> edge_config.EdgeParams:
         tls_listen=settings.EDGE_TLS_LISTEN,
         tls_cert=Path(settings.EDGE_TLS_CERT) if settings.EDGE_TLS_CERT else None,
         tls_key=Path(settings.EDGE_TLS_KEY) if settings.EDGE_TLS_KEY else None,
+        worker_user=settings.EDGE_WORKER_USER,
     )
+
+
+def _check_worker_access(params: edge_config.EdgeParams) -> None:
+    """Started as root, nginx's workers run as another user (nobody by default): they read and
+    write the blob cache and reopen the logs, so every directory on the way must be open to
+    them. Fail at render time with the fix, rather than with 500s at the first pull."""
+    if os.geteuid() != 0 or params.worker_user == "root":
+        return
+    for target in (params.cache_dir, params.access_log.parent):
+        for directory in [target, *target.parents]:
+            if directory.exists() and not directory.stat().st_mode & 0o001:
+                raise edge_config.EdgeConfigError(
+                    f"nginx's workers (user {params.worker_user or 'nobody'}) cannot reach "
+                    f"{target}: {directory} is not searchable by others. Use a VAR_DIR / "
+                    f"EDGE_CACHE_DIR outside it, `chmod o+x {directory}`, or set "
+                    "EDGE_WORKER_USER."
+                )
 
 
 def _system_resolver() -> str:
@@ -108,6 +126,7 @@ def edge_render(*, params: edge_config.EdgeParams | None = None) -> EdgeFiles:
     """
     params = params or edge_params()
     files = edge_files(params.run_dir)
+    _check_worker_access(params)
     for sub in ("logs", "tmp"):
         (params.run_dir / sub).mkdir(parents=True, exist_ok=True)
     params.access_log.parent.mkdir(parents=True, exist_ok=True)

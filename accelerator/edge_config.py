@@ -54,6 +54,8 @@ class EdgeParams:
     tls_listen: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Started as root, nginx runs its workers as this user (nginx's default: nobody).
+    worker_user: str = ""
 
     def validate(self) -> None:
         if not _EDGE_NAME_RE.match(self.name):
@@ -85,6 +87,8 @@ class EdgeParams:
             raise EdgeConfigError("EDGE_CACHE_LOCK_SECONDS must be between 1 and 86400")
         if not re.match(r"^[0-9A-Za-z.:\[\]-]+( [0-9A-Za-z.:\[\]-]+)*$", self.resolver):
             raise EdgeConfigError(f"EDGE_RESOLVER must be addresses: {self.resolver!r}")
+        if self.worker_user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", self.worker_user):
+            raise EdgeConfigError(f"EDGE_WORKER_USER is not a user name: {self.worker_user!r}")
         if self.tls_listen:
             if not _LISTEN_RE.match(self.tls_listen):
                 raise EdgeConfigError(f"EDGE_TLS_LISTEN must be host:port: {self.tls_listen!r}")
@@ -133,6 +137,7 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "UPSTREAM_URL": params.upstream_url.rstrip("/"),
             "UPSTREAM_TLS": _upstream_tls(params.ca_bundle),
             "TLS": _client_tls(params),
+            "WORKER_USER": f"user {params.worker_user};" if params.worker_user else "",
         },
     )
 

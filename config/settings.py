@@ -306,6 +306,8 @@ EDGE_UPSTREAM_CA_BUNDLE = env_str("EDGE_UPSTREAM_CA_BUNDLE", "/etc/ssl/certs/ca-
 EDGE_TLS_LISTEN = env_str("EDGE_TLS_LISTEN", "")
 EDGE_TLS_CERT = env_str("EDGE_TLS_CERT", "")
 EDGE_TLS_KEY = env_str("EDGE_TLS_KEY", "")
+# Started as root, nginx runs its workers as this user; empty: nginx's default (nobody).
+EDGE_WORKER_USER = env_str("EDGE_WORKER_USER", "")
 CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
     "task": "accelerator.tasks.edge_gate_sync",
     "schedule": float(EDGE_GATE_SYNC_SECONDS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -99,11 +100,14 @@ def test_missing_placeholder_value_is_an_error():
         edge_config.fill("x @@NOPE@@", {})
 
 
-def test_edge_render_writes_valid_nginx_config_and_keeps_the_gate_map(settings, tmp_path):
+def test_edge_render_writes_valid_nginx_config_and_keeps_the_gate_map(settings, request):
     require(harness.which("nginx") is not None, "nginx is not installed")
+    tmp_path = harness.worker_readable_dir("e2e-render-")
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
     settings.EDGE_RUN_DIR = tmp_path / "edge"
     settings.EDGE_ACCESS_LOG = tmp_path / "edge" / "logs" / "access.log"
     settings.REGISTRY_STORAGE_DIR = tmp_path / "registry"
+    settings.EDGE_CACHE_DIR = tmp_path / "cache"
     settings.EDGE_LISTEN = f"127.0.0.1:{harness.free_port()}"
     files = edge_render()
     assert files.registry_conf.stat().st_mode & 0o777 == 0o600
@@ -163,3 +167,20 @@ def test_nginx_reload_without_nginx_is_harmless(tmp_path):
     assert nginx_reload(pid_file=tmp_path / "stale.pid") is False
     (tmp_path / "junk.pid").write_text("not a pid")
     assert nginx_reload(pid_file=tmp_path / "junk.pid") is False
+
+
+def test_render_refuses_dirs_nginx_workers_cannot_reach(settings, tmp_path):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the cache to another user")
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    settings.EDGE_RUN_DIR = tmp_path / "edge"
+    settings.EDGE_CACHE_DIR = closed / "cache"
+    settings.EDGE_WORKER_USER = ""
+    with pytest.raises(CommandError, match="not searchable by others"):
+        call_command("edge_render")
+    settings.EDGE_WORKER_USER = "root"
+    call_command("edge_render")
+    assert "user root;" in (tmp_path / "edge" / "nginx.conf").read_text()
