@@ -5,12 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-
-def _si(value: int) -> str:
-    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value} B"
+from quota.units import format_bytes
 
 
 def bar_chart_svg(
@@ -26,7 +21,7 @@ def bar_chart_svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{escape(title)}" class="chart">',
         f"<title>{escape(title)}</title>",
-        f'<text x="0" y="12" font-size="11">{escape(_si(top))}</text>',
+        f'<text x="0" y="12" font-size="11">{escape(format_bytes(top))}</text>',
         f'<text x="0" y="{inner_h}" font-size="11">0</text>',
         f'<line x1="{pad_left}" y1="{inner_h}" x2="{width}" y2="{inner_h}" stroke="#999"/>',
     ]
@@ -36,7 +31,7 @@ def bar_chart_svg(
         parts.append(
             f'<rect x="{x}" y="{round(inner_h - h, 1)}" width="{max(round(bar_w - 1, 1), 1)}" '
             f'height="{h}" fill="#2b6cb0" data-label="{escape(label)}" data-value="{value}">'
-            f"<title>{escape(label)}: {escape(_si(value))}</title></rect>"
+            f"<title>{escape(label)}: {escape(format_bytes(value))}</title></rect>"
         )
     if points:
         parts.append(

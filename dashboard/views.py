@@ -85,6 +85,14 @@ def _tenant_context(tenant: Tenant, **forms) -> dict:
         "tenant": tenant,
         "mirror_url": mirror_url(label=tenant.label),
         "summary": ledger.month_summary(tenant=tenant),
+        "usage_chart": mark_safe(  # built from escaped parts by dashboard.charts
+            bar_chart_svg(
+                [(d.day.isoformat(), d.bytes) for d in ledger.usage_daily(tenant=tenant, days=30)],
+                height=120,
+                title=_("Traffic per day, last 30 days"),
+            )
+        ),
+        "grants": ledger.grants_for_tenant(tenant=tenant)[:20],
         "actions": selectors.recent_actions(tenant=tenant, limit=50),
         "grant_form": forms.get("grant_form") or GrantForm(),
         "reason_form": forms.get("reason_form") or ReasonForm(),

@@ -115,6 +115,8 @@ def test_grant_through_the_page_is_audited_once(client, staff, tenant):
     assert (action.actor, action.kind, action.reason) == (staff, "grant", "apology for outage")
     detail = client.get(f"/staff/tenants/{tenant.pk}/").content.decode()
     assert "apology for outage" in detail and staff.email in detail
+    assert "4 GB" in detail  # the grant is listed, in SI units
+    assert detail.count("<rect") == 30  # the tenant's daily chart
 
 
 @pytest.mark.parametrize(
