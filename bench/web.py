@@ -63,6 +63,7 @@ SERVER_ENV = {
     "MIRROR_DOMAIN": "m.localhost",
     "EMAIL_HOST": "localhost",
     "DEFAULT_FROM_EMAIL": "bench@localhost",
+    "SITE_URL": "https://localhost",
 }
 
 

@@ -16,6 +16,7 @@ REQUIRED_ENV = [
     "MIRROR_DOMAIN",
     "EMAIL_HOST",
     "DEFAULT_FROM_EMAIL",
+    "SITE_URL",  # links in emails sent by tasks; the console site's host name
 ]
 
 
@@ -35,6 +36,10 @@ def check_production_settings(settings: dict[str, Any]) -> None:
         )
     if os.environ.get("DATABASE_URL", "").startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL in production, not SQLite")
+    site_url = os.environ.get("SITE_URL", "").strip()
+    if site_url and not site_url.startswith("https://"):
+        # Session and CSRF cookies are Secure in production: an http console cannot log in.
+        problems.append("SITE_URL must be the console's https:// address in production")
     if os.environ.get("CELERY_BROKER_URL", "").startswith("filesystem"):
         problems.append("CELERY_BROKER_URL must be a real broker (Redis) in production")
     if "console" in settings["EMAIL_BACKEND"] or "locmem" in settings["EMAIL_BACKEND"]:

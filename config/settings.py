@@ -358,3 +358,12 @@ if EDGES:
             gate_sync_seconds=EDGE_GATE_SYNC_SECONDS,
         )
     )
+# The console site (deploy/nginx/console.conf.template, `manage.py deploy_render --console`):
+# SITE_URL's host over HTTPS in front of gunicorn. On a single server it shares the edge's
+# nginx and listeners, and one certificate can hold both names (the console host and
+# *.MIRROR_DOMAIN), hence these defaults.
+WEB_LISTEN = env_str("WEB_LISTEN", "127.0.0.1:8000")
+CONSOLE_HTTP_LISTEN = env_str("CONSOLE_HTTP_LISTEN", EDGE_LISTEN)
+CONSOLE_TLS_LISTEN = env_str("CONSOLE_TLS_LISTEN", EDGE_TLS_LISTEN)
+CONSOLE_TLS_CERT = env_str("CONSOLE_TLS_CERT", EDGE_TLS_CERT)
+CONSOLE_TLS_KEY = env_str("CONSOLE_TLS_KEY", EDGE_TLS_KEY)

@@ -21,6 +21,7 @@ PRODUCTION_ENV = {
     "MIRROR_DOMAIN": "m.example.io",
     "EMAIL_HOST": "smtp.example.io",
     "DEFAULT_FROM_EMAIL": "Accelerator <noreply@example.io>",
+    "SITE_URL": "https://accelerator.example.io",
 }
 
 
@@ -66,6 +67,9 @@ def test_production_settings_refuse_to_start_without(missing):
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG must be true or false"),
         ({"MIRROR_SCHEME": "ftp"}, "MIRROR_SCHEME must be http or https"),
         ({"MIRROR_PORT": "eighty"}, "MIRROR_PORT must be a whole number"),
+        ({"SITE_URL": "http://accelerator.example.io"}, "SITE_URL must be the console's https"),
+        ({"EDGES": "east,east"}, "EDGES: 'east' is listed twice"),
+        ({"EDGES": "east,we st"}, "not an edge name"),
     ],
 )
 def test_production_settings_refuse_unsafe_values(override, message):
