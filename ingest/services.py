@@ -375,6 +375,9 @@ def _labels_lookup(names: list[str]) -> tuple[dict[str, int], dict[str, tuple[in
     """Current labels -> tenant id; retired labels -> (tenant id, retirement epoch)."""
     current: dict[str, int] = {}
     gone: dict[str, tuple[int, float]] = {}
+    # Only a plain label can be a tenant's; anything else (upper case, NUL, which PostgreSQL
+    # cannot even take as a parameter) is unknown without asking the database.
+    names = [n for n in names if n and _PLAIN_LABEL.fullmatch(n)]
     if not names:
         return current, gone
     if connection.vendor == "postgresql":

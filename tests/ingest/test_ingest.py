@@ -6,6 +6,7 @@ import os
 import shutil
 from datetime import timedelta
 
+import orjson
 import pytest
 from django.test import override_settings
 from django.utils import timezone
@@ -187,8 +188,6 @@ def test_copytruncate_with_the_same_head_but_shorter(labels, log_path):
     # again, byte for byte) but is shorter than the old position.
     again = Truth()
     for raw in head.splitlines(keepends=True):
-        import orjson
-
         again.add(orjson.loads(raw))
     maker.truth.merge(again)
     log_path.write_bytes(head)
@@ -407,3 +406,20 @@ def test_a_log_path_that_cannot_be_read_is_reported_not_fatal(log_path):
     report = ingest(log_path)
     assert report.lines == 0 and not LogFile.objects.exists()
     assert "cannot read" in EdgeIngest.objects.get(edge=EDGE).last_error
+
+
+def test_odd_labels_are_stored_escaped_as_unknown_traffic(log_path):
+    odd = ["UPPER", "a\x00b", "dots.and spaces", "ключ", "x" * 63]
+    log_path.write_bytes(
+        b"".join(encode(record(ts=3600.0 + i, label=x)) for i, x in enumerate(odd))
+    )
+    report = ingest(log_path)
+    assert report.lines == 5 and report.malformed == 0 and report.unknown == 5
+    stored = set(UnknownTraffic.objects.values_list("label", flat=True))
+    assert stored == {
+        "UPPER",
+        "a\\x00b",
+        "dots.and spaces",
+        "ключ",
+        "x" * 63,
+    }
