@@ -44,6 +44,7 @@ IMAGES = {
     "bytes": lambda: _image("bytes", 3 * MB),
     "nohelper": lambda: _image("nohelper", 1 * MB),
     "nolength": lambda: _image("nolength", 1 * MB),
+    "authz": lambda: _image("authz", 1 * MB),
     **{f"lru{i}": (lambda i=i: _image(f"lru{i}", 1 * MB)) for i in range(1, 5)},
 }
 
@@ -209,6 +210,21 @@ def test_body_without_content_length_is_served_but_never_cached(auth_world, tena
         assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
         assert resp.headers["X-Edge-Cache"] == "MISS"
     assert upstream.store.reads(layer.digest) == 2
+
+
+def test_client_credentials_never_reach_the_upstream_or_its_blob_store(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["authz"].layers[0]
+    upstream.store.authorizations.clear()
+    resp = blob_get(
+        edge, tenant.label, "authz", layer, headers=[("Authorization", "Basic aHViOnNlY3JldA==")]
+    )
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    # The blob store got the redirected request with no credentials at all: neither the
+    # client's Docker Hub login nor the edge's registry token.
+    assert upstream.store.authorizations == [""]
+    assert all("aHViOnNlY3JldA" not in a for a in upstream.tokens.authorizations)
 
 
 def test_head_on_a_cold_blob_downloads_nothing(auth_world, tenant_on):

@@ -146,6 +146,7 @@ class BlobStore:
     truncate_next: set = field(default_factory=set)  # hex digests: next GET stops half-way
     slow: dict = field(default_factory=dict)  # hex digest -> seconds per 256 KiB chunk
     no_length: set = field(default_factory=set)  # hex digests sent without Content-Length
+    authorizations: list = field(default_factory=list)  # Authorization header of each GET
     httpd: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
@@ -173,6 +174,7 @@ class BlobStore:
                 self.end_headers()
 
             def do_GET(self):  # noqa: N802
+                store.authorizations.append(self.headers.get("Authorization", ""))
                 path, digest = self._file()
                 if path is None:
                     return
