@@ -123,6 +123,8 @@ class Batch:
 
     def _bad(self, offset: int, kind: str, reason: str, raw: bytes) -> None:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1
+        # A reason can quote the line (an unknown field's name): keep it storable too.
+        reason = reason[:500].replace("\x00", "\\x00")
         self.samples.append(Sample(offset=offset, kind=kind, reason=reason, text=sample_text(raw)))
         if len(self.samples) > SAMPLES_PER_BATCH:
             del self.samples[0]

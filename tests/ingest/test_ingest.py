@@ -423,3 +423,13 @@ def test_odd_labels_are_stored_escaped_as_unknown_traffic(log_path):
         "ключ",
         "x" * 63,
     }
+
+
+def test_a_malformed_line_quoting_nul_is_sampled_storably(log_path):
+    good = encode(record(ts=3600.0, label="x"))
+    log_path.write_bytes(good[:-2] + b',"x\\u0000y":1}\n' + b"\x00\x00\x00\n" + good)
+    report = ingest(log_path)
+    assert (report.lines, report.malformed) == (1, 2)
+    reasons = list(MalformedSample.objects.order_by("id").values_list("reason", "text"))
+    assert reasons[0][0] == "Object contains unknown field `x\\x00y`"
+    assert reasons[1][1] == "\\x00\\x00\\x00"

@@ -131,6 +131,7 @@ def _bad_lines() -> list[tuple[str, bytes]]:
         ("field", orjson.dumps(extra)),  # no byte of a line escapes validation
         ("field", orjson.dumps(long_label)),
         ("field", orjson.dumps(null_field)),
+        ("field", orjson.dumps(good)[:-1] + b',"x\\u0000y":1}'),  # quoted in the reason
         ("encoding", orjson.dumps(good).replace(b'"t1"', b'"t\xff\xfe"')),
         ("json", b"\x80\x81garbage\x00\x01"),  # not JSON before it is not UTF-8
         ("json", orjson.dumps(good).replace(b'"t1"', b'"t\\ud800"')),  # lone surrogate
