@@ -35,6 +35,9 @@ SAMPLE_BYTES = 300  # what is kept of a malformed line for the dashboard
 SAMPLES_PER_BATCH = 5
 FINGERPRINT_BYTES = 1024  # the head of a file that identifies it besides its inode
 CHARGED_STATUSES = (200, 206)
+# No response is a terabyte; the bound keeps a corrupt number from overflowing the ledger's
+# 64-bit sums (which would fail the batch again on every run).
+MAX_RESPONSE_BYTES = 2**40
 HOUR = 3600
 
 _M = msgspec.Meta
@@ -50,8 +53,8 @@ class LogRecord(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     method: str
     uri: str
     status: Annotated[int, _M(ge=0, le=999)]
-    bytes_sent: Annotated[int, _M(ge=0)]
-    body_bytes_sent: Annotated[int, _M(ge=0)]
+    bytes_sent: Annotated[int, _M(ge=0, le=MAX_RESPONSE_BYTES)]
+    body_bytes_sent: Annotated[int, _M(ge=0, le=MAX_RESPONSE_BYTES)]
     completion: str
     request_time: Annotated[float, _M(ge=0)]
     request_id: Annotated[str, _M(max_length=64)]

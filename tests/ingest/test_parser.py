@@ -127,6 +127,8 @@ def _bad_lines() -> list[tuple[str, bytes]]:
         ("field", orjson.dumps(float_status)),
         ("field", orjson.dumps(bool_bytes)),
         ("field", orjson.dumps(negative)),
+        ("field", orjson.dumps(dict(good, body_bytes_sent=2**40 + 1))),
+        ("field", orjson.dumps(good).replace(b'"status":200', b'"status":1' + b"0" * 30)),
         ("field", orjson.dumps(missing)),
         ("field", orjson.dumps(extra)),  # no byte of a line escapes validation
         ("field", orjson.dumps(long_label)),
