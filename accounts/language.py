@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
@@ -46,8 +47,13 @@ class UserLanguageMiddleware:
 @require_POST
 def language_set(request: HttpRequest) -> HttpResponse:
     """Django's set_language (cookie, redirect back), remembered on the account too."""
-    response = set_language(request)
     language = request.POST.get("language", "")
+    if language not in _LANGUAGES:
+        # Django's view takes any language it has a catalogue for (fr, zh-hant) and sets the
+        # cookie; ours are only LANGUAGES: just go back.
+        request.POST = request.POST.copy()
+        request.POST["language"] = ""
+    response = set_language(request)
     if request.user.is_authenticated and language in _LANGUAGES:
-        type(request.user).objects.filter(pk=request.user.pk).update(language=language)
+        get_user_model().objects.filter(pk=request.user.pk).update(language=language)
     return response

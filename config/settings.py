@@ -152,6 +152,8 @@ LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 # A visitor's choice (the selector) is kept for a year; a logged-in user's is on the account.
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+# Chinese numbers grouped by thousands, as Chinese consoles write them (config/formats/).
+FORMAT_MODULE_PATH = ["config.formats"]
 # Numbers are localised where people read them (si_bytes, intcomma). USE_THOUSAND_SEPARATOR
 # stays off: it would also group machine-read values in templates (data-bytes, ids, pages).
 TIME_ZONE = "UTC"
