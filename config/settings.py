@@ -323,7 +323,7 @@ CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
 # position until it catches up or INGEST_RUN_SECONDS pass, committing every batch with its
 # position. Several edges later: one entry (and one queue) each, with their own edge and path.
 INGEST_INTERVAL_SECONDS = env_int("INGEST_INTERVAL_SECONDS", 2)
-INGEST_RUN_SECONDS = env_int("INGEST_RUN_SECONDS", 20)
+INGEST_RUN_SECONDS = env_int("INGEST_RUN_SECONDS", 10)
 INGEST_BATCH_LINES = env_int("INGEST_BATCH_LINES", 1_000_000)
 # A rotated file is finished once it has stopped growing for this long (nginx reopened).
 INGEST_ROTATED_IDLE_SECONDS = env_int("INGEST_ROTATED_IDLE_SECONDS", 60)
