@@ -223,7 +223,7 @@ def main() -> int:
             bare_ref = f"docker://127.0.0.1:{edge.registry.port}/library/warm:latest"
             pull(tenant_ref, "warmup")
             t_tenant, t_bare = [], []
-            for _ in range(max(3, REPEAT // 2)):
+            for _ in range(max(3, REPEAT)):
                 t_bare.append(timed(lambda: pull(bare_ref, "w")))
                 t_tenant.append(timed(lambda: pull(tenant_ref, "w")))
             mt, mb = statistics.median(t_tenant), statistics.median(t_bare)
