@@ -1,9 +1,11 @@
-# gunicorn settings for the web process; the bind address comes from the command line.
+# gunicorn settings for the web process. The address is WEB_LISTEN (the console site's
+# upstream); a --bind on the command line (scripts/run.sh) takes precedence.
 import multiprocessing
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 threads = int(os.environ.get("GUNICORN_THREADS", 2))
+bind = [os.environ.get("WEB_LISTEN", "127.0.0.1:8000")]
 worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20

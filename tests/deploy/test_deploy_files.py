@@ -1,0 +1,256 @@
+"""deploy/: the systemd units and the compose file refer to things that exist.
+
+No Docker engine or systemd PID 1 runs here, so these are structural checks with the real
+readers where there is one: `systemd-analyze verify` for every unit (the executables of the
+units pointed at this checkout), PyYAML for the compose file. Every command a unit or a
+service runs must be a real management command, Celery app, queue, binary or path; every
+variable they set must be one the settings read.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from configparser import ConfigParser
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import get_commands
+
+from accelerator.edges import edge_queue
+from tests.conftest import require
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SYSTEMD = DEPLOY / "systemd"
+SETTINGS_SOURCE = "".join(
+    (ROOT / "config" / name).read_text() for name in ("settings.py", "production.py")
+)
+# Read by programs other than Django: gunicorn's config, Python itself, PostgreSQL's image.
+NOT_DJANGO = {"WEB_CONCURRENCY", "GUNICORN_THREADS", "PYTHONUNBUFFERED"}
+
+
+def read_setting_names() -> set[str]:
+    names = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', SETTINGS_SOURCE))
+    names |= set(re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', SETTINGS_SOURCE))
+    names |= set(re.findall(r'^\s+"([A-Z0-9_]+)",', SETTINGS_SOURCE, re.M))  # REQUIRED_ENV
+    gunicorn = (DEPLOY / "gunicorn.conf.py").read_text()
+    names |= set(re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', gunicorn))
+    return names
+
+
+def management_command(argv: list[str]) -> str | None:
+    if "manage.py" in " ".join(argv[:3]):
+        idx = next(i for i, a in enumerate(argv) if a.endswith("manage.py"))
+        return argv[idx + 1]
+    return None
+
+
+def check_command(argv: list[str], where: str) -> None:
+    """A command line of a unit or service names real things."""
+    name = management_command(argv)
+    if name is not None:
+        assert name in get_commands(), f"{where}: no management command {name!r}"
+    if any(Path(a).name == "celery" for a in argv[:2]):
+        assert "-A" in argv and argv[argv.index("-A") + 1] == "config", where
+    for arg in argv:
+        if arg.startswith("deploy/"):
+            assert (ROOT / arg).exists(), f"{where}: {arg} does not exist"
+    if "gunicorn" in Path(argv[0]).name:
+        assert argv[1] == "config.wsgi" and (ROOT / "config" / "wsgi.py").exists(), where
+
+
+# --- systemd --------------------------------------------------------------------------------
+
+
+def unit(name: str) -> ConfigParser:
+    parser = ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    # Keys such as ExecStart may repeat; ConfigParser keeps the last, which is enough here.
+    parser.read_string(
+        "\n".join(
+            line for line in (SYSTEMD / name).read_text().splitlines() if not line.startswith("#")
+        )
+    )
+    return parser
+
+
+def exec_lines(name: str) -> list[list[str]]:
+    return [
+        shlex.split(line.split("=", 1)[1])
+        for line in (SYSTEMD / name).read_text().splitlines()
+        if re.match(r"^Exec(Start|StartPre|Reload)=", line)
+    ]
+
+
+UNITS = sorted(p.name for p in SYSTEMD.iterdir())
+EDGE_UNITS = [
+    "accelerator-edge-render@.service",
+    "accelerator-edge@.service",
+    "accelerator-registry@.service",
+    "accelerator-edge-token@.service",
+    "accelerator-edge-worker@.service",
+]
+
+
+def test_the_set_of_units():
+    assert {
+        "accelerator-web.service",
+        "accelerator-worker.service",
+        "accelerator-beat.service",
+        "accelerator-edge-stack@.target",
+        *EDGE_UNITS,
+    } <= set(UNITS)
+    wants = unit("accelerator-edge-stack@.target")["Unit"]["Wants"].split()
+    assert sorted(wants) == sorted(u.replace("@.", "@%i.") for u in EDGE_UNITS)
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_analyze_verify_accepts_every_unit(name, tmp_path):
+    """systemd's own parser, with the install path pointed at this checkout so that every
+    executable a unit names must exist here."""
+    require(shutil.which("systemd-analyze") is not None, "systemd-analyze is not installed")
+    for other in UNITS:  # units refer to each other (Requires=, After=, Wants=)
+        text = (SYSTEMD / other).read_text().replace("/opt/accelerator", str(ROOT))
+        (tmp_path / other).write_text(text)
+    target = tmp_path / (name.replace("@.", "@east.") if "@." in name else name)
+    if target.name != name:
+        target.symlink_to(tmp_path / name)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    # Lines about the host's own units (not ours) are not this test's business.
+    ours = [ln for ln in result.stderr.splitlines() if "accelerator" in ln]
+    assert result.returncode == 0 and not ours, result.stderr
+
+
+@pytest.mark.parametrize("name", [u for u in UNITS if u.endswith(".service")])
+def test_every_unit_command_names_real_things(name):
+    for argv in exec_lines(name):
+        check_command(argv, name)
+
+
+def test_edge_worker_consumes_exactly_its_edges_queue_and_knows_its_files():
+    argv = exec_lines("accelerator-edge-worker@.service")[0]
+    assert f"--queues={edge_queue('%i')}" in argv
+    text = (SYSTEMD / "accelerator-edge-worker@.service").read_text()
+    for line in ("EDGE_NAME=%i", "EDGE_RUN_DIR=", "EDGE_ACCESS_LOG="):
+        assert f"Environment={line}" in text
+    # The worker signals nginx: both run as the same user.
+    assert (
+        unit("accelerator-edge-worker@.service")["Service"]["User"]
+        == (unit("accelerator-edge@.service")["Service"]["User"])
+    )
+
+
+def test_unit_environment_names_are_settings():
+    names = read_setting_names()
+    for name in UNITS:
+        for line in (SYSTEMD / name).read_text().splitlines():
+            if line.startswith("Environment="):
+                key = line.split("=", 2)[1]
+                assert key in names, f"{name}: {key} is not read by the settings"
+
+
+def test_edge_nginx_runs_the_rendered_config_gracefully():
+    service = unit("accelerator-edge@.service")["Service"]
+    assert service["KillSignal"] == "SIGQUIT"
+    assert "CAP_NET_BIND_SERVICE" in service["AmbientCapabilities"]
+    start = exec_lines("accelerator-edge@.service")
+    assert start[0][1:3] == ["-t", "-q"]  # ExecStartPre tests the config first
+    assert "${EDGE_RUN_DIR}/nginx.conf" in start[1]
+
+
+# --- compose --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def test_compose_has_the_same_set_as_the_units(compose):
+    services = compose["services"]
+    assert set(services) == {
+        "db",
+        "redis",
+        "migrate",
+        "web",
+        "worker",
+        "beat",
+        "edge-render",
+        "edge",
+        "registry",
+        "edge-token",
+        "edge-worker",
+    }
+    beats = [n for n, s in services.items() if "beat" in s.get("command", [])]
+    assert beats == ["beat"] and "deploy" not in services["beat"]  # one beat, no replicas
+
+
+def test_compose_references_resolve(compose):
+    services = compose["services"]
+    volumes = set(compose["volumes"])
+    for name, service in services.items():
+        for dep in service.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown {dep}"
+        mode = service.get("network_mode", "")
+        if mode.startswith("service:"):
+            assert mode.split(":", 1)[1] in services
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith((".", "/")):
+                assert source in volumes, f"{name}: volume {source} is not declared"
+    build = services["web"]["build"]
+    context = (DEPLOY / build["context"]).resolve()
+    assert context == ROOT and (context / build["dockerfile"]).is_file()
+    assert (context / "manage.py").is_file()
+    assert (DEPLOY / compose["x-app"]["env_file"]).name == "accelerator.env"
+
+
+def test_compose_commands_and_environment_are_real(compose):
+    names = read_setting_names()
+    for name, service in compose["services"].items():
+        if "image" in service and not service["image"].startswith("mirror-accelerator"):
+            continue  # postgres, redis: their own images
+        command = service["command"]
+        if command[:2] == ["sh", "-c"]:
+            argvs = [shlex.split(part) for part in re.split(r"&&", command[2])]
+            argvs = [a[1:] if a and a[0] == "exec" else a for a in argvs]
+        else:
+            argvs = [command]
+        for argv in argvs:
+            check_command(argv, f"compose service {name}")
+        for key in service.get("environment", {}):
+            assert key in names | NOT_DJANGO, f"{name}: {key} is not read by the settings"
+
+
+def test_compose_edge_worker_queue_and_edges_agree(compose):
+    services = compose["services"]
+    edge_env = services["edge-worker"]["environment"]
+    queue_arg = next(a for a in services["edge-worker"]["command"] if a.startswith("--queues="))
+    assert queue_arg == f"--queues={edge_queue(edge_env['EDGE_NAME'])}"
+    assert edge_env["EDGE_NAME"] in services["beat"]["environment"]["EDGES"].split(",")
+    # The worker renders gate maps where nginx reads them, and can signal it.
+    assert services["edge-worker"]["pid"] == "service:edge"
+    nginx = services["edge"]["command"]
+    assert nginx[nginx.index("-c") + 1] == f"{edge_env['EDGE_RUN_DIR']}/nginx.conf"
+    assert services["edge"]["stop_signal"] == "SIGQUIT"
+    assert {p.split(":")[0] for p in services["edge"]["ports"]} == {"80", "443"}
+    # Only the edge is published; the rest is reached inside the compose network.
+    assert [n for n, s in services.items() if "ports" in s] == ["edge"]
+
+
+def test_dockerfile_installs_the_tested_binaries_and_runs_unprivileged():
+    text = (DEPLOY / "Dockerfile").read_text()
+    for package in ("nginx", "docker-registry", "gettext"):
+        assert re.search(rf"apt-get install[^\n]*\b{package}\b", text), package
+    assert "USER accelerator" in text
+    assert "compilemessages" in text
