@@ -37,9 +37,10 @@ def invite_email_render_and_send(
     with translation.override(language):
         subject = render_to_string("accounts/email/invite_subject.txt", context)
         body = render_to_string("accounts/email/invite_body.txt", context)
+        subject = f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{' '.join(subject.split())}"
     try:
         send_mail(
-            settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + " ".join(subject.split()),
+            subject,
             body,
             None,
             [record.email],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 
 from config.env import ConfigError, env_bool, env_int, env_list, env_str
@@ -127,7 +128,8 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
-ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Mirror Accelerator] "
+# The brand in the reader's language ("[镜像加速器] "), evaluated when each email is written.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = format_lazy("[{}] ", gettext_lazy("Mirror Accelerator"))
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 # allauth's rate limits are on by default and stored in the Django cache above.

@@ -47,9 +47,10 @@ def notice_send(*, notice_id: int) -> bool:
     with translation.override(language_for_user(notice.tenant.user)):
         subject = render_to_string("quota/email/threshold_subject.txt", context)
         body = render_to_string("quota/email/threshold_body.txt", context)
+        subject = f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{' '.join(subject.split())}"
     try:
         send_mail(
-            settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + " ".join(subject.split()),
+            subject,
             body,
             None,
             [notice.tenant.user.email],

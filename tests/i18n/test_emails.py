@@ -31,10 +31,15 @@ EN_HEADERS = {"accept_language": "en-US,en;q=0.9"}
 ZH_HEADERS = {"accept_language": "zh-CN,zh;q=0.9"}
 
 
-def _only_mail():
+PREFIX = {"en": "[Mirror Accelerator] ", ZH: "[镜像加速器] "}
+
+
+def _only_mail(language: str | None = None):
     assert len(mail.outbox) == 1, [m.subject for m in mail.outbox]
     message = mail.outbox[0]
     mail.outbox.clear()
+    if language:  # the brand in the subject is in the reader's language too
+        assert message.subject.startswith(PREFIX[language]), message.subject
     return message
 
 
@@ -47,7 +52,7 @@ def test_signup_verification_email_and_the_saved_language(client, django_user_mo
         headers=headers,
     )
     assert resp.status_code == 302
-    message = _only_mail()
+    message = _only_mail(language)
     link = re.search(r"https?://\S+/accounts/confirm-email/\S+/", message.body)
     assert link, message.body
     if language == ZH:
@@ -67,7 +72,7 @@ def test_password_reset_email_follows_the_saved_language_over_the_browser(client
     headers = EN_HEADERS if saved == ZH else ZH_HEADERS
     resp = client.post(reverse("account_reset_password"), {"email": owner.email}, headers=headers)
     assert resp.status_code == 302
-    message = _only_mail()
+    message = _only_mail(saved)
     assert "/accounts/password/reset/key/" in message.body
     assert bool(CJK.search(message.subject + message.body)) == (saved == ZH)
 
@@ -88,7 +93,7 @@ def test_invite_email_in_the_inviters_current_language(
     with django_capture_on_commit_callbacks(execute=True):
         resp = owner_client.post(reverse("invites"), {"email": "friend@example.com"})
     assert resp.status_code == 302
-    message = _only_mail()
+    message = _only_mail(language)
     link = f"/invite/{account_services.invite_code_get(user=owner)}"
     assert link in message.body and owner.email in message.subject
     base = f"{settings.QUOTA_MONTHLY_BYTES // 10**9} GB"
@@ -132,7 +137,7 @@ def test_threshold_emails_in_the_accounts_language(owner, language, threshold):
     # A task runs without a request, in whatever language the worker has active.
     with translation.override("en" if language == ZH else ZH):
         assert notice_send(notice_id=notice.pk) is True
-    message = _only_mail()
+    message = _only_mail(language)
     summary = ledger.month_summary(tenant=tenant)
     with translation.override(language):
         resets = formats.date_format(summary.resets_at, "DATE_FORMAT")
