@@ -254,3 +254,65 @@ def test_dockerfile_installs_the_tested_binaries_and_runs_unprivileged():
         assert re.search(rf"apt-get install[^\n]*\b{package}\b", text), package
     assert "USER accelerator" in text
     assert "compilemessages" in text
+
+
+# --- environment files ----------------------------------------------------------------------
+
+
+def env_file(name: str) -> dict[str, str]:
+    values = {}
+    for line in (DEPLOY / name).read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        # systemd keeps a trailing comment as part of the value: the examples have none.
+        assert " #" not in value, f"{name}: inline comment in {line!r}"
+        values[key] = value
+    return values
+
+
+def test_environment_examples_name_real_settings():
+    names = read_setting_names() | {"DEPLOY_RENDER_ARGS"}  # read by the render unit
+    for name in ("env.production.example", "edge.env.example"):
+        for key in env_file(name):
+            assert key in names, f"{name}: {key} is not read by the settings"
+
+
+def test_production_example_passes_check_deploy_once_its_secrets_are_filled(tmp_path):
+    import os
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "EDGE", "MIRROR_", "EMAIL_", "SITE_", "CONSOLE_"))
+    }
+    env.update(env_file("env.production.example"))
+    env.update(env_file("edge.env.example"))
+    env.update(
+        {
+            "DJANGO_SECRET_KEY": "pF3q-9xZ_k2LmW8vRt6YhN1cJd0sBe4uGa7oQi5EnKy_TzXwVb",
+            "VAR_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # ...and without the secret key it refuses to start, naming it.
+    env["DJANGO_SECRET_KEY"] = ""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
