@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
+from accounts.language import language_for_user
 from accounts.models import Invite, InviteEmail, User
 
 log = logging.getLogger(__name__)
@@ -219,25 +220,31 @@ def invite_credit(*, invitee_id: int, now: datetime | None = None) -> bool:
         invite.invitee_bytes = invitee_bytes
         invite.save(update_fields=["credited_at", "inviter_bytes", "invitee_bytes"])
         invitee_email = invite.invitee.email
+        # A grant's note is stored text, shown in the receiver's console: written in the
+        # receiver's language, whoever (a task, the other person's request) credits it.
         if invitee_bytes > 0:
+            with translation.override(language_for_user(invite.invitee)):
+                note = str(_("Welcome bonus: you joined through an invite"))
             ledger.grant_create(
                 tenant=tenant,
                 kind=Grant.Kind.WELCOME,
                 bytes=invitee_bytes,
                 source_key=f"invite:{invite.pk}:welcome",
-                note=str(_("Welcome bonus: you joined through an invite")),
+                note=note,
                 now=now,
             )
         if inviter_bytes > 0:
             inviter_tenant = tenant_start(user=inviter)
+            with translation.override(language_for_user(inviter)):
+                note = str(
+                    _("Invite bonus: %(email)s joined") % {"email": mask_email(invitee_email)}
+                )
             ledger.grant_create(
                 tenant=inviter_tenant,
                 kind=Grant.Kind.INVITE,
                 bytes=inviter_bytes,
                 source_key=f"invite:{invite.pk}:inviter",
-                note=str(
-                    _("Invite bonus: %(email)s joined") % {"email": mask_email(invitee_email)}
-                ),
+                note=note,
                 now=now,
             )
     log.info("invite %s credited: %s B / %s B", invite.pk, inviter_bytes, invitee_bytes)

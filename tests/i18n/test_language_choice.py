@@ -179,3 +179,33 @@ def test_counts_are_grouped_in_both_languages():
     for language in ("en", ZH):
         with translation.override(language):
             assert intcomma(1234567) == "1,234,567"
+
+
+# --- text stored for later ----------------------------------------------------------------------
+
+
+def test_invite_bonus_notes_are_written_in_each_receivers_language(owner, django_user_model):
+    from allauth.account.models import EmailAddress
+
+    from accelerator.services import tenant_start
+    from accounts import services as account_services
+    from quota.ledger import UsageDelta, floor_hour, usage_apply
+    from quota.models import Grant
+
+    owner.language = ZH
+    owner.save(update_fields=["language"])
+    friend = django_user_model.objects.create_user(
+        email="friend@example.com", password="x", language="en"
+    )
+    EmailAddress.objects.create(user=friend, email=friend.email, verified=True, primary=True)
+    account_services.invite_accept(
+        invitee=friend, code=account_services.invite_code_get(user=owner)
+    )
+    tenant = tenant_start(user=friend)
+    usage_apply(deltas=[UsageDelta(tenant.pk, "e1", floor_hour(timezone.now()), 1000, 1)])
+    # Credited by a worker (no request) whose active language is neither's.
+    with translation.override("de"):
+        assert account_services.invite_credit(invitee_id=friend.pk) is True
+    notes = dict(Grant.objects.values_list("kind", "note"))
+    assert notes[Grant.Kind.INVITE] == "邀请奖励：fr****@example.com 已加入"
+    assert notes[Grant.Kind.WELCOME] == "Welcome bonus: you joined through an invite"
