@@ -202,3 +202,22 @@ def test_live_token_limit(owner_client, owner, settings):
     owner_client.post(f"/console/tokens/{token.pk}/revoke/")
     resp = owner_client.post("/console/tokens/", {"name": "c", "expires_in_days": "5"})
     assert resp.status_code == 302
+
+
+def test_session_writes_need_the_csrf_token_but_bearer_writes_do_not(owner, owner_token, api):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(owner)
+    resp = browser.post("/api/v1/accelerator/", content_type="application/json")
+    assert resp.status_code == 403 and "CSRF" in resp.json()["detail"]
+    from accelerator.models import Tenant
+
+    assert not Tenant.objects.filter(user=owner).exists()
+    script = Client(enforce_csrf_checks=True)
+    resp = script.post(
+        "/api/v1/accelerator/",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {owner_token}"},
+    )
+    assert resp.status_code == 201
