@@ -193,6 +193,7 @@ def clients() -> tuple[list[str], list[str], str]:
 
     from accelerator.models import Tenant
     from accounts.models import User
+    from api.models import PersonalAccessToken
     from api.services import token_create
 
     def session_for(user) -> str:
@@ -208,6 +209,10 @@ def clients() -> tuple[list[str], list[str], str]:
     tenants = list(Tenant.objects.select_related("user").order_by("id")[::step][:CLIENTS])
     sessions = [session_for(t.user) for t in tenants]
     expires = timezone.now() + timedelta(days=1)
+    # Earlier runs' tokens are retired, so reruns never reach the live-token limit.
+    PersonalAccessToken.objects.filter(name="bench", revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
     tokens = [token_create(user=t.user, name="bench", expires_at=expires).secret for t in tenants]
     staff, _ = User.objects.get_or_create(email="staff@bench.example", defaults={"is_staff": True})
     return sessions, tokens, session_for(staff)
