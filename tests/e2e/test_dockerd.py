@@ -86,3 +86,13 @@ def test_docker_pull_refused_for_suspended_exhausted_and_rotated(
 
     statuses = {x["status"] for x in edge.log_lines() if x["tenant"] == tenant.label}
     assert statuses <= {403, 404, 429}
+
+
+def test_docker_pull_refused_for_a_label_never_issued(edge, make_tenant, docker_daemon, hosts):
+    make_tenant()  # the gate knows someone, just not this label
+    label = "neverissued2"
+    hosts.add(edge.host(label, port=False))
+    daemon = docker_daemon(mirrors=[edge.url(label)])
+    refused_pull(daemon, "accel-small", "unknown accelerator host")
+    lines = [x for x in edge.log_lines() if x["tenant"] == label]
+    assert lines and {x["status"] for x in lines} == {404}
