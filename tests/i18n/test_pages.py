@@ -125,3 +125,39 @@ def test_the_selector_lists_both_languages_and_marks_the_current_one(client):
     page = _get(client, "/", accept_language=ZH)
     options = re.findall(r'<option value="([^"]+)"( selected)?>([^<]+)</option>', page)
     assert options == [("en", "", "English"), (ZH, " selected", "简体中文")]
+
+
+SKIP_LINKS = ("/admin/", "/static/", "/api/schema/", "/api/v1/", "/accounts/logout/")
+
+
+def test_every_page_linked_from_the_site_is_translated(client, world, staff, catalogue):
+    """Follows every same-site link from the landing page, the console and the dashboard (as a
+    staff user with an accelerator), so pages added later are checked too."""
+    tenant_start(user=staff)
+    client.force_login(staff)
+    queue, seen, checked = ["/", "/console/", "/staff/"], set(), []
+    while queue and len(seen) < 80:
+        url = queue.pop(0)
+        if url in seen:
+            continue
+        seen.add(url)
+        en = client.get(url, headers={"accept-language": "en"})
+        if en.status_code != 200 or not en["Content-Type"].startswith("text/html"):
+            continue
+        zh = client.get(url, headers={"accept-language": ZH})
+        en_html, zh_html = en.content.decode(), zh.content.decode()
+        if "<html" not in en_html:  # an HTML fragment or a third-party page
+            continue
+        shown, left = english_left_over(en_html, zh_html, catalogue)
+        assert left == [], f"{url}: still English in Chinese: {left}"
+        assert CJK.search(zh_html), url
+        checked.append(url)
+        for href in re.findall(r'<a [^>]*href="([^"#]+)"', en_html):
+            href = href.replace("&amp;", "&")
+            if href.startswith("/") and not href.startswith(SKIP_LINKS):
+                queue.append(href)
+    # The pages of the parametrized test above are reachable by links.
+    assert {"/console/", "/invites/", "/console/tokens/", "/staff/", "/staff/actions/"} <= set(
+        checked
+    ), checked
+    assert len(checked) >= 8, checked
