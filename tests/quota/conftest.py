@@ -52,6 +52,11 @@ def use(tenant, when: str | datetime, nbytes: int, edge: str = "e1", requests: i
 def _child(fn, args, barrier, results):
     from django.db import connections
 
+    # A connection object inherited through fork shares its socket with the parent (after a
+    # browser test, the parent's may still be open in another context): forget it unclosed,
+    # since closing it would end the parent's session too. The child opens its own.
+    for conn in connections.all(initialized_only=True):
+        conn.connection = None
     try:
         barrier.wait(timeout=30)
         results.put(("ok", fn(*args)))
