@@ -316,3 +316,14 @@ def test_production_example_passes_check_deploy_once_its_secrets_are_filled(tmp_
         timeout=120,
     )
     assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_the_registry_never_sees_the_platforms_registry_variables(compose):
+    """Distribution treats any REGISTRY_* variable as configuration: REGISTRY_STORAGE_DIR (a
+    platform setting) made it exit with a YAML error (found by tests/deploy/test_units_run)."""
+    ours = {n for n in read_setting_names() if n.startswith("REGISTRY_")}
+    assert ours  # the settings do have such names
+    unset = unit("accelerator-registry@.service")["Service"]["UnsetEnvironment"].split()
+    assert ours <= set(unset)
+    registry = compose["services"]["registry"]
+    assert "env_file" not in registry and "environment" not in registry
