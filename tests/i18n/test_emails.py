@@ -56,9 +56,10 @@ def test_signup_verification_email_and_the_saved_language(client, django_user_mo
     link = re.search(r"https?://\S+/accounts/confirm-email/\S+/", message.body)
     assert link, message.body
     if language == ZH:
-        assert CJK.search(message.subject) and CJK.search(message.body)
+        assert CJK.search(message.subject) and "您好，这里是镜像加速器！" in message.body
     else:
         assert not CJK.search(message.subject + message.body)
+        assert "Hello from Mirror Accelerator!" in message.body
         assert "confirm" in message.body.lower()
     # The account remembers the language it was created in (for emails sent later by tasks).
     assert django_user_model.objects.get(email="new@example.com").language == language
