@@ -99,6 +99,16 @@ def test_without_a_saved_language_the_browser_decides(client, owner):
 # --- form errors and API errors -------------------------------------------------------------
 
 
+def test_login_error_in_chinese(client, owner):
+    data = {"login": owner.email, "password": "wrong password"}
+    zh = client.post(reverse("account_login"), data, headers={"accept-language": ZH})
+    assert zh.status_code == 200
+    errors = re.findall(r'<ul class="errorlist[^"]*">(.*?)</ul>', zh.content.decode(), re.S)
+    assert errors and re.search(r"[\u4e00-\u9fff]", errors[0]), errors
+    en = client.post(reverse("account_login"), data, headers={"accept-language": "en"})
+    assert "not correct" in en.content.decode()
+
+
 def test_form_errors_in_chinese(owner_client):
     bad = owner_client.post(reverse("invites"), {"email": "nope"}, headers={"accept-language": ZH})
     assert bad.status_code == 400
