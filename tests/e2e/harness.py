@@ -14,6 +14,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -637,12 +638,28 @@ class HostsFile:
             f.write("\n".join(lines) + "\n")
             f.truncate()
 
+    @staticmethod
+    def _stale(line: str) -> bool:
+        """A line left by a test run that died before removing it (its process is gone)."""
+        match = re.search(r"# e2e-edge-(\d+)$", line)
+        if not match:
+            return False
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
     def add(self, *names: str) -> None:
         new = [n for n in names if n not in self.names]
         if not new:
             return
         with self._locked():
-            self._rewrite(lambda line: True, [f"127.0.0.1 {n} {self.marker}" for n in new])
+            self._rewrite(
+                lambda line: not self._stale(line), [f"127.0.0.1 {n} {self.marker}" for n in new]
+            )
         self.names.update(new)
 
     def remove_all(self) -> None:
