@@ -290,7 +290,7 @@ REGISTRY_LISTEN = env_str("REGISTRY_LISTEN", "127.0.0.1:5000")
 REGISTRY_STORAGE_DIR = Path(env_str("REGISTRY_STORAGE_DIR", str(VAR_DIR / "registry")))
 EDGE_WORKER_PROCESSES = env_str("EDGE_WORKER_PROCESSES", "auto")
 # With proxy buffering off nginx relays a stream through one buffer of this size; 64k measured
-# ~3x faster than the one-page default (bench/edge.py prints the figure).
+# 2-3x faster than the one-page default (bench/edge.py prints the figure). Cache hits use sendfile.
 EDGE_PROXY_BUFFER_SIZE = env_str("EDGE_PROXY_BUFFER_SIZE", "64k")
 EDGE_GATE_SYNC_SECONDS = env_int("EDGE_GATE_SYNC_SECONDS", 2)
 # The blob cache: one entry per digest, least recently used evicted past EDGE_CACHE_MAX_SIZE.
