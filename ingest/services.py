@@ -587,6 +587,13 @@ def _next_file(*, edge: str, path: str, step: _Step):
     # 2. The file at the log path now.
     fh = _open(path, edge=edge)
     if fh is None:
+        gone = LogFile.objects.filter(edge=edge, state=LogFile.State.CURRENT).first()
+        if gone is not None and not os.path.lexists(path):
+            # Renamed and not re-created yet (logrotate's nocreate: nginx makes the new file
+            # when it reopens): keep following the renamed file meanwhile.
+            LogFile.objects.filter(pk=gone.pk).update(state=LogFile.State.ROTATED, rotated_at=now)
+            step.progressed = True
+            return _next_file(edge=edge, path=path, step=step)
         return None
     st = os.fstat(fh.fileno())
     row = LogFile.objects.filter(edge=edge, state=LogFile.State.CURRENT).first()

@@ -127,6 +127,28 @@ def test_rename_rotation_mid_run_finishes_the_old_file_first(labels, log_path):
     assert not LogFile.objects.get(pk=files["rotated"].pk).lost
 
 
+@override_settings(INGEST_ROTATED_IDLE_SECONDS=3600)
+def test_renamed_before_nginx_reopens_is_followed_until_the_new_file_appears(labels, log_path):
+    """logrotate with nocreate: between the rename and nginx's reopen there is no file at
+    the path, and nginx goes on writing to the renamed one."""
+    maker = LogMaker(list(labels), seed=14)
+    log_path.write_bytes(maker.lines(50))
+    ingest(log_path)
+    rotated = log_path.with_name("access.log.1")
+    os.rename(log_path, rotated)
+    with rotated.open("ab") as f:
+        f.write(maker.lines(30))
+    assert ingest(log_path).lines == 30
+    assert_exact(maker.truth, labels)
+    with rotated.open("ab") as f:
+        f.write(maker.lines(5))
+    log_path.write_bytes(maker.lines(20))  # nginx reopened
+    assert ingest(log_path).lines == 25
+    assert_exact(maker.truth, labels)
+    states = sorted(LogFile.objects.filter(edge=EDGE).values_list("state", flat=True))
+    assert states == ["current", "rotated"]
+
+
 @override_settings(INGEST_ROTATED_IDLE_SECONDS=0)
 def test_two_renames_between_runs_and_a_deleted_file_is_reported_lost(labels, log_path):
     maker = LogMaker(list(labels), seed=5)
