@@ -16,13 +16,15 @@ $PY manage.py compilemessages --ignore=.venv --ignore=var -v0
 $PY manage.py collectstatic --no-input -v0
 
 pids=()
-stop() {
+stop() { # stop [STATUS]: end every process started here, then exit
   trap - INT TERM EXIT
   echo; echo "==> stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  exit "${1:-0}"
 }
-trap stop INT TERM EXIT
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
 
 start() { # start NAME CMD...: run in the background, log to var/log/NAME.log
   local name=$1; shift
@@ -72,5 +74,7 @@ cat <<MSG
   http://<label>.<MIRROR_DOMAIN>:<port> in Docker's registry-mirrors.
 
 MSG
+# Only a process that ends by itself gets here (Ctrl-C runs stop through the trap).
 wait -n "${pids[@]}" || true
-echo "==> a process exited; see var/log/" >&2
+echo "==> a process exited unexpectedly; see var/log/" >&2
+stop 1
