@@ -118,15 +118,38 @@ def test_dashboard_lists_a_configured_edge_that_never_reported(client, staff, se
     from ingest.models import EdgeIngest
 
     settings.EDGES = ["east", "west"]
-    EdgeIngest.objects.create(edge="east", path="/x", lines_total=7)
+    from django.utils import timezone
+
+    ran = timezone.now()
+    EdgeIngest.objects.create(edge="east", path="/x", lines_total=7, last_run_at=ran)
     client.force_login(staff)
     resp = client.get("/staff/")
     assert resp.status_code == 200
     health = resp.context["ingest_health"]
     rows = [e["row"] for e in (health() if callable(health) else health)]
     assert [(r.edge, r.lines_total, r.last_run_at) for r in rows] == [
-        ("east", 7, None),
+        ("east", 7, ran),
         ("west", 0, None),
     ]
-    body = resp.content.decode()
-    assert "west" in body
+    table = resp.content.decode().split('data-testid="ingest-health"', 1)[1].split("</table>")[0]
+    east_row, west_row = table.split("<td>east</td>", 1)[1].split("<td>west</td>", 1)
+    # West never reported: flagged; east ran just now: not.
+    assert 'data-testid="edge-silent"' in west_row
+    assert 'data-testid="edge-silent"' not in east_row
+
+
+@pytest.mark.django_db
+def test_dashboard_flags_an_edge_whose_worker_stopped_reporting(client, staff, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ingest.models import EdgeIngest
+
+    settings.EDGES = []
+    EdgeIngest.objects.create(
+        edge="old", path="/x", last_run_at=timezone.now() - timedelta(minutes=5)
+    )
+    client.force_login(staff)
+    body = client.get("/staff/").content.decode()
+    assert body.count('data-testid="edge-silent"') == 1
