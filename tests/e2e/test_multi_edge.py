@@ -217,6 +217,19 @@ def _wait(predicate, what: str, timeout: float = WAIT, logs: str = "") -> float:
     return time.monotonic() - started
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (sizing figures for the README)."""
+    pids, total = {pid} | harness.child_pids(pid), 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
 def _status(edge: harness.Edge, label: str) -> int:
     return edge.get(label, "/v2/library/accel-small/manifests/latest", method="HEAD").status
 
@@ -272,6 +285,12 @@ def test_two_edges_one_broker_each_counted_once_suspension_reaches_both_one_down
             logs=logs(),
         )
         print(f"{edge.name}: charged {want[0]} bytes in {want[1]} requests, {took:.1f}s")
+    edge_procs = [east.nginx, east.registry.proc, east.token]
+    print(
+        f"RSS: edge worker {_tree_rss_mb(cluster.procs[east_name].pid):.0f} MB, beat "
+        f"{_tree_rss_mb(cluster.procs['beat'].pid):.0f} MB, nginx+registry+token helper "
+        f"{sum(_tree_rss_mb(p.pid) for p in edge_procs):.0f} MB"
+    )
     time.sleep(3)  # three more ingestion rounds on each edge change nothing
     assert _usage(tenant, east.name) == _expected(east, label)
     assert _usage(tenant, west.name) == _expected(west, label)
