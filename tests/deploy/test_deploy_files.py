@@ -208,6 +208,11 @@ def test_compose_references_resolve(compose):
             source = volume.split(":", 1)[0]
             if not source.startswith((".", "/")):
                 assert source in volumes, f"{name}: volume {source} is not declared"
+    for name, service in services.items():
+        if service.get("image", "").startswith("mirror-accelerator"):
+            # Our image is built, never pulled from a registry.
+            assert service.get("pull_policy") in {"build", "never"}, name
+            assert ("build" in service) == (service["pull_policy"] == "build"), name
     build = services["web"]["build"]
     context = (DEPLOY / build["context"]).resolve()
     assert context == ROOT and (context / build["dockerfile"]).is_file()
