@@ -107,8 +107,18 @@ def test_rename_rotation_mid_run_finishes_the_old_file_first(labels, log_path):
     # ...then writes to a new file at the same path.
     new = maker.lines(600)
     log_path.write_bytes(new)
+    # One batch only: it goes to the rest of the renamed file, not to the new one.
+    one = ingest(log_path, batch_lines=250, max_seconds=0)
+    assert one.lines == 250
+    rows = {f.state: f for f in LogFile.objects.filter(edge=EDGE)}
+    assert rows["current"].position == 0 and rows["rotated"].position > len(first)
+    health = EdgeIngest.objects.get(edge=EDGE)
+    assert health.bytes_behind == (
+        rotated.stat().st_size - rows["rotated"].position + log_path.stat().st_size
+    )
+    assert health.seconds_behind > 0  # the log's clock is in 2025: far behind "now"
     report = ingest(log_path, batch_lines=250)
-    assert report.lines == 400 + 1 + 100 + 600
+    assert one.lines + report.lines == 400 + 1 + 100 + 600
     assert_exact(maker.truth, labels)
     files = {f.state: f for f in LogFile.objects.filter(edge=EDGE)}
     assert (
