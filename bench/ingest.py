@@ -9,9 +9,6 @@ tenants, default 10,000, plus some unknown labels), in one run:
    checked against the generator's totals;
 4. the ledger's enforcement for every tenant once (usage_after_batch), reported apart: it
    costs per tenant, not per line;
-5. what-if, labelled as such: the same end-to-end pass with quota.ledger.usage_apply swapped,
-   for this measurement only, for one set-based upsert per table (INSERT ... SELECT FROM
-   unnest(...) ON CONFLICT), to show what the ledger's write path costs (totals checked too).
 Rates are lines per wall second of this one process (PostgreSQL works in another process
 meanwhile) and lines per CPU second (this process, and this process plus its PostgreSQL
 backend). Memory: peak RSS sampled every 20 ms during each end-to-end pass, compared between
@@ -253,66 +250,6 @@ def _check(charged: dict[str, int]) -> None:
         raise SystemExit("end-to-end totals differ from the generator's: the bench is invalid")
 
 
-def _set_based_usage_apply(*, deltas) -> None:
-    """Bench only: the ledger's upsert as one statement per table (PostgreSQL)."""
-    from collections import defaultdict
-
-    from django.db import connection, transaction
-
-    from quota.ledger import month_start
-
-    rows = sorted(
-        ((d.tenant_id, d.edge, d.hour, d.bytes, d.requests, d.cache_hits) for d in deltas),
-        key=lambda r: (r[0], r[1], r[2]),
-    )
-    if not rows:
-        return
-    months: dict = defaultdict(int)
-    for t, _e, h, b, _r, _c in rows:
-        months[(t, month_start(h).date())] += b
-    cols = list(zip(*rows, strict=True))
-    mrows = sorted(months.items())
-    with transaction.atomic(), connection.cursor() as c:
-        c.execute(
-            "INSERT INTO quota_usagebucket (tenant_id, edge, hour, bytes, requests, cache_hits) "
-            "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[], "
-            "%s::bigint[], %s::bigint[]) ON CONFLICT (tenant_id, edge, hour) DO UPDATE SET "
-            "bytes = quota_usagebucket.bytes + EXCLUDED.bytes, "
-            "requests = quota_usagebucket.requests + EXCLUDED.requests, "
-            "cache_hits = quota_usagebucket.cache_hits + EXCLUDED.cache_hits",
-            [list(col) for col in cols],
-        )
-        c.execute(
-            "INSERT INTO quota_usagemonth (tenant_id, month, bytes) "
-            "SELECT * FROM unnest(%s::bigint[], %s::date[], %s::bigint[]) "
-            "ON CONFLICT (tenant_id, month) DO UPDATE SET "
-            "bytes = quota_usagemonth.bytes + EXCLUDED.bytes",
-            [[t for (t, _m), _b in mrows], [m for (_t, m), _b in mrows], [b for _, b in mrows]],
-        )
-
-
-def _what_if_set_based(path: Path, batch: int, bare_wall: float, charged: dict) -> None:
-    from quota import ledger
-
-    original = ledger.usage_apply
-    ledger.usage_apply = _set_based_usage_apply
-    try:
-        report, wall, cpu, pg, _rss = _end_to_end(path, batch)
-    finally:
-        ledger.usage_apply = original
-    assert report.lines == LINES, report
-    _check(charged)
-    figure(
-        f"WHAT-IF end to end with a set-based usage_apply, batch {batch:,}",
-        LINES / wall,
-        "lines/s",
-        TARGET,
-        f"not the product's code path; usage_apply {report.apply_seconds:.1f} s of "
-        f"{wall:.1f} s; {wall / bare_wall:.1f}x the bare read's time; CPU: this process "
-        f"{LINES / cpu:,.0f} lines/s, with its PostgreSQL backend {LINES / (cpu + pg):,.0f}",
-    )
-
-
 def main() -> int:
     _recreate_database()
     _setup_django()
@@ -364,7 +301,6 @@ def main() -> int:
                 note=f"before {rss.base / 1e6:.0f} MB; first half of the run "
                 f"{rss.peak(True) / 1e6:.0f} MB, second half {rss.peak(False) / 1e6:.0f} MB",
             )
-        _what_if_set_based(path, BATCHES[-1], bw, charged)
         # Flat memory: half the file needs the same memory as the whole file.
         with path.open("rb") as src, half.open("wb") as dst:
             remaining = LINES // 2
