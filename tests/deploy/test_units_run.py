@@ -134,12 +134,20 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
 
         # 1. Render (oneshot): both ExecStart lines succeed.
         render = "accelerator-edge-render@.service"
+        installed = work / "logrotate.d"
+        installed.mkdir()
         for argv in commands(render, env_of(render), instance, "ExecStart"):
+            # "+": systemd runs it with full privileges (this test is root already); the
+            # system's /etc/logrotate.d stays untouched.
+            argv = [a.lstrip("+").replace("/etc/logrotate.d", str(installed)) for a in argv]
             done = subprocess.run(
                 argv, cwd=ROOT, env=env_of(render), capture_output=True, text=True, timeout=60
             )
             assert done.returncode == 0, f"{argv}\n{done.stdout}{done.stderr}"
         assert (run / "nginx.conf").exists() and (run / "logrotate.conf").exists()
+        copy = installed / f"accelerator-edge-{instance}"
+        assert copy.read_text() == (run / "logrotate.conf").read_text()
+        assert copy.stat().st_uid == 0 and copy.stat().st_mode & 0o777 == 0o644
         assert f'"edge":"{instance}"' in (run / "nginx.conf").read_text()
 
         # 2. The long-running units from their own lines.
