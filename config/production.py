@@ -32,7 +32,8 @@ def check_production_settings(settings: dict[str, Any]) -> None:
     ):
         problems.append(
             "DJANGO_SECRET_KEY is the development key, shorter than 50 characters "
-            "or too simple (generate one: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+            "or too simple (generate one: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
     if os.environ.get("DATABASE_URL", "").startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL in production, not SQLite")
