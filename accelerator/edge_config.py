@@ -64,11 +64,14 @@ class EdgeParams:
             raise EdgeConfigError(
                 f"MIRROR_DOMAIN is not a lower-case DNS name: {self.mirror_domain!r}"
             )
-        for key in ("listen", "registry_listen", "fetch_listen", "token_listen"):
+        for key, setting in (
+            ("listen", "EDGE_LISTEN"),
+            ("registry_listen", "EDGE_REGISTRY_LISTEN"),
+            ("fetch_listen", "EDGE_FETCH_LISTEN"),
+            ("token_listen", "EDGE_TOKEN_LISTEN"),
+        ):
             if not _LISTEN_RE.match(getattr(self, key)):
-                raise EdgeConfigError(
-                    f"{key.upper()} must be host:port, not {getattr(self, key)!r}"
-                )
+                raise EdgeConfigError(f"{setting} must be host:port, not {getattr(self, key)!r}")
         if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$", self.upstream_url):
             raise EdgeConfigError(
                 f"UPSTREAM_URL must be an http(s) URL without a path: {self.upstream_url!r}"
@@ -122,7 +125,7 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "ACCESS_LOG": str(params.access_log),
             "EDGE_NAME": params.name,
             "EDGE_LISTEN": params.listen,
-            "REGISTRY_LISTEN": params.registry_listen,
+            "EDGE_REGISTRY_LISTEN": params.registry_listen,
             "MIRROR_DOMAIN": params.mirror_domain,
             "MIRROR_DOMAIN_RE": params.mirror_domain.replace(".", r"\."),
             "WORKER_PROCESSES": params.worker_processes,
@@ -194,7 +197,7 @@ def registry_conf(template: str, params: EdgeParams, *, http_secret: str) -> str
         {
             "EDGE_NAME": params.name,
             "STORAGE_DIR": json.dumps(str(params.storage_dir)),
-            "REGISTRY_LISTEN": params.registry_listen,
+            "EDGE_REGISTRY_LISTEN": params.registry_listen,
             "HTTP_SECRET": json.dumps(http_secret),
             "UPSTREAM_URL": json.dumps(params.upstream_url),
             "UPSTREAM_CREDENTIALS": credentials,

@@ -286,8 +286,8 @@ UPSTREAM_URL = env_str("UPSTREAM_URL", "https://registry-1.docker.io")
 UPSTREAM_USERNAME = env_str("UPSTREAM_USERNAME", "")
 UPSTREAM_PASSWORD = env_str("UPSTREAM_PASSWORD", "")
 EDGE_LISTEN = env_str("EDGE_LISTEN", f"127.0.0.1:{MIRROR_PORT}")
-REGISTRY_LISTEN = env_str("REGISTRY_LISTEN", "127.0.0.1:5000")
-REGISTRY_STORAGE_DIR = Path(env_str("REGISTRY_STORAGE_DIR", str(VAR_DIR / "registry")))
+EDGE_REGISTRY_LISTEN = env_str("EDGE_REGISTRY_LISTEN", "127.0.0.1:5000")
+EDGE_REGISTRY_STORAGE_DIR = Path(env_str("EDGE_REGISTRY_STORAGE_DIR", str(VAR_DIR / "registry")))
 EDGE_WORKER_PROCESSES = env_str("EDGE_WORKER_PROCESSES", "auto")
 # With proxy buffering off nginx relays a stream through one buffer of this size; 64k measured
 # 2-3x faster than the one-page default (bench/edge.py prints the figure). Cache hits use sendfile.

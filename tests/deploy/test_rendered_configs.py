@@ -83,13 +83,13 @@ def production_like(settings, workdir):
     run = workdir / "edge"
     settings.EDGE_RUN_DIR = run
     settings.EDGE_ACCESS_LOG = run / "logs" / "access.log"
-    settings.REGISTRY_STORAGE_DIR = workdir / "registry"
+    settings.EDGE_REGISTRY_STORAGE_DIR = workdir / "registry"
     settings.EDGE_CACHE_DIR = workdir / "cache"
     settings.EDGE_LISTEN = f"127.0.0.1:{harness.free_port()}"
     settings.EDGE_TLS_LISTEN = f"127.0.0.1:{harness.free_port()}"
     settings.EDGE_TLS_CERT = str(cert)
     settings.EDGE_TLS_KEY = str(key)
-    settings.REGISTRY_LISTEN = f"127.0.0.1:{harness.free_port()}"
+    settings.EDGE_REGISTRY_LISTEN = f"127.0.0.1:{harness.free_port()}"
     # nginx listens on the fetch port too: a fixed default could be taken by another run.
     settings.EDGE_FETCH_LISTEN = f"127.0.0.1:{harness.free_port()}"
     settings.EDGE_TOKEN_LISTEN = f"127.0.0.1:{harness.free_port()}"
@@ -273,7 +273,7 @@ def test_registry_config_is_served_by_distribution_and_a_broken_one_is_refused(
     upstream = harness.start_registry(workdir / "upstream")
     settings.UPSTREAM_URL = upstream.url
     call_command("edge_render")
-    port = int(settings.REGISTRY_LISTEN.rsplit(":", 1)[1])
+    port = int(settings.EDGE_REGISTRY_LISTEN.rsplit(":", 1)[1])
     reg = harness.Proc.start(
         "registry",
         [harness.which("docker-registry"), "serve", str(conf)],

@@ -120,10 +120,10 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
         per_edge = {
             "EDGE_RUN_DIR": str(run),
             "EDGE_ACCESS_LOG": str(run / "logs" / "access.log"),
-            "REGISTRY_STORAGE_DIR": str(work / "registry"),
+            "EDGE_REGISTRY_STORAGE_DIR": str(work / "registry"),
             "EDGE_CACHE_DIR": str(work / "cache"),
             "EDGE_LISTEN": f"127.0.0.1:{harness.free_port()}",
-            "REGISTRY_LISTEN": f"127.0.0.1:{harness.free_port()}",
+            "EDGE_REGISTRY_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_FETCH_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_TOKEN_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_RESOLVER": "127.0.0.1",
@@ -166,7 +166,7 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
         def port(key: str) -> int:
             return int(per_edge[key].rsplit(":", 1)[1])
 
-        harness.wait_port(port("REGISTRY_LISTEN"), proc=start("accelerator-registry@.service"))
+        harness.wait_port(port("EDGE_REGISTRY_LISTEN"), proc=start("accelerator-registry@.service"))
         harness.wait_port(port("EDGE_TOKEN_LISTEN"), proc=start("accelerator-edge-token@.service"))
         nginx = start("accelerator-edge@.service")
         harness.wait_port(port("EDGE_LISTEN"), proc=nginx)

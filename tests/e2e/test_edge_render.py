@@ -59,8 +59,8 @@ def test_gate_map_is_sorted_lowercase_and_skips_unusable_labels():
         ({"name": 'x"}'}, "EDGE_NAME"),
         ({"mirror_domain": "M.Example.io"}, "MIRROR_DOMAIN"),
         ({"mirror_domain": "m.example.io;"}, "MIRROR_DOMAIN"),
-        ({"listen": "8480"}, "LISTEN"),
-        ({"registry_listen": "127.0.0.1:5000; evil"}, "REGISTRY_LISTEN"),
+        ({"listen": "8480"}, "EDGE_LISTEN"),
+        ({"registry_listen": "127.0.0.1:5000; evil"}, "EDGE_REGISTRY_LISTEN"),
         ({"upstream_url": "ftp://x"}, "UPSTREAM_URL"),
         ({"upstream_url": "https://x' y"}, "UPSTREAM_URL"),
         ({"upstream_url": "https://x.io/v2"}, "UPSTREAM_URL"),
@@ -106,7 +106,7 @@ def test_edge_render_writes_valid_nginx_config_and_keeps_the_gate_map(settings, 
     request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
     settings.EDGE_RUN_DIR = tmp_path / "edge"
     settings.EDGE_ACCESS_LOG = tmp_path / "edge" / "logs" / "access.log"
-    settings.REGISTRY_STORAGE_DIR = tmp_path / "registry"
+    settings.EDGE_REGISTRY_STORAGE_DIR = tmp_path / "registry"
     settings.EDGE_CACHE_DIR = tmp_path / "cache"
     settings.EDGE_LISTEN = f"127.0.0.1:{harness.free_port()}"
     files = edge_render()

@@ -30,7 +30,7 @@ class Command(BaseCommand):
             for key, value in [
                 ("EDGE_RUN_DIR", files.run_dir),
                 ("EDGE_LISTEN", settings.EDGE_LISTEN),
-                ("REGISTRY_LISTEN", settings.REGISTRY_LISTEN),
+                ("EDGE_REGISTRY_LISTEN", settings.EDGE_REGISTRY_LISTEN),
             ]:
                 self.stdout.write(f"{key}={shlex.quote(str(value))}")
             return
