@@ -11,8 +11,9 @@ Environment (all optional):
   BENCH_REDIS_URL          default redis://127.0.0.1:6379/12 (flushed)
   BENCH_CLIENTS=50         concurrent clients (one keep-alive connection each)
   BENCH_SECONDS=15         measured seconds per target, after 3 s of warm-up
-  BENCH_THINK_MS=1000      pause of each client between requests, like a person or a polling
-                           script; 0 = closed loop, which measures saturation, not latency
+  BENCH_THINK_MS=1000      mean pause of each client between requests (uniform 0.5-1.5x), like
+                           a person or a polling script; 0 = closed loop, which measures
+                           saturation (throughput), not latency
   BENCH_REGENERATE=0       1 = drop and regenerate the data even at the same scale
 
 Each client is a different user (its own session cookie, or its own API token), as in real
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -317,7 +319,12 @@ async def _one(port: int, path: str, headers: dict[str, str]) -> tuple[int, byte
 async def _client(port, plan, stop_at, measure_from, samples, errors):
     """plan: list of (name, path, headers), cycled."""
     conn = None
-    i = 0
+    # Clients start at random moments and pause a random 0.5-1.5 think times, as independent
+    # users do; in lockstep they would all ask for the same page at the same instant.
+    rng = random.Random(id(plan))
+    i = rng.randrange(len(plan))
+    if THINK:
+        await asyncio.sleep(rng.uniform(0, THINK))
     while time.monotonic() < stop_at:
         name, path, headers = plan[i % len(plan)]
         i += 1
@@ -337,7 +344,7 @@ async def _client(port, plan, stop_at, measure_from, samples, errors):
             if status != 200:
                 errors[f"{name} {status}"] = errors.get(f"{name} {status}", 0) + 1
         if THINK:
-            await asyncio.sleep(THINK)
+            await asyncio.sleep(THINK * rng.uniform(0.5, 1.5))
     if conn is not None:
         conn[1].close()
 
