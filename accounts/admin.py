@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts.models import Invite, InviteEmail, User
+from config.admin import ReadOnlyAdmin
 
 
 @admin.register(User)
@@ -17,21 +18,8 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
 
 
-class _InviteReadOnly(admin.ModelAdmin):
-    """Invites are written by accounts.services only (credits must stay exactly-once)."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(Invite)
-class InviteAdmin(_InviteReadOnly):
+class InviteAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "inviter", "invitee", "credited_at", "inviter_bytes"]
     list_filter = ["credited_at"]
     search_fields = ["inviter__email", "invitee__email", "code"]
@@ -39,7 +27,7 @@ class InviteAdmin(_InviteReadOnly):
 
 
 @admin.register(InviteEmail)
-class InviteEmailAdmin(_InviteReadOnly):
+class InviteEmailAdmin(ReadOnlyAdmin):
     list_display = ["sent_at", "inviter", "email"]
     search_fields = ["inviter__email", "email"]
     list_select_related = ["inviter"]

@@ -8,20 +8,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from dashboard.models import StaffAction
 from ingest.models import EdgeIngest, LogFile, MalformedCount, MalformedSample, UnknownTraffic
 from quota.models import Grant, UsageBucket
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(StaffAction)

@@ -5,22 +5,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from quota.models import QuotaNotice, UsageMonth
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(UsageMonth)
-class UsageMonthAdmin(_ReadOnly):
+class UsageMonthAdmin(ReadOnlyAdmin):
     list_display = ["month", "tenant", "bytes"]
     list_filter = ["month"]
     search_fields = ["tenant__label", "tenant__user__email"]
@@ -29,7 +19,7 @@ class UsageMonthAdmin(_ReadOnly):
 
 
 @admin.register(QuotaNotice)
-class QuotaNoticeAdmin(_ReadOnly):
+class QuotaNoticeAdmin(ReadOnlyAdmin):
     list_display = ["month", "tenant", "threshold", "status", "created_at", "sent_at"]
     list_filter = ["threshold", "status", "month"]
     search_fields = ["tenant__label", "tenant__user__email"]
