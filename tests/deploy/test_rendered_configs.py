@@ -49,31 +49,7 @@ def workdir() -> Iterator[Path]:
 def self_signed(workdir: Path, *names: str) -> tuple[Path, Path]:
     """A throwaway certificate for the names given (the first is the subject)."""
     _require("openssl")
-    cert, key = workdir / "tls.crt", workdir / "tls.key"
-    subprocess.run(
-        [
-            harness.which("openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={names[0]}",
-            "-addext",
-            "subjectAltName=" + ",".join(f"DNS:{n}" for n in names),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
+    return harness.self_signed_cert(workdir / "tls.crt", workdir / "tls.key", *names)
 
 
 @pytest.fixture

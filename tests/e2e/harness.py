@@ -543,6 +543,30 @@ def start_nginx(params: edge_config.EdgeParams) -> Proc:
     return nginx
 
 
+def self_signed_cert(cert: Path, key: Path, *names: str, san: bool = True) -> tuple[Path, Path]:
+    """A throwaway RSA certificate for the names given (the first is the subject)."""
+    command = [
+        which("openssl") or "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={names[0]}",
+    ]
+    if san:
+        command += ["-addext", "subjectAltName=" + ",".join(f"DNS:{n}" for n in names)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 def worker_readable_dir(prefix: str) -> Path:
     """A fresh directory nginx's workers can reach.
 

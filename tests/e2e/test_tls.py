@@ -6,7 +6,6 @@ import json
 import shutil
 import socket
 import ssl
-import subprocess
 from dataclasses import replace
 
 import pytest
@@ -22,29 +21,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 def tls_edge(edge):
     require(harness.which("openssl") is not None, "openssl is not installed")
     workdir = harness.worker_readable_dir("e2e-tls-")
-    cert, key = workdir / "cert.pem", workdir / "key.pem"
-    subprocess.run(
-        [
-            harness.which("openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            f"/CN=*.{edge.mirror_domain}",
-            "-addext",
-            f"subjectAltName=DNS:*.{edge.mirror_domain}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
+    cert, key = harness.self_signed_cert(
+        workdir / "cert.pem", workdir / "key.pem", f"*.{edge.mirror_domain}"
     )
     tls_port = harness.free_port()
     params = replace(

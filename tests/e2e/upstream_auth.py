@@ -38,27 +38,7 @@ class TokenServer:
     def __init__(self, workdir: Path) -> None:
         self.key = workdir / "token-key.pem"
         self.cert = workdir / "token-cert.pem"
-        subprocess.run(
-            [
-                harness.which("openssl"),
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                str(self.key),
-                "-out",
-                str(self.cert),
-                "-days",
-                "2",
-                "-subj",
-                "/CN=e2e-token-issuer",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        harness.self_signed_cert(self.cert, self.key, "e2e-token-issuer", san=False)
         der = subprocess.run(
             [harness.which("openssl"), "x509", "-in", str(self.cert), "-outform", "der"],
             check=True,
