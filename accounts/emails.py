@@ -7,10 +7,9 @@ import logging
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.template.loader import render_to_string
-from django.utils import translation
 
 from accounts.language import language_for_user, language_pick
+from accounts.mail import email_render
 from accounts.models import InviteEmail
 
 log = logging.getLogger(__name__)
@@ -34,10 +33,9 @@ def invite_email_render_and_send(
         "base": settings.QUOTA_MONTHLY_BYTES,
     }
     language = language_pick(language, language_for_user(record.inviter))
-    with translation.override(language):
-        subject = render_to_string("accounts/email/invite_subject.txt", context)
-        body = render_to_string("accounts/email/invite_body.txt", context)
-        subject = f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{' '.join(subject.split())}"
+    subject, body = email_render(
+        template="accounts/email/invite", context=context, language=language
+    )
     try:
         send_mail(
             subject,

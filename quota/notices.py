@@ -9,10 +9,10 @@ import logging
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from accounts.language import language_for_user
+from accounts.mail import email_render
 from quota import ledger
 from quota.models import QuotaNotice
 
@@ -44,10 +44,11 @@ def notice_send(*, notice_id: int) -> bool:
         "console_url": settings.SITE_URL.rstrip("/") + "/console/",
         "invites_url": settings.SITE_URL.rstrip("/") + "/invites/",
     }
-    with translation.override(language_for_user(notice.tenant.user)):
-        subject = render_to_string("quota/email/threshold_subject.txt", context)
-        body = render_to_string("quota/email/threshold_body.txt", context)
-        subject = f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{' '.join(subject.split())}"
+    subject, body = email_render(
+        template="quota/email/threshold",
+        context=context,
+        language=language_for_user(notice.tenant.user),
+    )
     try:
         send_mail(
             subject,
