@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from tests.conftest import require
 from tests.e2e import harness
@@ -153,12 +152,6 @@ def test_deploy_render_refuses_bad_settings_and_writes_nothing(production_like, 
     assert not (Path(settings.EDGE_RUN_DIR) / "logrotate.conf").exists()
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 def _https(port: int, host: str, path: str, cafile: Path) -> tuple[int, dict, bytes]:
     ctx = ssl.create_default_context(cafile=str(cafile))
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
@@ -197,7 +190,7 @@ def test_one_nginx_serves_the_console_over_https_and_the_mirror_hosts(production
         log=run / "logs" / "gunicorn.log",
         env={
             "DJANGO_DEBUG": "true",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": harness.database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "DJANGO_ALLOWED_HOSTS": CONSOLE,
             "VAR_DIR": str(run.parent / "var"),

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from tests.conftest import require
 from tests.e2e import harness
@@ -74,12 +73,6 @@ def commands(name: str, env: dict[str, str], instance: str, kind: str) -> list[l
     return [expand(v, env, instance) for k, v in unit_lines(name) if k == kind]
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_model):
     for part in ("nginx", "docker-registry"):
@@ -104,7 +97,7 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
             "DJANGO_SECRET_KEY": "pF3q-9xZ_k2LmW8vRt6YhN1cJd0sBe4uGa7oQi5EnKy_TzXwVb",
             "DJANGO_ALLOWED_HOSTS": "accelerator.example.io",
             "SITE_URL": "https://accelerator.example.io",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": harness.database_url(),
             "REDIS_URL": broker,
             "CELERY_BROKER_URL": broker,
             "MIRROR_DOMAIN": settings.MIRROR_DOMAIN,

@@ -543,6 +543,43 @@ def start_nginx(params: edge_config.EdgeParams) -> Proc:
     return nginx
 
 
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for the processes a test starts."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def start_celery_with_beat(workdir: Path, env: dict[str, str]) -> Proc:
+    """A real Celery worker with its embedded beat running the project's schedule, ready."""
+    proc = Proc.start(
+        "celery",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-B",
+            "--pool=solo",
+            "--loglevel=info",
+            "--schedule",
+            str(workdir / "beat-schedule"),
+        ],
+        log=workdir / "celery.log",
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while "ready." not in proc.log_tail(10**6):
+        assert proc.popen.poll() is None, proc.log_tail()
+        assert time.monotonic() < deadline, proc.log_tail()
+        time.sleep(0.2)
+    return proc
+
+
 def self_signed_cert(cert: Path, key: Path, *names: str, san: bool = True) -> tuple[Path, Path]:
     """A throwaway RSA certificate for the names given (the first is the subject)."""
     command = [

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from accelerator.services import tenant_resume, tenant_rotate, tenant_suspend
 from tests.e2e import harness
@@ -20,12 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 LEARN_WITHIN = 5.0
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def control_plane_env(edge, var_dir: Path, db_url: str) -> dict[str, str]:
@@ -57,30 +50,8 @@ def wait_status(edge, label: str, status: int, within: float = LEARN_WITHIN) -> 
 @pytest.fixture
 def celery_worker_with_beat(edge, tmp_path):
     """A real Celery worker with its embedded beat, using the project's schedule."""
-    env = control_plane_env(edge, tmp_path / "var", database_url())
-    proc = harness.Proc.start(
-        "celery",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-B",
-            "--pool=solo",
-            "--loglevel=info",
-            "--schedule",
-            str(tmp_path / "beat-schedule"),
-        ],
-        log=tmp_path / "celery.log",
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while "ready." not in proc.log_tail(10**6):
-        assert proc.popen.poll() is None, proc.log_tail()
-        assert time.monotonic() < deadline, proc.log_tail()
-        time.sleep(0.2)
+    env = control_plane_env(edge, tmp_path / "var", harness.database_url())
+    proc = harness.start_celery_with_beat(tmp_path, env)
     yield proc
     proc.stop(signal.SIGTERM, timeout=20)
 
@@ -154,7 +125,7 @@ def test_gate_keeps_serving_with_control_plane_down(edge, upstream, make_tenant,
     result = subprocess.run(
         [sys.executable, "manage.py", "edge_sync"],
         cwd=ROOT,
-        env={**os.environ, **control_plane_env(edge, tmp_path / "var", database_url())},
+        env={**os.environ, **control_plane_env(edge, tmp_path / "var", harness.database_url())},
         capture_output=True,
         text=True,
         timeout=60,

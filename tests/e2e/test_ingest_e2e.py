@@ -10,12 +10,10 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.db.models import Sum
 
 from ingest.services import ingest_edge
@@ -100,12 +98,6 @@ def test_skopeo_and_docker_pulls_are_charged_exactly_their_sizes(
     assert charged(tenant) == (expected_bytes(lines, parts), len(lines))
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 @pytest.fixture
 def worker_with_beat(edge, tmp_path):
     """The control plane as deployed: a Celery worker with its embedded beat running the
@@ -116,7 +108,7 @@ def worker_with_beat(edge, tmp_path):
         for sub in ("celery/queue", "celery/processed"):
             (var / sub).mkdir(parents=True, exist_ok=True)
         env = {
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": harness.database_url(),
             "VAR_DIR": str(var),
             "EDGE_RUN_DIR": str(edge.run_dir),
             "EDGE_NAME": edge.name,
@@ -126,30 +118,8 @@ def worker_with_beat(edge, tmp_path):
             "DJANGO_DEBUG": "true",
             "PYTHONUNBUFFERED": "1",
         }
-        proc = harness.Proc.start(
-            "celery",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-B",
-                "--pool=solo",
-                "--loglevel=info",
-                "--schedule",
-                str(tmp_path / "beat-schedule"),
-            ],
-            log=tmp_path / "celery.log",
-            env=env,
-        )
+        proc = harness.start_celery_with_beat(tmp_path, env)
         procs.append(proc)
-        deadline = time.monotonic() + 60
-        while "ready." not in proc.log_tail(10**6):
-            assert proc.popen.poll() is None, proc.log_tail()
-            assert time.monotonic() < deadline, proc.log_tail()
-            time.sleep(0.2)
         return proc
 
     procs: list[harness.Proc] = []

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.db.models import Sum
 
 from quota.models import UsageBucket
@@ -35,12 +34,6 @@ pytestmark = [pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30.0  # generous bound for anything beat drives every second
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def _redis_url() -> str:
@@ -69,7 +62,7 @@ class Cluster:
         var.mkdir(parents=True, exist_ok=True)
         return {
             "DJANGO_DEBUG": "true",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": harness.database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_BROKER_URL": self.broker,
             "VAR_DIR": str(var),
