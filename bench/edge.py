@@ -23,7 +23,6 @@ Prints `FIGURE {json}` lines that bench/run.py collects into its table.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from accelerator import edge_config  # noqa: E402
+from bench._common import figure  # noqa: E402
 from tests.e2e import harness  # noqa: E402
 
 LAYER_MB = int(os.environ.get("BENCH_EDGE_LAYER_MB", "100"))
@@ -47,23 +47,6 @@ KEEP = os.environ.get("BENCH_EDGE_KEEP", "0") == "1"
 LABEL = "benchtenant1"
 DOMAIN = "m.localhost"
 READS_LAYER_MB = 20
-
-
-def figure(name: str, value: float, unit: str, target: str = "", note: str = "") -> None:
-    print(
-        "FIGURE "
-        + json.dumps(
-            {
-                "bench": "edge",
-                "name": name,
-                "value": round(value, 3),
-                "unit": unit,
-                "target": target,
-                "note": note,
-            }
-        ),
-        flush=True,
-    )
 
 
 def random_image(mb: int, note: str) -> harness.Image:

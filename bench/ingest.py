@@ -24,7 +24,6 @@ Environment (all optional):
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource
@@ -34,10 +33,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._common import figure, recreate_database, setup_django  # noqa: E402
 
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_ingest")
 LINES = int(os.environ.get("BENCH_INGEST_LINES", "2000000"))
@@ -52,38 +52,6 @@ _TEMPLATE = (
     '"body_bytes_sent":%d,"completion":"%s","request_time":0.012,"request_id":"%032x",'
     '"cache":"%s"}\n'
 )
-
-
-def figure(name: str, value, unit: str, target="", note: str = "") -> None:
-    print(
-        "FIGURE "
-        + json.dumps({"name": name, "value": value, "unit": unit, "target": target, "note": note}),
-        flush=True,
-    )
-
-
-def _recreate_database() -> None:
-    import psycopg
-
-    url = urlparse(DB_URL)
-    name = url.path.lstrip("/")
-    admin = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _setup_django() -> None:
-    os.environ["DATABASE_URL"] = DB_URL
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DJANGO_DEBUG", "true")
-    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _tenants() -> list[str]:
@@ -251,8 +219,8 @@ def _check(charged: dict[str, int]) -> None:
 
 
 def main() -> int:
-    _recreate_database()
-    _setup_django()
+    recreate_database(DB_URL)
+    setup_django(DB_URL)
     labels = _tenants()
     tmp = Path(os.environ.get("BENCH_INGEST_DIR") or tempfile.mkdtemp(prefix="bench-ingest-"))
     tmp.mkdir(parents=True, exist_ok=True)

@@ -28,16 +28,16 @@ of the month (see quota/ledger.py). The dashboard aggregates use (month, bytes) 
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._common import figure, recreate_database, setup_django  # noqa: E402
 
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_ledger")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -48,29 +48,8 @@ HISTORY_MONTHS = (1, 6, 12, 24)
 EDGES = ("edge-a", "edge-b")
 
 
-def _recreate_database() -> None:
-    import psycopg
-
-    url = urlparse(DB_URL)
-    name = url.path.lstrip("/")
-    admin = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def _setup_django() -> None:
-    os.environ["DATABASE_URL"] = DB_URL
-    os.environ["REDIS_URL"] = REDIS_URL
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DJANGO_DEBUG", "true")
-    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(DB_URL, REDIS_URL)
     from django.core.cache import cache
 
     cache.clear()
@@ -87,19 +66,6 @@ def _p(samples: list[float], q: float) -> float:
     """The q-quantile of samples, in milliseconds."""
     samples = sorted(samples)
     return samples[max(0, int(len(samples) * q) - 1)] * 1000
-
-
-def figure(name: str, value: float, unit: str, target: str = "", note: str = "") -> None:
-    """One line for bench/run.py's table."""
-    row = {
-        "bench": "ledger",
-        "name": name,
-        "value": round(value, 3),
-        "unit": unit,
-        "target": target,
-        "note": note,
-    }
-    print("FIGURE " + json.dumps(row), flush=True)
 
 
 def _timed(fn, repeat: int) -> list[float]:
@@ -304,7 +270,7 @@ def main() -> None:
         f"bench/ledger: scale {TENANTS:,} tenants for aggregates, history "
         f"{', '.join(map(str, HISTORY_MONTHS))} months, {REPEAT} summaries each; {DB_URL}"
     )
-    _recreate_database()
+    recreate_database(DB_URL)
     _setup_django()
     bench_summary()
     bench_aggregates()

@@ -24,7 +24,6 @@ same machine as the server and takes CPU from it: figures are pessimistic.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -39,6 +38,8 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._common import figure  # noqa: E402
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1.0"))
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_web")
@@ -97,9 +98,9 @@ GENERATE_SQL = [
        quota_usagebucket, quota_usagemonth, account_emailaddress, django_session,
        dashboard_staffaction, api_personalaccesstoken RESTART IDENTITY CASCADE""",
     """INSERT INTO accounts_user (password, last_login, is_superuser, email, is_staff, is_active,
-                                  date_joined, invite_code)
+                                  date_joined, invite_code, language)
        SELECT %(pw)s, NULL, false, 'user' || g || '@bench.example', false, true,
-              now() - (%(users)s - g) * interval '6 minutes', NULL
+              now() - (%(users)s - g) * interval '6 minutes', NULL, ''
        FROM generate_series(1, %(users)s) g""",
     """INSERT INTO account_emailaddress (user_id, email, verified, "primary")
        SELECT id, email, true, true FROM accounts_user""",
@@ -168,6 +169,7 @@ def generate() -> float:
     with transaction.atomic(), connection.cursor() as cursor:
         for sql in GENERATE_SQL:
             cursor.execute(sql, params)
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_meta (users int, active int)")
         cursor.execute("DELETE FROM bench_meta")
         cursor.execute("INSERT INTO bench_meta VALUES (%s, %s)", [USERS, ACTIVE])
     with connection.cursor() as cursor:
@@ -393,9 +395,7 @@ def report(target: str, samples: dict[str, list[float]], errors: dict[str, int],
 
 
 def _figure(name: str, value: float, unit: str, target: str, note: str) -> None:
-    """A line bench/run.py collects into its table."""
-    payload = {"name": name, "value": round(value, 1), "unit": unit, "target": target}
-    print("FIGURE " + json.dumps({**payload, "note": note}), flush=True)
+    figure(name, value, unit, target, note, digits=1)
 
 
 def main() -> int:
