@@ -135,12 +135,15 @@ ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 # allauth's rate limits are on by default and stored in the Django cache above.
 
 # --- email ----------------------------------------------------------------------------------
+# In development every email (verification, invites, quota notices), whichever process sends
+# it (gunicorn or a Celery worker), lands in one mailbox: a file per message in EMAIL_FILE_PATH.
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend"
+    "django.core.mail.backends.filebased.EmailBackend"
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
 )
+EMAIL_FILE_PATH = Path(env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
