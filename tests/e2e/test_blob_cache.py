@@ -235,9 +235,15 @@ def test_head_on_a_cold_blob_downloads_nothing(auth_world, tenant_on):
     resp = blob_get(edge, tenant.label, "headonly", layer, method="HEAD")
     assert resp.status == 200 and resp.body == b""
     assert int(resp.headers["Content-Length"]) == layer.size
-    time.sleep(0.5)
     assert upstream.store.reads(layer.digest) == 0
     assert set(edge.cache_files()) == files_before
+    # The event that makes "nothing" mean something: the next GET finds no fill under way or
+    # done (a MISS, which waits for any fill in flight under the cache lock) and the blob
+    # store has been read once in all, for that GET.
+    resp = blob_get(edge, tenant.label, "headonly", layer)
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    assert resp.headers["X-Edge-Cache"] == "MISS"
+    assert upstream.store.reads(layer.digest) == 1
 
 
 def test_tenant_bytes_are_exact_for_misses_and_hits(auth_world, tenant_on):

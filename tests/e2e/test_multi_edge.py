@@ -15,6 +15,7 @@ edge's worker ingests its own log and renders its own gate map.
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import sys
@@ -23,9 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.db.models import Sum
 
+from ingest.models import EdgeIngest
 from quota.models import UsageBucket
 from tests.conftest import require
 from tests.e2e import harness
@@ -39,8 +42,6 @@ WAIT = 30.0  # generous bound for anything beat drives every second
 def _redis_url() -> str:
     url = settings.REDIS_URL
     require(url.startswith("redis://"), "REDIS_URL must name a real Redis (scripts/test.sh)")
-    import redis
-
     try:
         redis.Redis.from_url(url, socket_timeout=2).ping()
     except redis.RedisError as exc:
@@ -175,8 +176,6 @@ def two_edges(upstream) -> Iterator[dict[str, harness.Edge]]:
 
 @pytest.fixture
 def cluster(two_edges, tmp_path) -> Iterator[Cluster]:
-    import redis
-
     broker = _redis_url()
     c = Cluster(tmp_path, two_edges, broker)
     try:
@@ -208,6 +207,27 @@ def _wait(predicate, what: str, timeout: float = WAIT, logs: str = "") -> float:
         assert time.monotonic() - started < timeout, f"{what} not within {timeout}s\n{logs}"
         time.sleep(0.2)
     return time.monotonic() - started
+
+
+def _ingestion_runs(edge: str, n: int, logs) -> None:
+    """Wait until the edge's worker has finished `n` more ingestion runs (the event that makes
+    "nothing changed" mean something, however fast or slow the machine)."""
+    for _ in range(n):
+        before = EdgeIngest.objects.filter(edge=edge).values_list("last_run_at", flat=True).first()
+        _wait(
+            lambda before=before: (
+                EdgeIngest.objects.filter(edge=edge).values_list("last_run_at", flat=True).first()
+                != before
+            ),
+            f"another ingestion run on {edge}",
+            logs=logs(),
+        )
+
+
+def _queued_ingestion_runs(cluster: Cluster, edge: str) -> int:
+    """Ingestion runs beat sent to the edge's queue that no worker has taken yet."""
+    messages = redis.Redis.from_url(cluster.broker).lrange(f"edge.{edge}", 0, -1)
+    return sum(json.loads(m)["headers"]["task"] == "ingest.tasks.ingest_edge_log" for m in messages)
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -284,7 +304,9 @@ def test_two_edges_one_broker_each_counted_once_suspension_reaches_both_one_down
         f"{_tree_rss_mb(cluster.procs['beat'].pid):.0f} MB, nginx+registry+token helper "
         f"{sum(_tree_rss_mb(p.pid) for p in edge_procs):.0f} MB"
     )
-    time.sleep(3)  # three more ingestion rounds on each edge change nothing
+    # Three more ingestion runs on each edge change nothing.
+    for edge in (east, west):
+        _ingestion_runs(edge.name, 3, logs)
     assert _usage(tenant, east.name) == _expected(east, label)
     assert _usage(tenant, west.name) == _expected(west, label)
 
@@ -297,7 +319,10 @@ def test_two_edges_one_broker_each_counted_once_suspension_reaches_both_one_down
     _wait(
         lambda: _usage(tenant, east.name) == east_want, "east usage while west is down", logs=logs()
     )
-    time.sleep(2)
+    # Two of west's runs came due (beat queued them) while east ran twice more: west's
+    # lines stay uncounted until its own worker is back.
+    _wait(lambda: _queued_ingestion_runs(cluster, west.name) >= 2, "west's runs", logs=logs())
+    _ingestion_runs(east.name, 2, logs)
     assert _usage(tenant, west.name) == west_before, "west counted without its worker"
     west_want = _expected(west, label)
     assert west_want[0] > west_before[0]
@@ -317,7 +342,7 @@ def test_two_edges_one_broker_each_counted_once_suspension_reaches_both_one_down
     cluster.start_worker(west_name)
     cluster.wait_ready(west_name)
     _wait(lambda: _usage(tenant, west.name) == west_want, "west catches up", logs=logs())
-    time.sleep(2)
+    _ingestion_runs(west.name, 2, logs)
     assert _usage(tenant, west.name) == west_want
     assert _usage(tenant, east.name) == east_want
 
