@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelerator import edge_config  # noqa: E402
 from bench._common import figure  # noqa: E402
+from edge import render as edge_config  # noqa: E402
 from tests.e2e import harness  # noqa: E402
 
 LAYER_MB = int(os.environ.get("BENCH_EDGE_LAYER_MB", "100"))

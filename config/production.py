@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from config.env import ConfigError
+from config.env import ConfigError, env_bool, env_int, env_str
 
 REQUIRED_ENV = [
     "DJANGO_SECRET_KEY",
@@ -22,10 +21,8 @@ REQUIRED_ENV = [
 
 def check_production_settings(settings: dict[str, Any]) -> None:
     """Raise ConfigError naming every missing or unsafe production setting at once."""
-    problems = [
-        f"{name} is not set" for name in REQUIRED_ENV if not os.environ.get(name, "").strip()
-    ]
-    secret = os.environ.get("DJANGO_SECRET_KEY", "")
+    problems = [f"{name} is not set" for name in REQUIRED_ENV if not env_str(name).strip()]
+    secret = env_str("DJANGO_SECRET_KEY")
     # The same bar as Django's own deployment check (security.W009).
     if secret and (
         secret == settings["DEV_SECRET_KEY"] or len(secret) < 50 or len(set(secret)) < 5
@@ -35,13 +32,13 @@ def check_production_settings(settings: dict[str, Any]) -> None:
             "or too simple (generate one: "
             "python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
-    if os.environ.get("DATABASE_URL", "").startswith("sqlite"):
+    if env_str("DATABASE_URL").startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL in production, not SQLite")
-    site_url = os.environ.get("SITE_URL", "").strip()
+    site_url = env_str("SITE_URL").strip()
     if site_url and not site_url.startswith("https://"):
         # Session and CSRF cookies are Secure in production: an http console cannot log in.
         problems.append("SITE_URL must be the console's https:// address in production")
-    if os.environ.get("CELERY_BROKER_URL", "").startswith("filesystem"):
+    if env_str("CELERY_BROKER_URL").startswith("filesystem"):
         problems.append("CELERY_BROKER_URL must be a real broker (Redis) in production")
     if "console" in settings["EMAIL_BACKEND"] or "locmem" in settings["EMAIL_BACKEND"]:
         problems.append("EMAIL_BACKEND must send real mail in production (SMTP)")
@@ -55,8 +52,8 @@ def check_production_settings(settings: dict[str, Any]) -> None:
         SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
         SESSION_COOKIE_SECURE=True,
         CSRF_COOKIE_SECURE=True,
-        SECURE_SSL_REDIRECT=os.environ.get("DJANGO_SECURE_SSL_REDIRECT", "true") == "true",
-        SECURE_HSTS_SECONDS=int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000")),
+        SECURE_SSL_REDIRECT=env_bool("DJANGO_SECURE_SSL_REDIRECT", True),
+        SECURE_HSTS_SECONDS=env_int("DJANGO_HSTS_SECONDS", 31536000),
         SECURE_HSTS_INCLUDE_SUBDOMAINS=True,
         SECURE_HSTS_PRELOAD=True,
     )

@@ -13,6 +13,8 @@ import dj_database_url
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 
+from config.beat import beat_schedule
+from config.edges import EdgesError, edges_parse
 from config.env import ConfigError, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +40,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "accounts",
     "accelerator",
+    "edge",
     "quota",
     "ingest",
     "rest_framework",
@@ -200,7 +203,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# CELERY_BEAT_SCHEDULE is built once, at the end, from the periods below (config/beat.py).
 
 # --- the mirror: URL shown to users ---------------------------------------------------------
 MIRROR_DOMAIN = env_str("MIRROR_DOMAIN", "m.localhost").lower().strip(".")
@@ -221,11 +224,6 @@ SITE_URL = env_str("SITE_URL", "http://localhost:8000")
 INVITE_EMAILS_PER_DAY = env_int("INVITE_EMAILS_PER_DAY", 20)
 # The backstop: new month, expired grants, missed batches, invites whose first usage was missed.
 LEDGER_RECONCILE_SECONDS = env_int("LEDGER_RECONCILE_SECONDS", 60)
-CELERY_BEAT_SCHEDULE["ledger-reconcile"] = {
-    "task": "quota.tasks.ledger_reconcile",
-    "schedule": float(LEDGER_RECONCILE_SECONDS),
-    "options": {"expires": float(LEDGER_RECONCILE_SECONDS)},
-}
 
 # --- production ---------------------------------------------------------------------------
 if not DEBUG:
@@ -251,10 +249,6 @@ API_TOKEN_MAX_LIVE = env_int("API_TOKEN_MAX_LIVE", 50)
 API_USAGE_MAX_HOURLY_DAYS = env_int("API_USAGE_MAX_HOURLY_DAYS", 31)
 API_USAGE_MAX_DAILY_DAYS = env_int("API_USAGE_MAX_DAILY_DAYS", 366)
 DASHBOARD_CACHE_SECONDS = env_int("DASHBOARD_CACHE_SECONDS", 60)
-CELERY_BEAT_SCHEDULE["dashboard-refresh"] = {
-    "task": "dashboard.tasks.dashboard_refresh",
-    "schedule": max(DASHBOARD_CACHE_SECONDS // 2, 5),
-}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "api.authentication.PersonalTokenAuthentication",
@@ -315,13 +309,6 @@ EDGE_TLS_CERT = env_str("EDGE_TLS_CERT", "")
 EDGE_TLS_KEY = env_str("EDGE_TLS_KEY", "")
 # Started as root, nginx runs its workers as this user; empty: nginx's default (nobody).
 EDGE_WORKER_USER = env_str("EDGE_WORKER_USER", "")
-CELERY_BEAT_SCHEDULE["edge-gate-sync"] = {
-    "task": "accelerator.tasks.edge_gate_sync",
-    "schedule": float(EDGE_GATE_SYNC_SECONDS),
-    # A sync stuck behind other tasks for long is superseded by a later one; not sooner, or a
-    # busy worker could drop every one of them.
-    "options": {"expires": float(max(10, 5 * EDGE_GATE_SYNC_SECONDS))},
-}
 
 # --- ingest ---------------------------------------------------------------------------------
 # Usage from the edges' access logs. One beat entry per edge; each run reads from the saved
@@ -334,37 +321,17 @@ INGEST_BATCH_LINES = env_int("INGEST_BATCH_LINES", 1_000_000)
 INGEST_ROTATED_IDLE_SECONDS = env_int("INGEST_ROTATED_IDLE_SECONDS", 60)
 INGEST_SAMPLES_KEPT = env_int("INGEST_SAMPLES_KEPT", 20)
 INGEST_QUEUE = env_str("INGEST_QUEUE", "")  # empty: Celery's default queue
-CELERY_BEAT_SCHEDULE["ingest-edge-log"] = {
-    "task": "ingest.tasks.ingest_edge_log",
-    "schedule": float(INGEST_INTERVAL_SECONDS),
-    "kwargs": {"edge": EDGE_NAME, "path": str(EDGE_ACCESS_LOG)},
-    # A run still queued after a few periods is superseded by a newer one.
-    "options": {"expires": float(INGEST_INTERVAL_SECONDS * 5)}
-    | ({"queue": INGEST_QUEUE} if INGEST_QUEUE else {}),
-}
 
 # --- edges (deployment) ---------------------------------------------------------------------
-# The edges this control plane serves (accelerator/edges.py says why a setting, not a model).
+# The edges this control plane serves (config/edges.py says why a setting, not a model).
 # Empty: one edge, EDGE_NAME, whose tasks run on the control plane's worker (one server).
 # EDGES=east,west: beat sends each edge's ingestion and gate sync to queue edge.<name>, which
 # only the Celery worker on that edge consumes (it reads its own EDGE_ACCESS_LOG and writes
 # its own EDGE_RUN_DIR); the dashboard lists every edge named here, reporting or not.
-from accelerator.edges import EdgesError, edges_beat_schedule, edges_parse  # noqa: E402
-
 try:
     EDGES = edges_parse(env_str("EDGES", ""))
 except EdgesError as exc:
     raise ConfigError(str(exc)) from None
-if EDGES:
-    CELERY_BEAT_SCHEDULE.pop("ingest-edge-log", None)
-    CELERY_BEAT_SCHEDULE.pop("edge-gate-sync", None)
-    CELERY_BEAT_SCHEDULE.update(
-        edges_beat_schedule(
-            edges=EDGES,
-            ingest_seconds=INGEST_INTERVAL_SECONDS,
-            gate_sync_seconds=EDGE_GATE_SYNC_SECONDS,
-        )
-    )
 # The console site (deploy/nginx/console.conf.template, `manage.py deploy_render --console`):
 # SITE_URL's host over HTTPS in front of gunicorn. On a single server it shares the edge's
 # nginx and listeners, and one certificate can hold both names (the console host and
@@ -374,3 +341,15 @@ CONSOLE_HTTP_LISTEN = env_str("CONSOLE_HTTP_LISTEN", EDGE_LISTEN)
 CONSOLE_TLS_LISTEN = env_str("CONSOLE_TLS_LISTEN", EDGE_TLS_LISTEN)
 CONSOLE_TLS_CERT = env_str("CONSOLE_TLS_CERT", EDGE_TLS_CERT)
 CONSOLE_TLS_KEY = env_str("CONSOLE_TLS_KEY", EDGE_TLS_KEY)
+
+# --- beat: every periodic task, built once from the values above ----------------------------
+CELERY_BEAT_SCHEDULE = beat_schedule(
+    edges=EDGES,
+    edge_name=EDGE_NAME,
+    access_log=str(EDGE_ACCESS_LOG),
+    ingest_seconds=INGEST_INTERVAL_SECONDS,
+    ingest_queue=INGEST_QUEUE,
+    gate_sync_seconds=EDGE_GATE_SYNC_SECONDS,
+    reconcile_seconds=LEDGER_RECONCILE_SECONDS,
+    dashboard_cache_seconds=DASHBOARD_CACHE_SECONDS,
+)

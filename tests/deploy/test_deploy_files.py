@@ -20,7 +20,7 @@ import pytest
 import yaml
 from django.core.management import get_commands
 
-from accelerator.edges import edge_queue
+from config.edges import edge_queue
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from accelerator.edges import EdgesError, edge_queue, edges_beat_schedule, edges_parse
+from config.beat import beat_schedule
+from config.edges import EdgesError, edge_queue, edges_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,8 +37,17 @@ def test_edges_parse_refuses_bad_lists(raw, message):
 
 
 def test_one_ingest_and_one_gate_sync_entry_per_edge_on_its_queue():
-    schedule = edges_beat_schedule(edges=["east", "west"], ingest_seconds=2, gate_sync_seconds=2)
-    assert set(schedule) == {
+    schedule = beat_schedule(
+        edges=["east", "west"],
+        edge_name="local",
+        access_log="/var/log/access.log",
+        ingest_seconds=2,
+        ingest_queue="",
+        gate_sync_seconds=2,
+        reconcile_seconds=60,
+        dashboard_cache_seconds=60,
+    )
+    assert set(schedule) - {"ledger-reconcile", "dashboard-refresh"} == {
         "ingest-edge-log:east",
         "edge-gate-sync:east",
         "ingest-edge-log:west",
@@ -47,7 +57,7 @@ def test_one_ingest_and_one_gate_sync_entry_per_edge_on_its_queue():
         ingest = schedule[f"ingest-edge-log:{name}"]
         sync = schedule[f"edge-gate-sync:{name}"]
         assert ingest["task"] == "ingest.tasks.ingest_edge_log"
-        assert sync["task"] == "accelerator.tasks.edge_gate_sync"
+        assert sync["task"] == "edge.tasks.edge_gate_sync"
         # Only the edge's name travels: the path is the edge machine's own setting.
         assert ingest["kwargs"] == sync["kwargs"] == {"edge": name}
         assert ingest["options"]["queue"] == sync["options"]["queue"] == f"edge.{name}"
@@ -95,7 +105,7 @@ def test_settings_refuse_a_bad_edge_list_with_a_message():
 
 
 def test_a_task_for_another_edge_is_refused_and_touches_nothing(settings, tmp_path, db):
-    from accelerator.tasks import edge_gate_sync
+    from edge.tasks import edge_gate_sync
     from ingest.models import EdgeIngest
     from ingest.tasks import ingest_edge_log
 

@@ -179,7 +179,7 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
         assert harness.request(edge_port, "GET", "/v2/", host=host).status == 404  # unknown
         with Connection(broker) as conn:
             app.send_task(
-                "accelerator.tasks.edge_gate_sync",
+                "edge.tasks.edge_gate_sync",
                 kwargs={"edge": instance},
                 queue=f"edge.{instance}",
                 connection=conn,

@@ -10,13 +10,13 @@ What they give (all processes on 127.0.0.1, kernel-assigned ports, stopped at te
   ``upstream.registry.blob_reads(digest)`` counts complete GETs of a blob in its log.
 - ``edge`` (session): nginx rendered from ``deploy/nginx`` (gate, access log, blob cache whose
   misses nginx fetches from ``upstream`` itself, with the token helper
-  ``accelerator.edge_token``) in front of Distribution in proxy mode (``deploy/registry``,
+  ``edge.token_helper``) in front of Distribution in proxy mode (``deploy/registry``,
   manifests) pulling from ``upstream``. ``edge.port``, ``edge.host(label)``
   (``<label>.<MIRROR_DOMAIN>:<port>``), ``edge.url(label)``, ``edge.access_log`` (the JSON
   access log), ``edge.name`` (= settings.EDGE_NAME), ``edge.run_dir``, ``edge.get(label,
   path)``, ``edge.log_lines()`` (flushes nginx's log buffer first).
 - ``edge_sync`` (function; needs the database): call it after changing tenants; it runs the real
-  ``accelerator.edge.gate_sync`` into the edge's run directory and waits for nginx's reload.
+  ``edge.gate_sync.gate_sync`` into the edge's run directory and waits for nginx's reload.
   ``edge_sync(other_edge)`` (or the plain function ``sync_gate(other_edge)``) syncs another one.
 - ``make_tenant`` (function; needs the database): ``make_tenant()`` creates a verified user and
   starts their accelerator through ``accelerator.services.tenant_start``, syncs the gate, and
@@ -146,7 +146,7 @@ def hosts() -> Iterator[harness.HostsFile]:
 
 def sync_gate(target: harness.Edge):
     """The real gate sync into target's run directory; waits until nginx serves the map."""
-    from accelerator.edge import gate_sync
+    from edge.gate_sync import gate_sync
 
     old = harness.child_pids(target.nginx.pid)
     result = gate_sync(run_dir=target.run_dir)

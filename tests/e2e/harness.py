@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from accelerator import edge_config
+from edge import render as edge_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -514,7 +514,7 @@ def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
         [
             sys.executable,
             "-m",
-            "accelerator.edge_token",
+            "edge.token_helper",
             "--listen",
             params.token_listen,
             "--upstream",

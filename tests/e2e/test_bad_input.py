@@ -245,7 +245,7 @@ def capture_edge(tmp_path_factory):
         registry_port=server.server_address[1],
     )
     params.run_dir.mkdir(parents=True, exist_ok=True)
-    from accelerator import edge_config
+    from edge import render as edge_config
 
     (params.run_dir / "gate.map").write_text(edge_config.gate_map({"capture2test": "active"})[0])
     nginx = harness.start_nginx(params)

@@ -16,9 +16,9 @@ from dataclasses import replace
 
 import pytest
 
-from accelerator import edge_config
-from accelerator.edge_token import TokenCache, TokenError, parse_challenge, repo_from_uri
 from accelerator.services import tenant_start
+from edge import render as edge_config
+from edge.token_helper import TokenCache, TokenError, parse_challenge, repo_from_uri
 from tests.conftest import require
 from tests.e2e import harness
 from tests.e2e.conftest import sync_gate
@@ -363,7 +363,7 @@ def test_token_helper_parsing():
 def test_token_helper_with_unreachable_upstream_answers_503():
     from http.server import ThreadingHTTPServer
 
-    from accelerator.edge_token import make_handler
+    from edge.token_helper import make_handler
 
     dead = TokenCache(f"http://127.0.0.1:{harness.free_port()}")
     with pytest.raises(TokenError):

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from accelerator import edge_config
-from accelerator.edge import edge_render, gate_sync
 from accelerator.gate import GateState
 from accelerator.services import tenant_start, tenant_suspend
+from edge import render as edge_config
+from edge.gate_sync import gate_sync
+from edge.run_dir import edge_render
 from tests.conftest import require
 from tests.e2e import harness
 
@@ -147,7 +148,7 @@ def test_gate_sync_writes_only_on_change_and_reflects_the_gate(settings, tmp_pat
 
 @pytest.mark.django_db
 def test_sync_command_and_beat_task(settings, tmp_path, owner, capsys):
-    from accelerator.tasks import edge_gate_sync
+    from edge.tasks import edge_gate_sync
 
     settings.EDGE_RUN_DIR = tmp_path
     tenant_start(user=owner)
@@ -160,7 +161,7 @@ def test_sync_command_and_beat_task(settings, tmp_path, owner, capsys):
 
 
 def test_nginx_reload_without_nginx_is_harmless(tmp_path):
-    from accelerator.edge import nginx_reload
+    from edge.gate_sync import nginx_reload
 
     assert nginx_reload(pid_file=tmp_path / "missing.pid") is False
     (tmp_path / "stale.pid").write_text("999999999\n")

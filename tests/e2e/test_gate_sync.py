@@ -80,7 +80,7 @@ def test_gate_learns_new_tenant_rotation_and_suspension_via_beat(
     assert max(learned) < LEARN_WITHIN
     print("gate learned changes after (s):", [round(x, 2) for x in learned])
     log = celery_worker_with_beat.log_tail(10**6)
-    assert "accelerator.tasks.edge_gate_sync" in log and "succeeded" in log
+    assert "edge.tasks.edge_gate_sync" in log and "succeeded" in log
 
 
 def test_gate_keeps_serving_with_control_plane_down(edge, upstream, make_tenant, tmp_path):

@@ -98,7 +98,7 @@ def test_https_mirror_serves_with_verified_certificate(
 def test_tls_settings_are_checked():
     from pathlib import Path
 
-    from accelerator.edge_config import EdgeConfigError, EdgeParams
+    from edge.render import EdgeConfigError, EdgeParams
 
     base = EdgeParams(
         name="e",

@@ -11,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from accelerator import edge_config
+from edge import render as edge_config
 from tests.conftest import require
 from tests.e2e import harness
 

@@ -1,10 +1,10 @@
-"""Twin of the beat task accelerator.tasks.edge_gate_sync: write the gate map, reload nginx."""
+"""Twin of the beat task edge.tasks.edge_gate_sync: write the gate map, reload nginx."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accelerator.edge import gate_sync, gate_sync_loop
+from edge.gate_sync import gate_sync, gate_sync_loop
 
 
 class Command(BaseCommand):

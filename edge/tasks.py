@@ -1,4 +1,4 @@
-"""Celery tasks of the accelerator app. Thin: each calls one function and can run twice."""
+"""Celery tasks of the edge app. Thin: each calls one function and can run twice."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from accelerator.edge import gate_sync
+from edge.gate_sync import gate_sync
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="accelerator.tasks.edge_gate_sync",
+    name="edge.tasks.edge_gate_sync",
     acks_late=True,
     ignore_result=True,
     time_limit=30,

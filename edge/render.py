@@ -1,6 +1,7 @@
 """Rendering of the edge's generated files: nginx config, registry config, the gate map.
 
-Pure code, no Django imports: the callers (accelerator/edge.py, tests, bench) pass values in.
+Pure code, no Django imports: the callers (edge/run_dir.py, edge/gate_sync.py, tests, bench)
+pass values in.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (nginx server blocks for SITE_URL's host, HTTPS) and the edge's logrotate configuration.
 
 Pure code, no Django imports: the command (deploy_render) and the tests pass values in.
-Placeholders are filled by accelerator.edge_config.fill, which refuses a missing value.
+Placeholders are filled by edge.render.fill, which refuses a missing value.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from accelerator.edge_config import fill
+from edge.render import fill
 
 _LISTEN_RE = re.compile(r"^((\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):)?\d{1,5}$")
 _HOST_RE = re.compile(r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$")

@@ -7,8 +7,8 @@ import shlex
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from accelerator.edge import edge_render
-from accelerator.edge_config import EdgeConfigError
+from edge.render import EdgeConfigError
+from edge.run_dir import edge_render
 
 
 class Command(BaseCommand):

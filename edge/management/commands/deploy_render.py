@@ -10,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from accelerator import deploy_config
+from edge import deploy
 
 DEPLOY_DIR = Path(settings.BASE_DIR) / "deploy"
 
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         logs.mkdir(parents=True, exist_ok=True)
         try:
             if console or console_output:
-                site = deploy_config.ConsoleSite(
+                site = deploy.ConsoleSite(
                     site_url=settings.SITE_URL,
                     web_listen=settings.WEB_LISTEN,
                     http_listen=settings.CONSOLE_HTTP_LISTEN,
@@ -65,21 +65,21 @@ class Command(BaseCommand):
                     tls_key=Path(settings.CONSOLE_TLS_KEY) if settings.CONSOLE_TLS_KEY else None,
                     log_dir=logs,
                 )
-                text = deploy_config.console_conf(
+                text = deploy.console_conf(
                     (DEPLOY_DIR / "nginx" / "console.conf.template").read_text(), site
                 )
                 target = console_output or run_dir / "sites" / "console.conf"
                 _write(target, text)
                 self.stdout.write(f"console site: {target}")
             user, group = _owner(logs)
-            text = deploy_config.logrotate_conf(
+            text = deploy.logrotate_conf(
                 (DEPLOY_DIR / "logrotate" / "edge.logrotate.template").read_text(),
                 access_log=Path(settings.EDGE_ACCESS_LOG).resolve(),
                 run_dir=run_dir,
                 user=user,
                 group=group,
             )
-        except deploy_config.DeployConfigError as exc:
+        except deploy.DeployConfigError as exc:
             raise CommandError(str(exc)) from exc
         _write(run_dir / "logrotate.conf", text)
         self.stdout.write(f"logrotate:    {run_dir / 'logrotate.conf'}")

@@ -7,7 +7,7 @@ import logging
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from accelerator.edge_token import serve
+from edge.token_helper import serve
 
 
 class Command(BaseCommand):

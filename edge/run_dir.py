@@ -1,9 +1,8 @@
-"""The edge's control-plane side: render its configs, sync the gate map, reload nginx.
+"""The edge's run directory (EDGE_RUN_DIR): its files, and rendering nginx.conf and
+registry.yml into it from settings and the templates in deploy/ (`manage.py edge_render`).
 
-nginx decides every request from the gate map it last loaded, so the data plane never calls
-back into Django: it keeps serving while gunicorn, PostgreSQL, Redis and Celery are down.
-gate_sync() writes the map only when its content changed, and only then reloads nginx
-gracefully (SIGHUP to the pid in its pid file: running downloads finish on the old workers).
+The gate map in it is written by edge/gate_sync.py; this module only creates an empty one
+when there is none.
 """
 
 from __future__ import annotations
@@ -11,15 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
-from accelerator import edge_config
-from accelerator.gate import gate_table
+from edge import render
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +24,8 @@ NGINX_TEMPLATE = DEPLOY_DIR / "nginx" / "edge.conf.template"
 REGISTRY_TEMPLATE = DEPLOY_DIR / "registry" / "proxy.yml.template"
 
 
-def edge_params() -> edge_config.EdgeParams:
-    return edge_config.EdgeParams(
+def edge_params() -> render.EdgeParams:
+    return render.EdgeParams(
         name=settings.EDGE_NAME,
         run_dir=Path(settings.EDGE_RUN_DIR).resolve(),
         access_log=Path(settings.EDGE_ACCESS_LOG).resolve(),
@@ -57,7 +53,7 @@ def edge_params() -> edge_config.EdgeParams:
     )
 
 
-def _check_worker_access(params: edge_config.EdgeParams) -> None:
+def _check_worker_access(params: render.EdgeParams) -> None:
     """Started as root, nginx's workers run as another user (nobody by default): they read and
     write the blob cache and reopen the logs, so every directory on the way must be open to
     them. Fail at render time with the fix, rather than with 500s at the first pull."""
@@ -66,7 +62,7 @@ def _check_worker_access(params: edge_config.EdgeParams) -> None:
     for target in (params.cache_dir, params.access_log.parent):
         for directory in [target, *target.parents]:
             if directory.exists() and not directory.stat().st_mode & 0o001:
-                raise edge_config.EdgeConfigError(
+                raise render.EdgeConfigError(
                     f"nginx's workers (user {params.worker_user or 'nobody'}) cannot reach "
                     f"{target}: {directory} is not searchable by others. Use a VAR_DIR / "
                     f"EDGE_CACHE_DIR outside it, `chmod o+x {directory}`, or set "
@@ -79,7 +75,7 @@ def _system_resolver() -> str:
         text = Path("/etc/resolv.conf").read_text()
     except OSError:
         text = ""
-    return edge_config.first_nameserver(text) or "127.0.0.1"
+    return render.first_nameserver(text) or "127.0.0.1"
 
 
 def _ca_bundle() -> Path | None:
@@ -111,14 +107,14 @@ def edge_files(run_dir: Path) -> EdgeFiles:
     )
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.chmod(mode)
     os.replace(tmp, path)
 
 
-def edge_render(*, params: edge_config.EdgeParams | None = None) -> EdgeFiles:
+def edge_render(*, params: render.EdgeParams | None = None) -> EdgeFiles:
     """Write nginx.conf, registry.yml and (if absent) an empty gate map. Idempotent.
 
     The gate map is left alone when it exists: it is the last known state, and an edge that
@@ -132,88 +128,15 @@ def edge_render(*, params: edge_config.EdgeParams | None = None) -> EdgeFiles:
     params.access_log.parent.mkdir(parents=True, exist_ok=True)
     params.storage_dir.mkdir(parents=True, exist_ok=True)
     params.cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(files.nginx_conf, edge_config.nginx_conf(NGINX_TEMPLATE.read_text(), params))
+    write_atomic(files.nginx_conf, render.nginx_conf(NGINX_TEMPLATE.read_text(), params))
     # 0600: it may hold the upstream password.
-    _write_atomic(
+    write_atomic(
         files.registry_conf,
-        edge_config.registry_conf(
+        render.registry_conf(
             REGISTRY_TEMPLATE.read_text(), params, http_secret=secrets.token_hex(16)
         ),
         mode=0o600,
     )
     if not files.gate_map.exists():
-        _write_atomic(files.gate_map, edge_config.gate_map({})[0])
+        write_atomic(files.gate_map, render.gate_map({})[0])
     return files
-
-
-def nginx_pid(*, pid_file: Path) -> int | None:
-    """The pid of the running nginx master, or None when there is none."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def nginx_reload(*, pid_file: Path) -> bool:
-    """Graceful reload (SIGHUP); False when nginx is not running (it reads the map at start)."""
-    pid = nginx_pid(pid_file=pid_file)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGHUP)
-    return True
-
-
-@dataclass(frozen=True)
-class GateSync:
-    tenants: int
-    changed: bool
-    reloaded: bool
-    skipped: tuple[str, ...] = ()
-
-
-def gate_sync(*, run_dir: Path | None = None) -> GateSync:
-    """Render gate_table() into the map file; reload nginx only if the content changed.
-
-    Idempotent. When the database is unreachable gate_table() raises and nothing is
-    written, so nginx keeps the last map it had.
-    """
-    files = edge_files(Path(run_dir or settings.EDGE_RUN_DIR).resolve())
-    text, skipped = edge_config.gate_map(gate_table())
-    if skipped:
-        logger.warning("gate map: left out %d unusable labels: %s", len(skipped), skipped[:5])
-    try:
-        current = files.gate_map.read_text()
-    except FileNotFoundError:
-        current = None
-    tenants = text.count("\n") - 1
-    if current == text:
-        return GateSync(tenants=tenants, changed=False, reloaded=False, skipped=tuple(skipped))
-    files.run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(files.gate_map, text)
-    reloaded = nginx_reload(pid_file=files.pid_file)
-    logger.info("gate map: %d tenants written, nginx reloaded=%s", tenants, reloaded)
-    return GateSync(tenants=tenants, changed=True, reloaded=reloaded, skipped=tuple(skipped))
-
-
-def gate_sync_loop(*, seconds: float, interval: float, run_dir: Path | None = None) -> int:
-    """Run gate_sync every `interval` seconds for `seconds` (0: once). Survives DB outages.
-
-    Returns the number of failed rounds. Runs `seconds` + at most one round (inf: until stopped).
-    """
-    from django.db import close_old_connections
-
-    failures = 0
-    deadline = time.monotonic() + seconds
-    while True:
-        started = time.monotonic()
-        try:
-            gate_sync(run_dir=run_dir)
-        except Exception:  # the database may be down; keep the last map and retry
-            failures += 1
-            logger.exception("gate sync failed; nginx keeps its last map")
-            close_old_connections()
-        if started + interval > deadline:
-            return failures
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))

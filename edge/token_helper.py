@@ -6,7 +6,7 @@ a bearer token per repository scope, anonymous or for an account; tokens are cac
 until shortly before they expire, and one fetch per scope runs at a time.
 
 A data-plane process: no Django, no database. Run with
-    python -m accelerator.edge_token --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io
+    python -m edge.token_helper --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io
 (credentials from UPSTREAM_USERNAME / UPSTREAM_PASSWORD in the environment), or
 `manage.py edge_token`, which takes them from settings.
 """

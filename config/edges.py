@@ -1,6 +1,7 @@
-"""The edges a control plane serves, and how their periodic work is routed to them.
+"""The edges a control plane serves (EDGES) and the Celery queue of each.
 
-Pure code, no Django imports: config/settings.py builds EDGES and the beat entries with it.
+Pure code, no Django imports: config/settings.py parses EDGES with it, config/beat.py routes
+each edge's periodic work to its queue.
 
 Why a setting (``EDGES=east,west``) and not a model: an edge is infrastructure, deployed with
 its own machine, unit files and certificate, and its Celery queue must exist before beat can
@@ -43,32 +44,3 @@ def edges_parse(raw: str) -> list[str]:
 def edge_queue(name: str) -> str:
     """The Celery queue only the worker on edge `name` consumes."""
     return f"{QUEUE_PREFIX}{name}"
-
-
-def edges_beat_schedule(
-    *, edges: list[str], ingest_seconds: int, gate_sync_seconds: int
-) -> dict[str, dict]:
-    """One ingestion and one gate-sync entry per edge, each sent to that edge's queue.
-
-    The tasks name the edge and nothing else: the worker on the edge knows its log and run
-    directory, and refuses a task meant for another edge (see the tasks' guards).
-    """
-    schedule: dict[str, dict] = {}
-    for name in edges:
-        queue = edge_queue(name)
-        schedule[f"ingest-edge-log:{name}"] = {
-            "task": "ingest.tasks.ingest_edge_log",
-            "schedule": float(ingest_seconds),
-            "kwargs": {"edge": name},
-            # A run still queued after a few periods is superseded by a newer one; a stopped
-            # edge worker therefore finds no backlog of runs, just the next one.
-            "options": {"queue": queue, "expires": float(ingest_seconds * 5)},
-        }
-        schedule[f"edge-gate-sync:{name}"] = {
-            "task": "accelerator.tasks.edge_gate_sync",
-            "schedule": float(gate_sync_seconds),
-            "kwargs": {"edge": name},
-            # As the single-edge entry: superseded when stuck for long, not sooner.
-            "options": {"queue": queue, "expires": float(max(10, 5 * gate_sync_seconds))},
-        }
-    return schedule

@@ -1,0 +1,97 @@
+"""Gate-map sync: render accelerator.gate.gate_table() into the edge's map, reload nginx.
+
+nginx decides every request from the gate map it last loaded, so the data plane never calls
+back into Django: it keeps serving while gunicorn, PostgreSQL, Redis and Celery are down.
+gate_sync() writes the map only when its content changed, and only then reloads nginx
+gracefully (SIGHUP to the pid in its pid file: running downloads finish on the old workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from accelerator.gate import gate_table
+from edge import render
+from edge.run_dir import edge_files, write_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def nginx_pid(*, pid_file: Path) -> int | None:
+    """The pid of the running nginx master, or None when there is none."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def nginx_reload(*, pid_file: Path) -> bool:
+    """Graceful reload (SIGHUP); False when nginx is not running (it reads the map at start)."""
+    pid = nginx_pid(pid_file=pid_file)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGHUP)
+    return True
+
+
+@dataclass(frozen=True)
+class GateSync:
+    tenants: int
+    changed: bool
+    reloaded: bool
+    skipped: tuple[str, ...] = ()
+
+
+def gate_sync(*, run_dir: Path | None = None) -> GateSync:
+    """Render gate_table() into the map file; reload nginx only if the content changed.
+
+    Idempotent. When the database is unreachable gate_table() raises and nothing is
+    written, so nginx keeps the last map it had.
+    """
+    files = edge_files(Path(run_dir or settings.EDGE_RUN_DIR).resolve())
+    text, skipped = render.gate_map(gate_table())
+    if skipped:
+        logger.warning("gate map: left out %d unusable labels: %s", len(skipped), skipped[:5])
+    try:
+        current = files.gate_map.read_text()
+    except FileNotFoundError:
+        current = None
+    tenants = text.count("\n") - 1
+    if current == text:
+        return GateSync(tenants=tenants, changed=False, reloaded=False, skipped=tuple(skipped))
+    files.run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(files.gate_map, text)
+    reloaded = nginx_reload(pid_file=files.pid_file)
+    logger.info("gate map: %d tenants written, nginx reloaded=%s", tenants, reloaded)
+    return GateSync(tenants=tenants, changed=True, reloaded=reloaded, skipped=tuple(skipped))
+
+
+def gate_sync_loop(*, seconds: float, interval: float, run_dir: Path | None = None) -> int:
+    """Run gate_sync every `interval` seconds for `seconds` (0: once). Survives DB outages.
+
+    Returns the number of failed rounds. Runs `seconds` + at most one round (inf: until stopped).
+    """
+    from django.db import close_old_connections
+
+    failures = 0
+    deadline = time.monotonic() + seconds
+    while True:
+        started = time.monotonic()
+        try:
+            gate_sync(run_dir=run_dir)
+        except Exception:  # the database may be down; keep the last map and retry
+            failures += 1
+            logger.exception("gate sync failed; nginx keeps its last map")
+            close_old_connections()
+        if started + interval > deadline:
+            return failures
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
