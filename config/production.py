@@ -40,7 +40,7 @@ def check_production_settings(settings: dict[str, Any]) -> None:
         problems.append("SITE_URL must be the console's https:// address in production")
     if env_str("CELERY_BROKER_URL").startswith("filesystem"):
         problems.append("CELERY_BROKER_URL must be a real broker (Redis) in production")
-    if "console" in settings["EMAIL_BACKEND"] or "locmem" in settings["EMAIL_BACKEND"]:
+    if any(kind in settings["EMAIL_BACKEND"] for kind in ("console", "locmem", "filebased")):
         problems.append("EMAIL_BACKEND must send real mail in production (SMTP)")
     if problems:
         raise ConfigError(

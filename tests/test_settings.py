@@ -67,6 +67,7 @@ def test_production_settings_refuse_to_start_without(missing):
         ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "PostgreSQL"),
         ({"CELERY_BROKER_URL": "filesystem://"}, "real broker"),
         ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "real mail"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend"}, "real mail"),
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG must be true or false"),
         ({"MIRROR_SCHEME": "ftp"}, "MIRROR_SCHEME must be http or https"),
         ({"MIRROR_PORT": "eighty"}, "MIRROR_PORT must be a whole number"),
