@@ -58,21 +58,17 @@ def _figures_context(traffic: dict) -> dict:
 def _figures_html(request: HttpRequest, traffic: dict) -> str:
     """The sections built from the cached figures, rendered once per refresh and language.
 
-    While one process renders a newer version, the others serve the previous one, so a
-    refresh never makes every open dashboard render it at once.
+    No stampede lock here: the dashboard's one guard is in selectors.dashboard_traffic,
+    around the expensive scan. These sections are a few indexed reads, so at worst the few
+    requests that arrive while a new version is first rendered each render it once.
     """
     version = traffic["computed_at"].isoformat()
     key = f"dashboard:figures:{get_language()}"
     cached = cache.get(key)
-    if cached is not None and (cached[0] == version or not cache.add(f"{key}:lock", 1, timeout=30)):
+    if cached is not None and cached[0] == version:
         return cached[1]
-    try:
-        html = render_to_string(
-            "dashboard/_figures.html", _figures_context(traffic), request=request
-        )
-        cache.set(key, (version, html), settings.DASHBOARD_CACHE_SECONDS * 3)
-    finally:
-        cache.delete(f"{key}:lock")
+    html = render_to_string("dashboard/_figures.html", _figures_context(traffic), request=request)
+    cache.set(key, (version, html), settings.DASHBOARD_CACHE_SECONDS * 3)
     return html
 
 
