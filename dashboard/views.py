@@ -22,7 +22,6 @@ from django.views.decorators.http import require_GET, require_POST
 from accelerator.models import Tenant
 from accelerator.selectors import mirror_url
 from dashboard import integrations, selectors, services
-from dashboard.charts import bar_chart_svg
 from dashboard.forms import GrantForm, ReasonForm, TenantSearchForm
 from dashboard.services import GB
 from quota import ledger
@@ -39,14 +38,10 @@ def staff_only(view):
     return wrapper
 
 
-def _chart(daily: list[tuple[str, int]]) -> str:
-    # Built from escaped parts by dashboard.charts.
-    return mark_safe(bar_chart_svg(daily, title=_("Traffic per day, last 90 days")))
-
-
 def _figures_context(traffic: dict) -> dict:
     return {
-        "chart": _chart(traffic["daily"]),
+        "daily": traffic["daily"],
+        "chart_title": _("Traffic per day, last 90 days"),
         "top": selectors.top_tenants(traffic=traffic),
         "near_quota": selectors.tenants_near_quota(traffic=traffic),
         "near_quota_candidates": traffic["near_quota_candidates"],
@@ -63,21 +58,17 @@ def _figures_context(traffic: dict) -> dict:
 def _figures_html(request: HttpRequest, traffic: dict) -> str:
     """The sections built from the cached figures, rendered once per refresh and language.
 
-    While one process renders a newer version, the others serve the previous one, so a
-    refresh never makes every open dashboard render it at once.
+    No stampede lock here: the dashboard's one guard is in selectors.dashboard_traffic,
+    around the expensive scan. These sections are a few indexed reads, so at worst the few
+    requests that arrive while a new version is first rendered each render it once.
     """
     version = traffic["computed_at"].isoformat()
     key = f"dashboard:figures:{get_language()}"
     cached = cache.get(key)
-    if cached is not None and (cached[0] == version or not cache.add(f"{key}:lock", 1, timeout=30)):
+    if cached is not None and cached[0] == version:
         return cached[1]
-    try:
-        html = render_to_string(
-            "dashboard/_figures.html", _figures_context(traffic), request=request
-        )
-        cache.set(key, (version, html), settings.DASHBOARD_CACHE_SECONDS * 3)
-    finally:
-        cache.delete(f"{key}:lock")
+    html = render_to_string("dashboard/_figures.html", _figures_context(traffic), request=request)
+    cache.set(key, (version, html), settings.DASHBOARD_CACHE_SECONDS * 3)
     return html
 
 
@@ -110,13 +101,8 @@ def _tenant_context(tenant: Tenant, **forms) -> dict:
         "tenant": tenant,
         "mirror_url": mirror_url(label=tenant.label),
         "summary": ledger.month_summary(tenant=tenant),
-        "usage_chart": mark_safe(  # built from escaped parts by dashboard.charts
-            bar_chart_svg(
-                [(d.day.isoformat(), d.bytes) for d in ledger.usage_daily(tenant=tenant, days=30)],
-                height=120,
-                title=_("Traffic per day, last 30 days"),
-            )
-        ),
+        "daily": [(d.day.isoformat(), d.bytes) for d in ledger.usage_daily(tenant=tenant, days=30)],
+        "chart_title": _("Traffic per day, last 30 days"),
         "grants": ledger.grants_for_tenant(tenant=tenant)[:20],
         "actions": selectors.recent_actions(tenant=tenant, limit=50),
         "grant_form": forms.get("grant_form") or GrantForm(),

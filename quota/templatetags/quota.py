@@ -1,4 +1,5 @@
-"""Template tags of the ledger: the console's quota card and the `si_bytes` filter.
+"""Template tags of the ledger: the console's quota card, the `si_bytes` filter and the
+`bar_chart` tag every page draws its charts with.
 
 The console view belongs to the accelerator app; this inclusion tag gives its template the
 ledger's numbers without that view knowing about them.
@@ -6,20 +7,17 @@ ledger's numbers without that view knowing about them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from django import template
 from django.utils import formats
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 
-from quota import ledger
+from quota import charts, ledger
 from quota.units import format_bytes
 
 register = template.Library()
-
-CHART_WIDTH = 600
-CHART_HEIGHT = 140
-CHART_TOP = 16  # room for the scale label
 
 
 @register.filter
@@ -37,49 +35,21 @@ def si_bytes(value) -> str:
     return f"{formats.number_format(Decimal(number))} {unit}"
 
 
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    day: str
-    bytes: int
-
-
-def _nice_ceiling(n: int) -> int:
-    """The smallest 1, 2 or 5 x 10^k at or above n (a round top for the chart's scale)."""
-    if n <= 0:
-        return 1
-    magnitude = 1
-    while magnitude * 10 <= n:
-        magnitude *= 10
-    for step in (1, 2, 5, 10):
-        if step * magnitude >= n:
-            return step * magnitude
-    return 10 * magnitude
-
-
-def chart_bars(days: list[ledger.DayUsage]) -> tuple[list[Bar], int]:
-    top = _nice_ceiling(max((d.bytes for d in days), default=0))
-    slot = CHART_WIDTH / max(1, len(days))
-    usable = CHART_HEIGHT - CHART_TOP
-    bars = []
-    for i, d in enumerate(days):
-        h = round(usable * d.bytes / top, 2) if d.bytes else 0
-        if d.bytes and h < 1:
-            h = 1  # a day with any traffic stays visible
-        bars.append(
-            Bar(
-                x=round(i * slot + 1, 2),
-                y=round(CHART_HEIGHT - h, 2),
-                width=round(slot - 2, 2),
-                height=h,
-                day=d.day.isoformat(),
-                bytes=d.bytes,
-            )
+@register.simple_tag
+def bar_chart(
+    points, *, title: str, width: int = charts.WIDTH, height: int = charts.HEIGHT, css_class="chart"
+) -> str:
+    """quota.charts' bar chart, values in SI bytes in the active locale's format."""
+    return mark_safe(  # every piece of text is escaped by quota.charts
+        charts.bar_chart_svg(
+            points,
+            title=title,
+            width=width,
+            height=height,
+            css_class=css_class,
+            value_text=si_bytes,
         )
-    return bars, top
+    )
 
 
 @register.inclusion_tag("quota/_console.html")
@@ -88,16 +58,11 @@ def quota_console(tenant) -> dict:
         return {"tenant": None}
     summary = ledger.month_summary(tenant=tenant)
     days = ledger.usage_daily(tenant=tenant, days=30)
-    bars, top = chart_bars(days)
+    title = _("Daily usage over the last 30 days, %(total)s in total")
     return {
         "tenant": tenant,
         "summary": summary,
-        "bars": bars,
-        "chart_top": top,
-        "chart_width": CHART_WIDTH,
-        "chart_height": CHART_HEIGHT,
-        "chart_total": sum(d.bytes for d in days),
-        "first_day": days[0].day,
-        "last_day": days[-1].day,
+        "chart_points": [(d.day.isoformat(), d.bytes) for d in days],
+        "chart_title": title % {"total": si_bytes(sum(d.bytes for d in days))},
         "grants": ledger.grants_for_tenant(tenant=tenant),
     }

@@ -328,19 +328,32 @@ def test_a_cold_request_waits_for_the_computation_already_running(
     assert resp.context["computed_at"] == cache.get(selectors._CACHE_KEY)["computed_at"]
 
 
-def test_figures_html_is_rendered_once_per_refresh_and_served_stale_meanwhile(
-    client, staff, tenant
-):
+def test_a_forced_refresh_leaves_another_process_lock_alone(tenant):
     from django.core.cache import cache
+
+    from dashboard import selectors
+
+    cache.add(selectors._LOCK_KEY, 1, 60)  # a request is recomputing the figures
+    selectors.dashboard_traffic(fresh=True)  # the beat task meanwhile
+    assert cache.get(selectors._LOCK_KEY) == 1
+    cache.delete(selectors._LOCK_KEY)
+
+
+def test_figures_html_is_rendered_once_per_refresh(client, staff, tenant):
     from django.core.management import call_command
 
+    def renders(resp) -> int:
+        return [t.name for t in resp.templates].count("dashboard/_figures.html")
+
     client.force_login(staff)
-    assert "No traffic this month." in client.get("/staff/").content.decode()
+    first = client.get("/staff/")
+    assert renders(first) == 1 and "No traffic this month." in first.content.decode()
     usage_apply(deltas=[UsageDelta(tenant.pk, "e1", hour(0), 5 * GB, 1, 0)])
+    again = client.get("/staff/")  # the same figures: their HTML from the cache
+    assert renders(again) == 0 and "No traffic this month." in again.content.decode()
     call_command("dashboard_refresh")
-    cache.add("dashboard:figures:en:lock", 1, 30)  # another process is rendering the new one
-    stale = client.get("/staff/").content.decode()
-    assert "No traffic this month." in stale
-    cache.delete("dashboard:figures:en:lock")
-    fresh = client.get("/staff/").content.decode()
-    assert "No traffic this month." not in fresh and tenant.label in fresh
+    fresh = client.get("/staff/")
+    assert renders(fresh) == 1
+    assert "No traffic this month." not in fresh.content.decode()
+    assert tenant.label in fresh.content.decode()
+    assert renders(client.get("/staff/")) == 0

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from quota import ledger
-from quota.templatetags.quota import _nice_ceiling, chart_bars, si_bytes
+from quota.charts import chart_bars, nice_ceiling
+from quota.templatetags.quota import si_bytes
 from quota.units import format_bytes
 from tests.quota.conftest import GB, use
 
@@ -85,7 +86,7 @@ def test_si_filter_tolerates_junk():
 
 
 def test_chart_scale_is_round_and_bars_fit():
-    assert [_nice_ceiling(n) for n in (0, 1, 3, 10, 11, 4_000_000_001)] == [
+    assert [nice_ceiling(n) for n in (0, 1, 3, 10, 11, 4_000_000_001)] == [
         1,
         1,
         5,
@@ -93,10 +94,7 @@ def test_chart_scale_is_round_and_bars_fit():
         20,
         5_000_000_000,
     ]
-    days = [
-        ledger.DayUsage(day=timezone.now().date(), bytes=b, requests=0, cache_hits=0)
-        for b in (0, 1, 7 * GB)
-    ]
+    days = [(timezone.now().date().isoformat(), b) for b in (0, 1, 7 * GB)]
     bars, top = chart_bars(days)
     assert top == 10 * GB
     assert [b.height for b in bars][0] == 0 and bars[1].height == 1  # tiny days stay visible
