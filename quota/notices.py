@@ -1,11 +1,19 @@
-"""Threshold emails (80 % and 100 % of the month's allowance). The rows are written by the
-ledger's enforcement; this module only sends them, once per row.
+"""Threshold emails (80 % and 100 % of the month's allowance): queued, then sent once per row.
+
+The rows are written by quota/enforcement.py, which queues each new one here after commit.
+The Celery task that sends a row lives in this module, not in quota/tasks.py, because of
+where it sits: it needs only the month summary and the mail, and enforcement (below the
+periodic tasks, which run enforcement) must queue it. Were it in quota/tasks.py, tasks ->
+settlement -> enforcement -> tasks would be a loop; sending it by name instead would only
+hide that dependency. Its registered name is the one it had in quota/tasks.py, so messages
+queued before a deploy still find it.
 """
 
 from __future__ import annotations
 
 import logging
 
+from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -13,8 +21,8 @@ from django.utils import timezone
 
 from accounts.language import language_for_user
 from accounts.mail import email_render
-from quota import ledger
 from quota.models import QuotaNotice
+from quota.month import month_summary
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,7 @@ def notice_send(*, notice_id: int) -> bool:
     if not claimed:
         return False
     notice = QuotaNotice.objects.select_related("tenant__user").get(pk=notice_id)
-    summary = ledger.month_summary(tenant=notice.tenant_id)
+    summary = month_summary(tenant=notice.tenant_id)
     context = {
         "notice": notice,
         "summary": summary,
@@ -65,3 +73,26 @@ def notice_send(*, notice_id: int) -> bool:
             status=QuotaNotice.Status.SENT, sent_at=timezone.now()
         )
     return True
+
+
+def notices_enqueue(*, notice_ids: list[int]) -> None:
+    """Queue the send of these rows once the caller's transaction commits (at once outside
+    one): a worker must not look for a row that is not committed yet."""
+    for notice_id in notice_ids:
+        transaction.on_commit(lambda notice_id=notice_id: quota_notice_send.delay(notice_id))
+
+
+@shared_task(
+    name="quota.tasks.quota_notice_send",
+    acks_late=True,
+    soft_time_limit=30,
+    time_limit=60,
+    bind=True,
+    max_retries=5,
+)
+def quota_notice_send(self, notice_id: int) -> None:
+    """Send one threshold email. Runs at most one send per notice row (compare-and-set claim)."""
+    try:
+        notice_send(notice_id=notice_id)
+    except NoticeSendFailed as exc:
+        raise self.retry(exc=exc, countdown=60) from exc
