@@ -74,6 +74,14 @@ def test_grants_are_scoped_to_the_callers_tenant(owner_tenant, owner_token, stra
     assert [g["bytes"] for g in theirs["results"]] == [7]
 
 
+def test_grants_listed_are_the_ones_made_by_now(owner_tenant, owner_token, api):
+    grant_create(tenant=owner_tenant, kind="promo", bytes=5, source_key="now")
+    later = timezone.now() + timedelta(hours=1)
+    grant_create(tenant=owner_tenant, kind="promo", bytes=9, source_key="later", now=later)
+    listed = api(owner_token).get("/api/v1/quota/grants/").json()
+    assert [g["bytes"] for g in listed["results"]] == [5]  # as the month rule counts them
+
+
 def test_usage_per_day_and_per_hour(owner_tenant, owner_token, stranger, api):
     other = tenant_start(user=stranger)
     usage_apply(

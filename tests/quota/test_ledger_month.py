@@ -12,7 +12,7 @@ from quota.errors import LedgerError
 from quota.grants import grant_create
 from quota.models import UsageBucket, UsageMonth
 from quota.month import is_exhausted, month_summary
-from quota.selectors import usage_daily
+from quota.selectors import usage_daily, usage_series
 from quota.usage import usage_rollup_rebuild
 from tests.quota.conftest import GB, at, use
 
@@ -232,3 +232,15 @@ def test_late_usage_and_back_dated_grants_invalidate_the_cached_balances(tenant)
     grant(tenant, GB, "2026-01-25 00:00", "late", expires="2026-02-05 00:00")
     # The back-dated grant expires first, so it paid for January before g1 did.
     assert month_summary(tenant=tenant, now=now).bonus_left == 3 * GB
+
+
+def test_usage_series_per_hour_and_for_all_tenants(tenant, other_tenant):
+    use(tenant, "2026-03-02 05:00", 3)
+    use(other_tenant, "2026-03-02 05:00", 4)
+    use(tenant, "2026-03-03 00:00", 1000)  # the day after the range
+    day = at("2026-03-02 00:00").date()
+    hours = usage_series(tenant=tenant, start=day, end=day, granularity="hour")
+    assert len(hours) == 24 and hours[5].start == at("2026-03-02 05:00")
+    assert [p.bytes for p in hours if p.bytes] == [3]
+    everyone = usage_series(tenant=None, start=day, end=day, granularity="day")
+    assert [(p.start, p.bytes) for p in everyone] == [(at("2026-03-02 00:00"), 7)]
