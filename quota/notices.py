@@ -1,12 +1,12 @@
-"""Threshold emails (80 % and 100 % of the month's allowance): queued, then sent once per row.
+"""Threshold emails (80 % and 100 % of the month's allowance): queued after commit, sent once.
 
-The rows are written by quota/enforcement.py, which queues each new one here after commit.
-The Celery task that sends a row lives in this module, not in quota/tasks.py, because of
-where it sits: it needs only the month summary and the mail, and enforcement (below the
-periodic tasks, which run enforcement) must queue it. Were it in quota/tasks.py, tasks ->
-settlement -> enforcement -> tasks would be a loop; sending it by name instead would only
-hide that dependency. Its registered name is the one it had in quota/tasks.py, so messages
-queued before a deploy still find it.
+quota/enforcement.py writes the rows and queues each new one with notices_enqueue. The Celery
+task that sends a row is defined here, not in quota/tasks.py, on purpose: enforcement must
+queue it, and quota/tasks.py runs enforcement (the periodic reconcile), so a task there would
+make the loop tasks -> settlement -> enforcement -> tasks, and sending it by name would only
+hide that loop. The task keeps its registered name, "quota.tasks.quota_notice_send", so that
+messages queued before a deploy still find it; workers register it through quota.tasks, which
+imports this module (through settlement and enforcement).
 """
 
 from __future__ import annotations

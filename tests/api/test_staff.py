@@ -12,11 +12,11 @@ from api.services import token_create
 from dashboard.models import StaffAction
 from quota.models import Grant
 from quota.month import month_summary
+from quota.units import GB
 from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 
 pytestmark = pytest.mark.django_db
-GB = 10**9
 
 
 def _token(user) -> str:

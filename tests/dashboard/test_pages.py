@@ -14,11 +14,11 @@ from dashboard.models import StaffAction
 from quota.grants import grant_create
 from quota.models import Grant
 from quota.month import month_summary
+from quota.units import GB
 from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 
 pytestmark = pytest.mark.django_db
-GB = 10**9
 
 
 @pytest.fixture
