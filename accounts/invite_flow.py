@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 
 from accounts import services
 from accounts.models import User
@@ -22,11 +24,18 @@ def invite_remember(*, request: HttpRequest, code: str) -> bool:
         messages.error(request, refused.message)
         return False
     request.session[SESSION_KEY] = code
-    messages.info(
-        request,
-        services.invited_message(inviter=inviter),
-    )
+    messages.info(request, invited_message(inviter=inviter))
     return True
+
+
+def invited_message(*, inviter: User) -> str:
+    """Rendered from a template, as the invite email is: the bonus is shown with the quota
+    app's si_bytes filter, which accounts (below quota) cannot import."""
+    context = {
+        "inviter": services.mask_email(inviter.email),
+        "bonus": settings.WELCOME_BONUS_BYTES,
+    }
+    return render_to_string("accounts/invited_message.txt", context).strip()
 
 
 def invite_record_signup(*, request: HttpRequest, user: User) -> None:

@@ -1,5 +1,5 @@
 """Writes about invites: personal codes, accepting an invite at sign-up, invite emails, and the
-one-time credit. The bytes come from settings; the grants go through quota.ledger.
+refusals' messages. The one-time credit an invite earns is the ledger's (quota/invites.py).
 
 Rules:
 - Every user has one personal, random, URL-safe invite code, issued on first use.
@@ -7,11 +7,6 @@ Rules:
   existing account never gains an inviter, and never a second one.
 - Refused, with a message for the user and nothing recorded: malformed or unknown codes,
   the code of a deleted, deactivated or suspended user, one's own code, a second inviter.
-- Credit, exactly once, when the invitee has a verified email address and a usage bucket with
-  bytes > 0: WELCOME_BONUS_BYTES to the invitee, and INVITE_BONUS_BYTES to the inviter while
-  the inviter has fewer than INVITE_CAP credited invites (past the cap the invitee still gets
-  the welcome bonus; the inviter gets nothing more, and nothing while deactivated or
-  suspended). An inviter without an accelerator gets one started to hold the bonus.
 - Invite emails: a valid address that has no account, not one's own, at most
   INVITE_EMAILS_PER_DAY in any 24 hours per user, one per address per 24 hours.
 """
@@ -31,8 +26,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
-from accounts.language import language_for_user
 from accounts.models import Invite, InviteEmail, User
+from accounts.tasks import invite_email_deliver
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +128,6 @@ def _address_has_account(email: str) -> bool:
 
 def invite_email_send(*, inviter: User, email: str, link: str, now: datetime | None = None):
     """Record an invite email and queue it (sent after commit). Refusals raise InviteRefused."""
-    from accounts.tasks import invite_email_deliver
-
     now = now or timezone.now()
     email = (email or "").strip().lower()
     try:
@@ -171,114 +164,11 @@ def invite_email_send(*, inviter: User, email: str, link: str, now: datetime | N
     return record
 
 
-def invite_credit(*, invitee_id: int, now: datetime | None = None) -> bool:
-    """Credit the invite of `invitee_id` if it is due. Exactly once; safe from two workers.
-
-    Returns True when this call credited it.
-    """
-    from accelerator.models import Tenant
-    from accelerator.services import tenant_start
-    from quota import ledger
-    from quota.models import Grant, UsageBucket
-
-    now = now or timezone.now()
-    with transaction.atomic():
-        invite = (
-            Invite.objects.select_for_update()
-            .filter(invitee_id=invitee_id, credited_at__isnull=True)
-            .first()
-        )
-        if invite is None:
-            return False
-        if not EmailAddress.objects.filter(user_id=invitee_id, verified=True).exists():
-            return False
-        tenant = Tenant.objects.filter(user_id=invitee_id).first()
-        if tenant is None or not UsageBucket.objects.filter(tenant=tenant, bytes__gt=0).exists():
-            return False
-        inviter_bytes = 0
-        if invite.inviter_id is not None:
-            # The inviter's row serializes credits of one inviter, so the cap holds.
-            inviter = (
-                User.objects.select_for_update(no_key=True).filter(pk=invite.inviter_id).first()
-            )
-            credited = Invite.objects.filter(
-                inviter_id=invite.inviter_id, credited_at__isnull=False, inviter_bytes__gt=0
-            ).count()
-            suspended = Tenant.objects.filter(
-                user_id=invite.inviter_id, state=Tenant.State.SUSPENDED
-            ).exists()
-            if (
-                inviter is not None
-                and inviter.is_active
-                and not suspended
-                and credited < settings.INVITE_CAP
-            ):
-                inviter_bytes = settings.INVITE_BONUS_BYTES
-        invitee_bytes = settings.WELCOME_BONUS_BYTES
-        invite.credited_at = now
-        invite.inviter_bytes = inviter_bytes
-        invite.invitee_bytes = invitee_bytes
-        invite.save(update_fields=["credited_at", "inviter_bytes", "invitee_bytes"])
-        invitee_email = invite.invitee.email
-        # A grant's note is stored text, shown in the receiver's console: written in the
-        # receiver's language, whoever (a task, the other person's request) credits it.
-        if invitee_bytes > 0:
-            with translation.override(language_for_user(invite.invitee)):
-                note = str(_("Welcome bonus: you joined through an invite"))
-            ledger.grant_create(
-                tenant=tenant,
-                kind=Grant.Kind.WELCOME,
-                bytes=invitee_bytes,
-                source_key=f"invite:{invite.pk}:welcome",
-                note=note,
-                now=now,
-            )
-        if inviter_bytes > 0:
-            inviter_tenant = tenant_start(user=inviter)
-            with translation.override(language_for_user(inviter)):
-                note = str(
-                    _("Invite bonus: %(email)s joined") % {"email": mask_email(invitee_email)}
-                )
-            ledger.grant_create(
-                tenant=inviter_tenant,
-                kind=Grant.Kind.INVITE,
-                bytes=inviter_bytes,
-                source_key=f"invite:{invite.pk}:inviter",
-                note=note,
-                now=now,
-            )
-    log.info("invite %s credited: %s B / %s B", invite.pk, inviter_bytes, invitee_bytes)
-    return True
-
-
-def invites_credit_pending(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """The backstop: credit invites whose first usage or verification was missed."""
-    from quota.models import UsageBucket
-
-    due = (
-        Invite.objects.filter(credited_at__isnull=True)
-        .filter(invitee__emailaddress__verified=True)
-        .filter(invitee__tenant__in=UsageBucket.objects.filter(bytes__gt=0).values("tenant_id"))
-        .values_list("invitee_id", flat=True)
-        .distinct()[:limit]
-    )
-    return sum(invite_credit(invitee_id=invitee_id, now=now) for invitee_id in list(due))
-
-
 def mask_email(email: str) -> str:
     """'friend@example.com' -> 'fr****@example.com': enough to recognise, not to harvest."""
     local, _at, domain = email.partition("@")
     shown = local[:2] if len(local) > 2 else local[:1]
     return f"{shown}{'*' * max(1, len(local) - len(shown))}@{domain}"
-
-
-def invited_message(*, inviter: User) -> str:
-    from quota.units import format_bytes
-
-    return _(
-        "%(inviter)s invited you. Sign up, confirm your email address and pull your first "
-        "image to get a welcome bonus of %(bonus)s."
-    ) % {"inviter": mask_email(inviter.email), "bonus": format_bytes(settings.WELCOME_BONUS_BYTES)}
 
 
 def invite_sent_message(*, email: str) -> str:

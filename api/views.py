@@ -25,9 +25,11 @@ from api import serializers as s
 from api.permissions import SessionOnly, StaffOr404
 from dashboard import selectors as dashboard_selectors
 from dashboard import services as dashboard_services
-from dashboard.services import GB
-from quota import ledger
+from quota import selectors as quota_selectors
+from quota.errors import LedgerError
 from quota.models import Grant
+from quota.month import month_summary
+from quota.units import GB
 
 
 class Pagination(LimitOffsetPagination):
@@ -132,7 +134,7 @@ class AcceleratorRotateView(Base):
 
 
 def _summary_data(tenant: Tenant) -> dict:
-    summary = ledger.month_summary(tenant=tenant)
+    summary = month_summary(tenant=tenant)
     return {
         "used": summary.used,
         "base": summary.base,
@@ -164,7 +166,7 @@ class GrantListView(ListBase):
         tenant = accelerator_selectors.tenant_for_user(user=self.request.user)
         if tenant is None:
             return Grant.objects.none()
-        return Grant.objects.filter(tenant=tenant).order_by("-created_at", "-id")
+        return quota_selectors.grants_for_tenant(tenant=tenant)
 
 
 class UsageView(Base):
@@ -175,7 +177,7 @@ class UsageView(Base):
         query.is_valid(raise_exception=True)
         q = query.validated_data
         tenant = _tenant_or_404(request.user)
-        points = selectors.usage_series(
+        points = quota_selectors.usage_series(
             tenant=tenant, start=q["start"], end=q["end"], granularity=q["granularity"]
         )
         data = {
@@ -340,7 +342,7 @@ class StaffActionBase(Base):
         form.is_valid(raise_exception=True)
         try:
             action = self.act(actor=request.user, tenant=tenant, data=form.validated_data)
-        except ledger.LedgerError as refused:
+        except LedgerError as refused:
             raise serializers.ValidationError({"non_field_errors": [str(refused)]}) from None
         return Response(s.StaffActionSerializer(action).data, status=status.HTTP_201_CREATED)
 

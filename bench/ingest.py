@@ -288,7 +288,7 @@ def main() -> int:
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:,.0f} MB "
               f"(includes the generator)")  # fmt: skip
         from accelerator.models import Tenant
-        from quota.ledger import usage_after_batch
+        from quota.settlement import usage_after_batch
 
         ids = list(Tenant.objects.values_list("pk", flat=True))
         w = time.perf_counter()

@@ -23,7 +23,7 @@ What keeps the summary flat: quota_usagemonth's unique (tenant, month) key (one 
 of history), quota_usagebucket's (tenant, hour) index for this month's cut points only (the
 single-column tenant indexes were dropped so the planner cannot pick them and read a tenant's
 whole history), quota_grant's (tenant, created_at) index, and the cached balances at the start
-of the month (see quota/ledger.py). The dashboard aggregates use (month, bytes) on the rollup.
+of the month (see quota/month.py). The dashboard aggregates use (month, bytes) on the rollup.
 """
 
 from __future__ import annotations
@@ -99,10 +99,12 @@ def bench_summary() -> None:
     from django.utils import timezone
 
     from accelerator.models import Tenant
-    from quota import ledger
+    from quota.grants import grant_create
+    from quota.month import month_summary
+    from quota.periods import HOUR, month_start
 
     now = timezone.now()
-    current = ledger.month_start(now)
+    current = month_start(now)
     print("\n1. month_summary() per tenant (2 edges, hourly buckets, 6 grants over the history)")
     with connection.cursor() as cursor:
         _users_and_tenants(cursor, 1, len(HISTORY_MONTHS), "hist")
@@ -110,7 +112,7 @@ def bench_summary() -> None:
     for tenant, months in zip(tenants, HISTORY_MONTHS, strict=True):
         start = current
         for _ in range(months - 1):
-            start = ledger.month_start(start - ledger.HOUR)
+            start = month_start(start - HOUR)
         with connection.cursor() as cursor:
             # ~15 GB a month per tenant: every month overflows the base and draws bonus.
             cursor.execute(
@@ -132,9 +134,9 @@ def bench_summary() -> None:
         span = now - start
         for i in range(6):
             created = start + span * i / 6
-            expires = None if i % 2 == 0 else created + span / 3 + ledger.HOUR
+            expires = None if i % 2 == 0 else created + span / 3 + HOUR
             # Some expired long ago, some still running; each made as of its own time.
-            ledger.grant_create(
+            grant_create(
                 tenant=tenant,
                 kind="promo",
                 bytes=20 * 10**9,
@@ -142,19 +144,19 @@ def bench_summary() -> None:
                 now=created,
                 expires_at=expires,
             )
-        ledger.grant_create(
+        grant_create(
             tenant=tenant,
             kind="invite",
             bytes=2 * 10**9,
             source_key=f"h{tenant.pk}-now",
-            now=now - ledger.HOUR,
+            now=now - HOUR,
         )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     for tenant, months in zip(tenants, HISTORY_MONTHS, strict=True):
         rows = tenant.usage_buckets.count()
-        ledger.month_summary(tenant=tenant, now=now)  # warm
-        with_rollup = _timed(lambda t=tenant: ledger.month_summary(tenant=t, now=now), REPEAT)
+        month_summary(tenant=tenant, now=now)  # warm
+        with_rollup = _timed(lambda t=tenant: month_summary(tenant=t, now=now), REPEAT)
 
         def from_buckets(t=tenant):
             # What the summary would read without the rollup: every month since the first
@@ -170,7 +172,7 @@ def bench_summary() -> None:
                 cursor.fetchall()
 
         without = _timed(from_buckets, max(20, REPEAT // 4))
-        summary = ledger.month_summary(tenant=tenant, now=now)
+        summary = month_summary(tenant=tenant, now=now)
         print(
             f"   {months:3d} months, {rows:6d} buckets: summary {_ms(with_rollup)}"
             f"   | history from buckets alone {_ms(without)}"
@@ -191,11 +193,12 @@ def bench_aggregates() -> None:
     from django.db.models import Sum
     from django.utils import timezone
 
-    from quota import ledger
     from quota.models import UsageMonth
+    from quota.periods import month_start, next_month
+    from quota.settlement import ledger_reconcile
 
     now = timezone.now()
-    month = ledger.month_start(now)
+    month = month_start(now)
     hours = max(1, HOURS_NOW)
     print(f"\n2. Aggregates over {TENANTS:,} tenants ({hours} hourly buckets each this month)")
     t0 = time.perf_counter()
@@ -238,7 +241,7 @@ def bench_aggregates() -> None:
                           (SELECT array_agg(tenant_id) FROM
                               (SELECT tenant_id FROM m ORDER BY b DESC LIMIT 10) x),
                           (SELECT count(*) FROM m WHERE b >= %s)""",
-                [month, ledger.next_month(month), floor],
+                [month, next_month(month), floor],
             )
             return cursor.fetchone()
 
@@ -256,7 +259,7 @@ def bench_aggregates() -> None:
     )
     for label in ("first pass", "steady state"):
         t0 = time.perf_counter()
-        result = ledger.ledger_reconcile(now=now)
+        result = ledger_reconcile(now=now)
         elapsed = time.perf_counter() - t0
         print(
             f"   ledger_reconcile() {label}: {elapsed * 1000:.0f} ms for {result.evaluated}"

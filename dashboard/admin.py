@@ -1,6 +1,6 @@
 """Admin for the audit trail, and read-only admin for the ledger's raw tables.
 
-The ledger is append-only and owned by quota/ledger.py: the admin may show it, never edit it.
+The ledger is append-only and owned by the quota app: the admin may show it, never edit it.
 If the quota app registers its own admin, that one wins.
 """
 

@@ -8,21 +8,22 @@ are read live, so a staff action shows at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from time import sleep
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Q, QuerySet, Sum
-from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from accelerator.models import Tenant
 from accounts.models import Invite, User
 from dashboard.models import StaffAction
 from ingest.models import EdgeIngest, MalformedCount, MalformedSample, UnknownTraffic
-from quota import ledger
 from quota.models import UsageBucket
+from quota.month import month_summary
+from quota.periods import day_start, month_start
+from quota.selectors import usage_series
 
 _CACHE_KEY = "dashboard:traffic:v1"
 _LOCK_KEY = "dashboard:traffic:v1:lock"
@@ -32,14 +33,6 @@ NEAR_QUOTA_LIST = 20
 NEAR_QUOTA_PERCENT = 80
 # The ledger is asked about at most this many of the month's heaviest users per refresh.
 NEAR_QUOTA_SCAN = 500
-
-
-def _month_start(now: datetime) -> datetime:
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
-
-
-def _day_start(now: datetime) -> datetime:
-    return datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -52,10 +45,9 @@ class TenantTraffic:
 
 
 def _traffic_uncached(*, now: datetime, days: int) -> dict:
-    month_start = _month_start(now)
-    day_start = _day_start(now)
+    day = day_start(now)
     per_tenant = list(
-        UsageBucket.objects.filter(hour__gte=month_start)
+        UsageBucket.objects.filter(hour__gte=month_start(now))
         .values("tenant_id")
         .annotate(b=Sum("bytes"), r=Sum("requests"), c=Sum("cache_hits"))
         .order_by()
@@ -63,23 +55,14 @@ def _traffic_uncached(*, now: datetime, days: int) -> dict:
     month_bytes = sum(int(row["b"]) for row in per_tenant)
     month_requests = sum(int(row["r"]) for row in per_tenant)
     month_hits = sum(int(row["c"]) for row in per_tenant)
-    today = UsageBucket.objects.filter(hour__gte=day_start).aggregate(b=Sum("bytes"))
-    since = day_start - timedelta(days=days - 1)
-    daily = {
-        row["day"].date(): int(row["b"])
-        for row in UsageBucket.objects.filter(hour__gte=since)
-        .annotate(day=TruncDay("hour", tzinfo=UTC))
-        .values("day")
-        .annotate(b=Sum("bytes"))
-        .order_by()
-    }
-    series = [
-        (
-            (since + timedelta(days=i)).date().isoformat(),
-            daily.get((since + timedelta(days=i)).date(), 0),
-        )
-        for i in range(days)
-    ]
+    today = UsageBucket.objects.filter(hour__gte=day).aggregate(b=Sum("bytes"))
+    daily = usage_series(
+        tenant=None,
+        start=day.date() - timedelta(days=days - 1),
+        end=day.date(),
+        granularity="day",
+    )
+    series = [(p.start.date().isoformat(), p.bytes) for p in daily]
     per_tenant.sort(key=lambda row: row["b"], reverse=True)
     top_ids = [row["tenant_id"] for row in per_tenant[:TOP_TENANTS]]
     # The allowance is never below the month's base, so a tenant under 80 % of the base
@@ -88,7 +71,7 @@ def _traffic_uncached(*, now: datetime, days: int) -> dict:
     candidate_ids = [row["tenant_id"] for row in per_tenant if row["b"] >= floor]
     near = []
     for tid in candidate_ids[:NEAR_QUOTA_SCAN]:
-        summary = ledger.month_summary(tenant=tid, now=now)
+        summary = month_summary(tenant=tid, now=now)
         if summary.percent_used >= NEAR_QUOTA_PERCENT:
             near.append((tid, summary.used, summary.allowance, summary.percent_used))
     near.sort(key=lambda row: (row[3], row[1]), reverse=True)

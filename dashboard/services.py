@@ -11,10 +11,8 @@ from accelerator import services as accelerator_services
 from accelerator.models import Tenant
 from accounts.models import User
 from dashboard.models import StaffAction
-from quota import ledger
+from quota.grants import grant_create
 from quota.models import Grant
-
-GB = 10**9
 
 
 def _record(*, actor: User, tenant: Tenant, kind: str, reason: str, detail: dict) -> StaffAction:
@@ -41,7 +39,7 @@ def staff_grant(
     ).first()
     if earlier is not None:
         return earlier
-    ledger.grant_create(
+    grant_create(
         tenant=tenant,
         kind=Grant.Kind.STAFF,
         bytes=bytes,

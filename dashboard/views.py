@@ -23,8 +23,10 @@ from accelerator.models import Tenant
 from accelerator.selectors import mirror_url
 from dashboard import integrations, selectors, services
 from dashboard.forms import GrantForm, ReasonForm, TenantSearchForm
-from dashboard.services import GB
-from quota import ledger
+from quota.errors import LedgerError
+from quota.month import month_summary
+from quota.selectors import grants_for_tenant, usage_daily
+from quota.units import GB
 
 
 def staff_only(view):
@@ -100,10 +102,10 @@ def _tenant_context(tenant: Tenant, **forms) -> dict:
     return {
         "tenant": tenant,
         "mirror_url": mirror_url(label=tenant.label),
-        "summary": ledger.month_summary(tenant=tenant),
-        "daily": [(d.day.isoformat(), d.bytes) for d in ledger.usage_daily(tenant=tenant, days=30)],
+        "summary": month_summary(tenant=tenant),
+        "daily": [(d.day.isoformat(), d.bytes) for d in usage_daily(tenant=tenant, days=30)],
         "chart_title": _("Traffic per day, last 30 days"),
-        "grants": ledger.grants_for_tenant(tenant=tenant)[:20],
+        "grants": grants_for_tenant(tenant=tenant)[:20],
         "actions": selectors.recent_actions(tenant=tenant, limit=50),
         "grant_form": forms.get("grant_form") or GrantForm(),
         "reason_form": forms.get("reason_form") or ReasonForm(),
@@ -138,7 +140,7 @@ def _act(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
                 expires_at=timezone.now() + timedelta(days=days) if days else None,
                 idempotency_key=data.get("idempotency_key") or None,
             )
-        except ledger.LedgerError as refused:
+        except LedgerError as refused:
             form.add_error(None, str(refused))
             context = _tenant_context(tenant, grant_form=form, failed=kind)
             return render(request, "dashboard/tenant.html", context, status=400)

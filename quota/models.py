@@ -1,4 +1,4 @@
-"""The traffic ledger's tables. The rules over them live in quota/ledger.py alone."""
+"""The traffic ledger's tables. The arithmetic over them lives in quota/month.py alone."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class UsageBucket(models.Model):
 
 
 class UsageMonth(models.Model):
-    """Rollup of UsageBucket per (tenant, UTC calendar month), written by ledger.usage_apply in
+    """Rollup of UsageBucket per (tenant, UTC calendar month), written by usage_apply in
     the same transaction as the buckets, so the two always agree.
 
     It keeps the month summary flat as history grows (one row per month instead of up to

@@ -1,11 +1,19 @@
-"""Threshold emails (80 % and 100 % of the month's allowance). The rows are written by the
-ledger's enforcement; this module only sends them, once per row.
+"""Threshold emails (80 % and 100 % of the month's allowance): queued after commit, sent once.
+
+quota/enforcement.py writes the rows and queues each new one with notices_enqueue. The Celery
+task that sends a row is defined here, not in quota/tasks.py, on purpose: enforcement must
+queue it, and quota/tasks.py runs enforcement (the periodic reconcile), so a task there would
+make the loop tasks -> settlement -> enforcement -> tasks, and sending it by name would only
+hide that loop. The task keeps its registered name, "quota.tasks.quota_notice_send", so that
+messages queued before a deploy still find it; workers register it through quota.tasks, which
+imports this module (through settlement and enforcement).
 """
 
 from __future__ import annotations
 
 import logging
 
+from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -13,8 +21,8 @@ from django.utils import timezone
 
 from accounts.language import language_for_user
 from accounts.mail import email_render
-from quota import ledger
 from quota.models import QuotaNotice
+from quota.month import month_summary
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,7 @@ def notice_send(*, notice_id: int) -> bool:
     if not claimed:
         return False
     notice = QuotaNotice.objects.select_related("tenant__user").get(pk=notice_id)
-    summary = ledger.month_summary(tenant=notice.tenant_id)
+    summary = month_summary(tenant=notice.tenant_id)
     context = {
         "notice": notice,
         "summary": summary,
@@ -65,3 +73,26 @@ def notice_send(*, notice_id: int) -> bool:
             status=QuotaNotice.Status.SENT, sent_at=timezone.now()
         )
     return True
+
+
+def notices_enqueue(*, notice_ids: list[int]) -> None:
+    """Queue the send of these rows once the caller's transaction commits (at once outside
+    one): a worker must not look for a row that is not committed yet."""
+    for notice_id in notice_ids:
+        transaction.on_commit(lambda notice_id=notice_id: quota_notice_send.delay(notice_id))
+
+
+@shared_task(
+    name="quota.tasks.quota_notice_send",
+    acks_late=True,
+    soft_time_limit=30,
+    time_limit=60,
+    bind=True,
+    max_retries=5,
+)
+def quota_notice_send(self, notice_id: int) -> None:
+    """Send one threshold email. Runs at most one send per notice row (compare-and-set claim)."""
+    try:
+        notice_send(notice_id=notice_id)
+    except NoticeSendFailed as exc:
+        raise self.retry(exc=exc, countdown=60) from exc

@@ -1,6 +1,8 @@
-"""Byte sizes for people, in SI units (1 GB = 10^9 bytes). Pure: no Django imports."""
+"""Byte units, in SI (1 GB = 10^9 bytes): the constants and sizes for people. Pure: no Django."""
 
 from __future__ import annotations
+
+GB = 10**9  # the unit staff grant in and the quota is sold in ("10 GB a month")
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
 

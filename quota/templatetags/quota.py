@@ -14,7 +14,9 @@ from django.utils import formats
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
-from quota import charts, ledger
+from quota import charts
+from quota.month import month_summary
+from quota.selectors import grants_for_tenant, usage_daily
 from quota.units import format_bytes
 
 register = template.Library()
@@ -56,13 +58,13 @@ def bar_chart(
 def quota_console(tenant) -> dict:
     if tenant is None:
         return {"tenant": None}
-    summary = ledger.month_summary(tenant=tenant)
-    days = ledger.usage_daily(tenant=tenant, days=30)
+    summary = month_summary(tenant=tenant)
+    days = usage_daily(tenant=tenant, days=30)
     title = _("Daily usage over the last 30 days, %(total)s in total")
     return {
         "tenant": tenant,
         "summary": summary,
         "chart_points": [(d.day.isoformat(), d.bytes) for d in days],
         "chart_title": title % {"total": si_bytes(sum(d.bytes for d in days))},
-        "grants": ledger.grants_for_tenant(tenant=tenant),
+        "grants": grants_for_tenant(tenant=tenant),
     }

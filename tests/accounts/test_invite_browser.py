@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from accelerator.models import Tenant
 from accounts.models import Invite
-from quota import ledger
+from quota.periods import floor_hour
+from quota.settlement import usage_after_batch
 from tests.conftest import PASSWORD
 from tests.quota.conftest import GB, use
 
@@ -87,9 +88,9 @@ def test_invite_from_link_to_credit(page, chromium, live_server, owner, eager_ta
 
         # The first pull, as ingestion reports it to the ledger.
         tenant = Tenant.objects.get(user__email="friend@example.com")
-        use(tenant, ledger.floor_hour(timezone.now()), 123_000_000)
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
+        use(tenant, floor_hour(timezone.now()), 123_000_000)
+        usage_after_batch(tenant_ids=[tenant.pk])
+        usage_after_batch(tenant_ids=[tenant.pk])
 
         friend.reload()
         assert friend.get_by_test_id("quota-used").inner_text() == "123 MB"

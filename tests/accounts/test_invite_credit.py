@@ -10,8 +10,12 @@ from accelerator.models import Tenant
 from accelerator.services import tenant_start
 from accounts import services
 from accounts.models import Invite, User
-from quota import ledger
+from quota.enforcement import tenant_enforce
+from quota.invites import invite_credit, invites_credit_pending
 from quota.models import Grant
+from quota.month import month_summary
+from quota.periods import floor_hour
+from quota.settlement import ledger_reconcile, usage_after_batch
 from tests.conftest import PASSWORD
 from tests.quota.conftest import GB, in_processes, use
 
@@ -34,7 +38,7 @@ def invitee_of(inviter, email, *, verified=True, start=True):
 
 def first_pull(user, nbytes=50_000_000):
     tenant = Tenant.objects.get(user=user)
-    use(tenant, ledger.floor_hour(timezone.now()), nbytes)
+    use(tenant, floor_hour(timezone.now()), nbytes)
     return tenant
 
 
@@ -44,25 +48,25 @@ def bonuses(user):
 
 def test_credit_after_verified_first_usage_once(owner):
     friend = invitee_of(owner, "friend@example.com")
-    assert services.invite_credit(invitee_id=friend.pk) is False  # no usage yet
+    assert invite_credit(invitee_id=friend.pk) is False  # no usage yet
     tenant = first_pull(friend)
-    ledger.usage_after_batch(tenant_ids=[tenant.pk])
-    ledger.usage_after_batch(tenant_ids=[tenant.pk])
-    assert services.invite_credit(invitee_id=friend.pk) is False
+    usage_after_batch(tenant_ids=[tenant.pk])
+    usage_after_batch(tenant_ids=[tenant.pk])
+    assert invite_credit(invitee_id=friend.pk) is False
     assert bonuses(friend) == [("welcome", 1 * GB)]
     assert bonuses(owner) == [("invite", 2 * GB)]
     invite = Invite.objects.get()
     assert invite.credited_at is not None
     assert (invite.inviter_bytes, invite.invitee_bytes) == (2 * GB, 1 * GB)
-    assert ledger.month_summary(tenant=tenant).bonus_left == 1 * GB
+    assert month_summary(tenant=tenant).bonus_left == 1 * GB
     # The inviter had no accelerator: one was started to hold the bonus.
-    assert ledger.month_summary(tenant=Tenant.objects.get(user=owner)).remaining == 12 * GB
+    assert month_summary(tenant=Tenant.objects.get(user=owner)).remaining == 12 * GB
 
 
 def test_no_credit_without_verification_then_credit_on_confirmation(owner):
     friend = invitee_of(owner, "friend@example.com", verified=False)
     first_pull(friend)
-    ledger.usage_after_batch(tenant_ids=[friend.tenant.pk])
+    usage_after_batch(tenant_ids=[friend.tenant.pk])
     assert bonuses(friend) == [] and bonuses(owner) == []
     address = EmailAddress.objects.get(user=friend)
     address.verified = True
@@ -76,24 +80,24 @@ def test_no_credit_without_verification_then_credit_on_confirmation(owner):
 def test_no_credit_for_a_bucket_without_bytes(owner):
     friend = invitee_of(owner, "friend@example.com")
     first_pull(friend, nbytes=0)
-    ledger.usage_after_batch(tenant_ids=[friend.tenant.pk])
-    assert services.invites_credit_pending() == 0
+    usage_after_batch(tenant_ids=[friend.tenant.pk])
+    assert invites_credit_pending() == 0
     assert Invite.objects.get().credited_at is None
 
 
 def test_no_credit_without_an_invite_or_a_tenant(owner, stranger):
-    assert services.invite_credit(invitee_id=stranger.pk) is False
+    assert invite_credit(invitee_id=stranger.pk) is False
     friend = invitee_of(owner, "friend@example.com", start=False)
-    assert services.invite_credit(invitee_id=friend.pk) is False
+    assert invite_credit(invitee_id=friend.pk) is False
     assert not Grant.objects.exists()
 
 
 def test_the_backstop_credits_a_missed_first_usage(owner):
     friend = invitee_of(owner, "friend@example.com")
     first_pull(friend)  # ingestion died before usage_after_batch
-    result = ledger.ledger_reconcile()
+    result = ledger_reconcile()
     assert result.invites_credited == 1
-    assert ledger.ledger_reconcile().invites_credited == 0
+    assert ledger_reconcile().invites_credited == 0
     assert bonuses(owner) == [("invite", 2 * GB)]
 
 
@@ -102,7 +106,7 @@ def test_the_cap_stops_the_inviter_bonus_not_the_welcome(owner, settings):
     friends = [invitee_of(owner, f"f{i}@example.com") for i in range(3)]
     for friend in friends:
         first_pull(friend)
-        ledger.usage_after_batch(tenant_ids=[friend.tenant.pk])
+        usage_after_batch(tenant_ids=[friend.tenant.pk])
     assert bonuses(owner) == [("invite", 2 * GB)] * 2
     assert all(bonuses(f) == [("welcome", GB)] for f in friends)
     assert sorted(Invite.objects.values_list("inviter_bytes", flat=True)) == [0, 2 * GB, 2 * GB]
@@ -114,7 +118,7 @@ def test_a_suspended_inviter_gets_nothing_the_invitee_still_does(owner):
     friend = invitee_of(owner, "friend@example.com")
     tenant_suspend(tenant=tenant_start(user=owner), reason="abuse")
     first_pull(friend)
-    ledger.usage_after_batch(tenant_ids=[friend.tenant.pk])
+    usage_after_batch(tenant_ids=[friend.tenant.pk])
     assert bonuses(owner) == []
     assert bonuses(friend) == [("welcome", GB)]
     assert Invite.objects.get().inviter_bytes == 0
@@ -124,7 +128,7 @@ def test_a_deleted_inviter_still_leaves_the_welcome_bonus(owner):
     friend = invitee_of(owner, "friend@example.com")
     owner.delete()
     first_pull(friend)
-    ledger.usage_after_batch(tenant_ids=[friend.tenant.pk])
+    usage_after_batch(tenant_ids=[friend.tenant.pk])
     assert bonuses(friend) == [("welcome", GB)]
     assert Invite.objects.get().inviter_id is None
 
@@ -132,17 +136,17 @@ def test_a_deleted_inviter_still_leaves_the_welcome_bonus(owner):
 def test_the_credit_reopens_an_exhausted_invitee(owner):
     friend = invitee_of(owner, "friend@example.com")
     tenant = first_pull(friend, nbytes=10 * GB)
-    ledger.tenant_enforce(tenant_id=tenant.pk)
-    ledger.usage_after_batch(tenant_ids=[tenant.pk])
+    tenant_enforce(tenant_id=tenant.pk)
+    usage_after_batch(tenant_ids=[tenant.pk])
     tenant.refresh_from_db()
     assert tenant.exhausted_at is None
-    assert ledger.month_summary(tenant=tenant).remaining == GB
+    assert month_summary(tenant=tenant).remaining == GB
 
 
 def test_the_invites_page_shows_the_credit(client, owner):
     friend = invitee_of(owner, "friend@example.com")
     first_pull(friend)
-    ledger.usage_after_batch(tenant_ids=[friend.tenant.pk])
+    usage_after_batch(tenant_ids=[friend.tenant.pk])
     client.force_login(owner)
     html = client.get("/invites/").content.decode()
     assert "1 signed up, 1 of at most 50 credited, 2 GB earned" in html
@@ -152,11 +156,11 @@ def test_the_invites_page_shows_the_credit(client, owner):
 
 
 def _credit(invitee_ids):
-    return sum(services.invite_credit(invitee_id=i) for i in invitee_ids)
+    return sum(invite_credit(invitee_id=i) for i in invitee_ids)
 
 
 def _after_batch(tenant_ids):
-    ledger.usage_after_batch(tenant_ids=tenant_ids)
+    usage_after_batch(tenant_ids=tenant_ids)
     return 0
 
 

@@ -11,9 +11,10 @@ from django.utils import timezone
 from accelerator.models import RetiredLabel, Tenant
 from accelerator.services import tenant_start
 from api.services import token_create
-from quota import ledger
-from quota.ledger import UsageDelta, usage_apply
+from quota.grants import grant_create
 from quota.models import Grant, UsageBucket
+from quota.month import month_summary
+from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 
 pytestmark = pytest.mark.django_db
@@ -52,11 +53,9 @@ def test_accelerator_get_start_rotate(owner, owner_token, api):
 
 def test_quota_is_the_ledgers_month_summary(owner_tenant, owner_token, api):
     usage_apply(deltas=[UsageDelta(owner_tenant.pk, "e1", hour(0), 3 * 10**9, 10, 4)])
-    ledger.grant_create(
-        tenant=owner_tenant, kind=Grant.Kind.PROMO, bytes=2 * 10**9, source_key="promo:t1"
-    )
+    grant_create(tenant=owner_tenant, kind=Grant.Kind.PROMO, bytes=2 * 10**9, source_key="promo:t1")
     body = api(owner_token).get("/api/v1/quota/").json()
-    summary = ledger.month_summary(tenant=owner_tenant)
+    summary = month_summary(tenant=owner_tenant)
     assert body["used"] == summary.used == 3 * 10**9
     assert body["base"] == settings.QUOTA_MONTHLY_BYTES
     assert body["bonus_left"] == 2 * 10**9
@@ -67,12 +66,20 @@ def test_quota_is_the_ledgers_month_summary(owner_tenant, owner_token, api):
 
 def test_grants_are_scoped_to_the_callers_tenant(owner_tenant, owner_token, stranger, api):
     other = tenant_start(user=stranger)
-    ledger.grant_create(tenant=owner_tenant, kind="promo", bytes=5, source_key="a")
-    ledger.grant_create(tenant=other, kind="promo", bytes=7, source_key="b")
+    grant_create(tenant=owner_tenant, kind="promo", bytes=5, source_key="a")
+    grant_create(tenant=other, kind="promo", bytes=7, source_key="b")
     mine = api(owner_token).get("/api/v1/quota/grants/").json()
     assert [g["bytes"] for g in mine["results"]] == [5]
     theirs = api(_token(stranger)).get("/api/v1/quota/grants/").json()
     assert [g["bytes"] for g in theirs["results"]] == [7]
+
+
+def test_grants_listed_are_the_ones_made_by_now(owner_tenant, owner_token, api):
+    grant_create(tenant=owner_tenant, kind="promo", bytes=5, source_key="now")
+    later = timezone.now() + timedelta(hours=1)
+    grant_create(tenant=owner_tenant, kind="promo", bytes=9, source_key="later", now=later)
+    listed = api(owner_token).get("/api/v1/quota/grants/").json()
+    assert [g["bytes"] for g in listed["results"]] == [5]  # as the month rule counts them
 
 
 def test_usage_per_day_and_per_hour(owner_tenant, owner_token, stranger, api):

@@ -10,13 +10,13 @@ from django.utils import timezone
 from accelerator.models import RetiredLabel, Tenant
 from api.services import token_create
 from dashboard.models import StaffAction
-from quota import ledger
-from quota.ledger import UsageDelta, usage_apply
 from quota.models import Grant
+from quota.month import month_summary
+from quota.units import GB
+from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 
 pytestmark = pytest.mark.django_db
-GB = 10**9
 
 
 def _token(user) -> str:
@@ -64,7 +64,7 @@ def test_staff_grant_is_audited_and_idempotent(staff, owner_tenant, api):
     action = StaffAction.objects.get()
     assert (action.actor, action.tenant, action.kind) == (staff, owner_tenant, "grant")
     assert action.reason == "support ticket 42" and action.detail["bytes"] == 3 * GB
-    assert ledger.month_summary(tenant=owner_tenant).bonus_left == 3 * GB
+    assert month_summary(tenant=owner_tenant).bonus_left == 3 * GB
     listed = client.get("/api/v1/staff/actions/").json()["results"]
     assert listed[0]["actor"] == staff.email and listed[0]["tenant_label"] == owner_tenant.label
 

@@ -7,8 +7,8 @@ from django.conf import settings
 
 from accelerator.services import tenant_start
 from dashboard.models import StaffAction
-from quota.ledger import UsageDelta, usage_apply
 from quota.models import Grant
+from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 from tests.conftest import PASSWORD
 

@@ -9,7 +9,7 @@ import pytest
 
 from accelerator.services import tenant_start
 from quota.charts import bar_chart_svg
-from quota.ledger import UsageDelta, usage_apply
+from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 
 NS = "{http://www.w3.org/2000/svg}"

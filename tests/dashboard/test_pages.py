@@ -11,13 +11,14 @@ from django.utils import timezone
 from accelerator.models import Tenant
 from accelerator.services import tenant_mark_exhausted, tenant_start
 from dashboard.models import StaffAction
-from quota import ledger
-from quota.ledger import UsageDelta, usage_apply
+from quota.grants import grant_create
 from quota.models import Grant
+from quota.month import month_summary
+from quota.units import GB
+from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 
 pytestmark = pytest.mark.django_db
-GB = 10**9
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_overview_shows_totals_chart_top_and_quota_lists(client, staff, owner, s
     assert [t.label for t in resp.context["top"]] == [tenant.label, other.label]
     near = resp.context["near_quota"]
     assert [n.tenant.pk for n in near] == [tenant.pk]
-    assert near[0].percent_used == ledger.month_summary(tenant=tenant).percent_used == 85
+    assert near[0].percent_used == month_summary(tenant=tenant).percent_used == 85
     assert [t.pk for t in resp.context["exhausted"]] == [other.pk]
     assert resp.context["exhausted_count"] == 1 and resp.context["near_quota_candidates"] == 1
     assert "1 tenant has used at least 80 %" in html
@@ -96,7 +97,7 @@ def test_overview_shows_totals_chart_top_and_quota_lists(client, staff, owner, s
 def test_near_quota_counts_bonus_in_the_allowance(client, staff, tenant):
     base = settings.QUOTA_MONTHLY_BYTES
     usage_apply(deltas=[UsageDelta(tenant.pk, "e1", hour(0), base * 85 // 100, 1, 0)])
-    ledger.grant_create(tenant=tenant, kind="promo", bytes=base, source_key="big")
+    grant_create(tenant=tenant, kind="promo", bytes=base, source_key="big")
     client.force_login(staff)
     assert client.get("/staff/").context["near_quota"] == []
 
@@ -176,7 +177,7 @@ def test_tenant_search(client, staff, tenant, stranger):
 
 def test_admin_shows_the_ledger_read_only(client, django_user_model, tenant):
     admin = django_user_model.objects.create_superuser(email="root@example.com", password="x")
-    ledger.grant_create(tenant=tenant, kind="promo", bytes=5, source_key="adm")
+    grant_create(tenant=tenant, kind="promo", bytes=5, source_key="adm")
     usage_apply(deltas=[UsageDelta(tenant.pk, "e1", hour(0), 5, 1, 0)])
     client.force_login(admin)
     grant = Grant.objects.get()

@@ -137,7 +137,7 @@ def test_exhausted_tenant_is_refused_within_15s_docker_falls_back_and_a_grant_re
     edge, upstream, make_tenant, docker_daemon, worker_with_beat, settings
 ):
     from accelerator.models import Tenant
-    from quota.ledger import grant_create
+    from quota.grants import grant_create
 
     small = upstream.images["small"]
     allowance = len(small.image.manifest) + sum(b.size for b in small.image.blobs) - 1

@@ -18,9 +18,11 @@ from django.utils import formats, timezone, translation
 from accelerator.services import tenant_start
 from accounts import services as account_services
 from accounts.models import InviteEmail
-from quota import ledger
+from quota.enforcement import tenant_enforce
 from quota.models import QuotaNotice
+from quota.month import month_summary
 from quota.notices import notice_send
+from quota.periods import floor_hour
 from tests.conftest import PASSWORD
 from tests.i18n.conftest import CJK, ZH
 from tests.quota.conftest import use
@@ -132,14 +134,14 @@ def test_threshold_emails_in_the_accounts_language(owner, language, threshold):
     owner.save(update_fields=["language"])
     tenant = tenant_start(user=owner)
     base = settings.QUOTA_MONTHLY_BYTES
-    use(tenant, ledger.floor_hour(timezone.now()), base * threshold // 100)
-    ledger.tenant_enforce(tenant_id=tenant.pk)  # on_commit not run: send it here
+    use(tenant, floor_hour(timezone.now()), base * threshold // 100)
+    tenant_enforce(tenant_id=tenant.pk)  # on_commit not run: send it here
     notice = QuotaNotice.objects.get(tenant=tenant, threshold=threshold)
     # A task runs without a request, in whatever language the worker has active.
     with translation.override("en" if language == ZH else ZH):
         assert notice_send(notice_id=notice.pk) is True
     message = _only_mail(language)
-    summary = ledger.month_summary(tenant=tenant)
+    summary = month_summary(tenant=tenant)
     with translation.override(language):
         resets = formats.date_format(summary.resets_at, "DATE_FORMAT")
     assert resets in message.body

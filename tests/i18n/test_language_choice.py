@@ -171,9 +171,9 @@ def test_byte_sizes_use_the_locales_number_format():
 
 def test_dates_use_the_locales_format(owner_client, owner):
     from accelerator.services import tenant_start
-    from quota import ledger
+    from quota.month import month_summary
 
-    resets = ledger.month_summary(tenant=tenant_start(user=owner)).resets_at
+    resets = month_summary(tenant=tenant_start(user=owner)).resets_at
     zh = owner_client.get("/console/", headers={"accept-language": ZH}).content.decode()
     en = owner_client.get("/console/", headers={"accept-language": "en"}).content.decode()
     zh_date = f"{resets.year}年{resets.month}月{resets.day}日"
@@ -199,8 +199,10 @@ def test_invite_bonus_notes_are_written_in_each_receivers_language(owner, django
 
     from accelerator.services import tenant_start
     from accounts import services as account_services
-    from quota.ledger import UsageDelta, floor_hour, usage_apply
+    from quota.invites import invite_credit
     from quota.models import Grant
+    from quota.periods import floor_hour
+    from quota.usage import UsageDelta, usage_apply
 
     owner.language = ZH
     owner.save(update_fields=["language"])
@@ -215,7 +217,7 @@ def test_invite_bonus_notes_are_written_in_each_receivers_language(owner, django
     usage_apply(deltas=[UsageDelta(tenant.pk, "e1", floor_hour(timezone.now()), 1000, 1)])
     # Credited by a worker (no request) whose active language is neither's.
     with translation.override("de"):
-        assert account_services.invite_credit(invitee_id=friend.pk) is True
+        assert invite_credit(invitee_id=friend.pk) is True
     notes = dict(Grant.objects.values_list("kind", "note"))
     assert notes[Grant.Kind.INVITE] == "邀请奖励：fr****@example.com 已加入"
     assert notes[Grant.Kind.WELCOME] == "Welcome bonus: you joined through an invite"

@@ -18,7 +18,8 @@ from accelerator.services import tenant_start
 from accounts import services as account_services
 from api.services import token_create
 from dashboard.services import staff_grant
-from quota.ledger import UsageDelta, floor_hour, usage_apply
+from quota.periods import floor_hour
+from quota.usage import UsageDelta, usage_apply
 from tests.conftest import PASSWORD
 from tests.i18n.conftest import CJK, ZH, english_left_over
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-GB = 10**9
+from quota.units import GB  # noqa: F401 - the ledger tests import it from here
 
 
 def at(text: str) -> datetime:
@@ -42,7 +42,8 @@ def other_tenant(stranger):
 
 def use(tenant, when: str | datetime, nbytes: int, edge: str = "e1", requests: int = 1) -> None:
     """Usage written through the ledger's write path."""
-    from quota.ledger import UsageDelta, floor_hour, usage_apply
+    from quota.periods import floor_hour
+    from quota.usage import UsageDelta, usage_apply
 
     hour = floor_hour(at(when) if isinstance(when, str) else when)
     tenant_id = tenant if isinstance(tenant, int) else tenant.pk

@@ -7,11 +7,15 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from accelerator.models import Tenant
-from quota import ledger
-from quota.ledger import UsageDelta, usage_apply
+from quota.grants import grant_create
 from quota.models import Grant, QuotaNotice, UsageBucket, UsageMonth
+from quota.month import month_summary
+from quota.periods import floor_hour
+from quota.settlement import usage_after_batch
+from quota.usage import UsageDelta, usage_apply
 from tests.quota.conftest import GB, at, in_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,9 +52,7 @@ def test_concurrent_usage_batches_sum_exactly(tenant, other_tenant):
 
 
 def _grant(tenant_id, keys):
-    return [
-        ledger.grant_create(tenant=tenant_id, kind="promo", bytes=GB, source_key=k).pk for k in keys
-    ]
+    return [grant_create(tenant=tenant_id, kind="promo", bytes=GB, source_key=k).pk for k in keys]
 
 
 def test_concurrent_grants_with_the_same_keys_grant_once(tenant):
@@ -58,17 +60,15 @@ def test_concurrent_grants_with_the_same_keys_grant_once(tenant):
     a, b = in_processes(_grant, [(tenant.pk, keys), (tenant.pk, keys[::-1])])
     assert sorted(a) == sorted(b)  # both got the same grant for each key
     assert Grant.objects.count() == 30
-    assert ledger.month_summary(tenant=tenant).bonus_left == 30 * GB
+    assert month_summary(tenant=tenant).bonus_left == 30 * GB
 
 
 def _batch_then_evaluate(tenant_id, nbytes):
     from tests.quota.conftest import _eager
 
     _eager()
-    usage_apply(
-        deltas=[UsageDelta(tenant_id, "e", ledger.floor_hour(ledger.timezone.now()), nbytes, 1)]
-    )
-    ledger.usage_after_batch(tenant_ids=[tenant_id])
+    usage_apply(deltas=[UsageDelta(tenant_id, "e", floor_hour(timezone.now()), nbytes, 1)])
+    usage_after_batch(tenant_ids=[tenant_id])
     return len(mail.outbox)
 
 
@@ -76,7 +76,7 @@ def test_two_workers_crossing_the_limit_mark_once_and_email_once(tenant, setting
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     sent = in_processes(_batch_then_evaluate, [(tenant.pk, 6 * GB), (tenant.pk, 5 * GB)])
     assert Tenant.objects.get(pk=tenant.pk).exhausted_at is not None
-    assert ledger.month_summary(tenant=tenant).used == 11 * GB
+    assert month_summary(tenant=tenant).used == 11 * GB
     # One process saw 80 % or 100 % first; together they sent one email per threshold row
     # that was due, and each row exists once.
     rows = list(QuotaNotice.objects.values_list("threshold", "status"))

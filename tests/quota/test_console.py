@@ -9,8 +9,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from quota import ledger
 from quota.charts import chart_bars, nice_ceiling
+from quota.grants import grant_create
+from quota.month import month_summary
+from quota.periods import floor_hour
 from quota.templatetags.quota import si_bytes
 from quota.units import format_bytes
 from tests.quota.conftest import GB, use
@@ -20,12 +22,12 @@ pytestmark = pytest.mark.django_db
 
 def test_console_shows_the_month_from_the_ledger(owner_client, tenant):
     now = timezone.now()
-    use(tenant, ledger.floor_hour(now), 3_456_000_000)
-    use(tenant, ledger.floor_hour(now - timedelta(days=2)), 1_000_000_000)
-    ledger.grant_create(
+    use(tenant, floor_hour(now), 3_456_000_000)
+    use(tenant, floor_hour(now - timedelta(days=2)), 1_000_000_000)
+    grant_create(
         tenant=tenant, kind="staff", bytes=2 * GB, source_key="s1", note="sorry for the outage"
     )
-    summary = ledger.month_summary(tenant=tenant)
+    summary = month_summary(tenant=tenant)
     html = owner_client.get(reverse("console")).content.decode()
     assert f'data-testid="quota-used" data-bytes="{summary.used}"' in html
     assert f'data-bytes="{summary.remaining}"' in html
@@ -45,14 +47,14 @@ def test_console_without_an_accelerator_shows_no_quota(owner_client):
 
 
 def test_console_shows_exhaustion(owner_client, tenant):
-    use(tenant, ledger.floor_hour(timezone.now()), 10 * GB)
+    use(tenant, floor_hour(timezone.now()), 10 * GB)
     html = owner_client.get(reverse("console")).content.decode()
     assert 'data-testid="quota-exhausted"' in html
     assert 'aria-valuenow="100"' in html
 
 
 def test_a_stranger_sees_only_their_own_numbers(client, stranger, tenant):
-    use(tenant, ledger.floor_hour(timezone.now()), 7 * GB)
+    use(tenant, floor_hour(timezone.now()), 7 * GB)
     from accelerator.services import tenant_start
 
     tenant_start(user=stranger)
@@ -102,7 +104,7 @@ def test_chart_scale_is_round_and_bars_fit():
 
 
 def test_console_explains_overspent_bytes(owner_client, tenant):
-    use(tenant, ledger.floor_hour(timezone.now()), 10 * GB + 300_000_000)
+    use(tenant, floor_hour(timezone.now()), 10 * GB + 300_000_000)
     html = owner_client.get(reverse("console")).content.decode()
     assert 'data-testid="quota-overspent"' in html and "300 MB more were served" in html
     assert "100 % of this month" in html

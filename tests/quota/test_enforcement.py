@@ -10,23 +10,28 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accelerator.models import Tenant
-from quota import ledger
+from quota.enforcement import tenant_enforce
+from quota.errors import LedgerError
+from quota.grants import grant_create
 from quota.models import Grant, QuotaNotice
+from quota.month import month_summary
+from quota.periods import floor_hour
+from quota.settlement import ledger_reconcile, usage_after_batch
 from tests.quota.conftest import GB, at, use
 
 pytestmark = pytest.mark.django_db
 
 
 def now_month_hour():
-    return ledger.floor_hour(timezone.now())
+    return floor_hour(timezone.now())
 
 
 # --- grants -----------------------------------------------------------------------------------
 
 
 def test_grant_is_idempotent_on_its_source_key(tenant):
-    first = ledger.grant_create(tenant=tenant, kind="staff", bytes=GB, source_key="k1", note="a")
-    again = ledger.grant_create(tenant=tenant, kind="promo", bytes=5 * GB, source_key="k1")
+    first = grant_create(tenant=tenant, kind="staff", bytes=GB, source_key="k1", note="a")
+    again = grant_create(tenant=tenant, kind="promo", bytes=5 * GB, source_key="k1")
     assert again.pk == first.pk
     assert Grant.objects.count() == 1
     assert (again.kind, again.bytes, again.note) == ("staff", GB, "a")
@@ -50,35 +55,35 @@ def test_grant_is_idempotent_on_its_source_key(tenant):
 )
 def test_grant_refuses_wrong_values_and_changes_nothing(tenant, kwargs, message):
     args = {"tenant": tenant, "kind": "promo", "bytes": GB, "source_key": "k"} | kwargs
-    with pytest.raises(ledger.LedgerError, match=message):
-        ledger.grant_create(**args)
+    with pytest.raises(LedgerError, match=message):
+        grant_create(**args)
     assert Grant.objects.count() == 0
 
 
 def test_grant_for_a_missing_tenant_is_refused(db):
-    with pytest.raises(ledger.LedgerError, match="no such tenant"):
-        ledger.grant_create(tenant=999_999, kind="promo", bytes=GB, source_key="k")
+    with pytest.raises(LedgerError, match="no such tenant"):
+        grant_create(tenant=999_999, kind="promo", bytes=GB, source_key="k")
 
 
 def test_grant_reopens_an_exhausted_tenant(tenant):
     use(tenant, now_month_hour(), 10 * GB)
-    ledger.usage_after_batch(tenant_ids=[tenant.pk])
+    usage_after_batch(tenant_ids=[tenant.pk])
     tenant.refresh_from_db()
     assert tenant.exhausted_at is not None
-    ledger.grant_create(tenant=tenant, kind="staff", bytes=GB, source_key="rescue")
+    grant_create(tenant=tenant, kind="staff", bytes=GB, source_key="rescue")
     tenant.refresh_from_db()
     assert tenant.exhausted_at is None
-    assert ledger.month_summary(tenant=tenant).remaining == GB
+    assert month_summary(tenant=tenant).remaining == GB
 
 
 def test_a_grant_does_not_pay_for_earlier_overspending_but_reopens(tenant):
     use(tenant, "2026-03-02 10:00", 10 * GB + 500)
-    ledger.tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-02 11:00"))
+    tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-02 11:00"))
     assert Tenant.objects.get(pk=tenant.pk).exhausted_at is not None
-    ledger.grant_create(
+    grant_create(
         tenant=tenant, kind="staff", bytes=100, source_key="tiny", now=at("2026-03-02 12:30")
     )
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-02 12:31"))
+    s = month_summary(tenant=tenant, now=at("2026-03-02 12:31"))
     assert (s.remaining, s.overspent) == (100, 500)
     assert Tenant.objects.get(pk=tenant.pk).exhausted_at is None
 
@@ -89,26 +94,26 @@ def test_a_grant_does_not_pay_for_earlier_overspending_but_reopens(tenant):
 def test_usage_after_batch_marks_and_is_idempotent(tenant, other_tenant):
     use(tenant, now_month_hour(), 10 * GB)
     use(other_tenant, now_month_hour(), GB)
-    ledger.usage_after_batch(tenant_ids=[tenant.pk, other_tenant.pk, tenant.pk])
+    usage_after_batch(tenant_ids=[tenant.pk, other_tenant.pk, tenant.pk])
     first = Tenant.objects.get(pk=tenant.pk).exhausted_at
     assert first is not None
     assert Tenant.objects.get(pk=other_tenant.pk).exhausted_at is None
-    ledger.usage_after_batch(tenant_ids=[tenant.pk])
+    usage_after_batch(tenant_ids=[tenant.pk])
     assert Tenant.objects.get(pk=tenant.pk).exhausted_at == first  # keeps the first time
 
 
 def test_usage_after_batch_ignores_unknown_tenants(tenant):
-    ledger.usage_after_batch(tenant_ids=[999_999])
-    ledger.usage_after_batch(tenant_ids=[])
-    assert ledger.tenant_enforce(tenant_id=999_999) is None
+    usage_after_batch(tenant_ids=[999_999])
+    usage_after_batch(tenant_ids=[])
+    assert tenant_enforce(tenant_id=999_999) is None
 
 
 def test_reconcile_reopens_in_a_new_month_and_closes_on_expiry(tenant, other_tenant):
     use(tenant, "2026-03-20 10:00", 10 * GB)
-    ledger.tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-20 11:00"))
+    tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-20 11:00"))
     assert Tenant.objects.get(pk=tenant.pk).exhausted_at is not None
 
-    ledger.grant_create(
+    grant_create(
         tenant=other_tenant,
         kind="promo",
         bytes=GB,
@@ -117,13 +122,13 @@ def test_reconcile_reopens_in_a_new_month_and_closes_on_expiry(tenant, other_ten
         expires_at=at("2026-04-10 00:00"),
     )
     use(other_tenant, "2026-04-02 10:00", 10 * GB + 1)
-    ledger.tenant_enforce(tenant_id=other_tenant.pk, now=at("2026-04-02 11:00"))
+    tenant_enforce(tenant_id=other_tenant.pk, now=at("2026-04-02 11:00"))
     assert Tenant.objects.get(pk=other_tenant.pk).exhausted_at is None
 
-    result = ledger.ledger_reconcile(now=at("2026-04-05 00:00"))
+    result = ledger_reconcile(now=at("2026-04-05 00:00"))
     assert Tenant.objects.get(pk=tenant.pk).exhausted_at is None  # a new month
     assert result.evaluated == 2
-    ledger.ledger_reconcile(now=at("2026-04-10 00:00"))
+    ledger_reconcile(now=at("2026-04-10 00:00"))
     assert Tenant.objects.get(pk=other_tenant.pk).exhausted_at is not None  # grant expired
 
 
@@ -140,7 +145,7 @@ def test_rollup_rebuild_command(tenant):
     out = StringIO()
     call_command("ledger_rollup_rebuild", "--tenant", str(tenant.pk), stdout=out)
     assert "1 monthly rollup rows written" in out.getvalue()
-    assert ledger.month_summary(tenant=tenant).used == 5
+    assert month_summary(tenant=tenant).used == 5
 
 
 # --- threshold emails -------------------------------------------------------------------------
@@ -152,22 +157,22 @@ def test_80_and_100_percent_emails_once_each(
     hour = now_month_hour()
     with django_capture_on_commit_callbacks(execute=True):
         use(tenant, hour, 7 * GB)
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
+        usage_after_batch(tenant_ids=[tenant.pk])
     assert mail.outbox == []
     with django_capture_on_commit_callbacks(execute=True):
         use(tenant, hour, GB)
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
+        usage_after_batch(tenant_ids=[tenant.pk])
+        usage_after_batch(tenant_ids=[tenant.pk])
     assert len(mail.outbox) == 1
     assert "80 %" in mail.outbox[0].subject
     assert mail.outbox[0].to == [tenant.user.email]
     assert "8 GB" in mail.outbox[0].body and "10 GB" in mail.outbox[0].body
     with django_capture_on_commit_callbacks(execute=True):
         use(tenant, hour, 2 * GB)
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
+        usage_after_batch(tenant_ids=[tenant.pk])
         use(tenant, hour, GB)
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
-        ledger.ledger_reconcile()
+        usage_after_batch(tenant_ids=[tenant.pk])
+        ledger_reconcile()
     assert len(mail.outbox) == 2
     assert "used up" in mail.outbox[1].subject
     statuses = set(QuotaNotice.objects.values_list("threshold", "status"))
@@ -179,7 +184,7 @@ def test_jumping_past_both_thresholds_sends_only_the_100_percent_email(
 ):
     with django_capture_on_commit_callbacks(execute=True):
         use(tenant, now_month_hour(), 11 * GB)
-        ledger.usage_after_batch(tenant_ids=[tenant.pk])
+        usage_after_batch(tenant_ids=[tenant.pk])
     assert len(mail.outbox) == 1
     assert "used up" in mail.outbox[0].subject
     assert dict(QuotaNotice.objects.values_list("threshold", "status")) == {
@@ -191,8 +196,8 @@ def test_jumping_past_both_thresholds_sends_only_the_100_percent_email(
 def test_thresholds_come_back_in_a_new_month(tenant):
     use(tenant, "2026-03-20 10:00", 10 * GB)
     use(tenant, "2026-04-20 10:00", 10 * GB)
-    ledger.tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-21 00:00"))
-    ledger.tenant_enforce(tenant_id=tenant.pk, now=at("2026-04-21 00:00"))
+    tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-21 00:00"))
+    tenant_enforce(tenant_id=tenant.pk, now=at("2026-04-21 00:00"))
     months = sorted(QuotaNotice.objects.filter(threshold=100).values_list("month", flat=True))
     assert [m.isoformat() for m in months] == ["2026-03-01", "2026-04-01"]
 
@@ -201,7 +206,7 @@ def test_a_notice_is_sent_once_even_when_the_task_runs_twice(tenant):
     from quota.notices import notice_send
 
     use(tenant, now_month_hour(), 10 * GB)
-    ledger.tenant_enforce(tenant_id=tenant.pk)  # on_commit not run: the row waits
+    tenant_enforce(tenant_id=tenant.pk)  # on_commit not run: the row waits
     notice = QuotaNotice.objects.get(threshold=100)
     assert notice_send(notice_id=notice.pk) is True
     assert notice_send(notice_id=notice.pk) is False
@@ -213,7 +218,7 @@ def test_a_failed_send_is_retried_later(tenant, settings):
     from quota.notices import NoticeSendFailed, notice_send
 
     use(tenant, now_month_hour(), 10 * GB)
-    ledger.tenant_enforce(tenant_id=tenant.pk)
+    tenant_enforce(tenant_id=tenant.pk)
     notice = QuotaNotice.objects.get(threshold=100)
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2

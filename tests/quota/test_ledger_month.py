@@ -1,4 +1,4 @@
-"""The month rule of quota/ledger.py on PostgreSQL: base first, then bonus; expiry; UTC months."""
+"""The month rule of quota/month.py on PostgreSQL: base first, then bonus; expiry; UTC months."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ import pytest
 from django.test import override_settings
 
 from accelerator.models import Tenant
-from quota import ledger
+from quota.errors import LedgerError
+from quota.grants import grant_create
 from quota.models import UsageBucket, UsageMonth
+from quota.month import is_exhausted, month_summary
+from quota.selectors import usage_daily, usage_series
+from quota.usage import usage_rollup_rebuild
 from tests.quota.conftest import GB, at, use
 
 pytestmark = pytest.mark.django_db
 
 
 def grant(tenant, nbytes, when, key, expires=None, kind="promo"):
-    return ledger.grant_create(
+    return grant_create(
         tenant=tenant,
         kind=kind,
         bytes=nbytes,
@@ -27,19 +31,19 @@ def grant(tenant, nbytes, when, key, expires=None, kind="promo"):
 
 
 def test_fresh_tenant_has_the_whole_base(tenant):
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-15 12:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-15 12:00"))
     assert (s.used, s.base, s.bonus_left, s.remaining, s.overspent) == (0, 10 * GB, 0, 10 * GB, 0)
     assert s.month_start == at("2026-03-01 00:00")
     assert s.resets_at == at("2026-04-01 00:00")
     assert s.percent_used == 0
-    assert not ledger.is_exhausted(tenant=tenant, now=at("2026-03-15 12:00"))
+    assert not is_exhausted(tenant=tenant, now=at("2026-03-15 12:00"))
 
 
 def test_usage_below_base_leaves_the_bonus_untouched(tenant):
     grant(tenant, 2 * GB, "2026-03-01 08:00", "g1")
     use(tenant, "2026-03-02 10:00", 4 * GB)
     use(tenant, "2026-03-03 10:00", 4 * GB, edge="e2")
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-10 00:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-10 00:00"))
     assert s.used == 8 * GB
     assert s.bonus_used == 0
     assert s.bonus_left == 2 * GB
@@ -51,16 +55,16 @@ def test_usage_below_base_leaves_the_bonus_untouched(tenant):
 def test_usage_past_the_base_draws_the_bonus(tenant):
     grant(tenant, 3 * GB, "2026-03-01 08:00", "g1")
     use(tenant, "2026-03-02 10:00", 11 * GB)
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-10 00:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-10 00:00"))
     assert (s.used, s.bonus_used, s.bonus_left, s.remaining) == (11 * GB, GB, 2 * GB, 2 * GB)
     assert s.remaining == s.allowance - s.used + s.overspent
 
 
 def test_exhausted_exactly_at_zero_and_overspent_counts_the_excess(tenant):
     use(tenant, "2026-03-02 10:00", 10 * GB)
-    assert ledger.is_exhausted(tenant=tenant, now=at("2026-03-02 11:00"))
+    assert is_exhausted(tenant=tenant, now=at("2026-03-02 11:00"))
     use(tenant, "2026-03-02 11:00", 300)
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-02 12:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-02 12:00"))
     assert (s.remaining, s.overspent, s.percent_used) == (0, 300, 100)
 
 
@@ -68,32 +72,32 @@ def test_bonus_spent_in_an_earlier_month_is_gone_and_the_base_comes_back(tenant)
     grant(tenant, 5 * GB, "2026-01-10 00:00", "g1")
     use(tenant, "2026-01-20 00:00", 13 * GB)  # 3 GB of bonus spent in January
     use(tenant, "2026-02-03 00:00", 1 * GB)
-    s = ledger.month_summary(tenant=tenant, now=at("2026-02-10 00:00"))
+    s = month_summary(tenant=tenant, now=at("2026-02-10 00:00"))
     assert (s.used, s.bonus_left, s.remaining) == (1 * GB, 2 * GB, 11 * GB)
 
 
 def test_unused_base_does_not_carry_over(tenant):
     use(tenant, "2026-01-20 00:00", 1 * GB)
-    s = ledger.month_summary(tenant=tenant, now=at("2026-02-01 00:00"))
+    s = month_summary(tenant=tenant, now=at("2026-02-01 00:00"))
     assert (s.used, s.remaining) == (0, 10 * GB)
 
 
 def test_overspending_is_not_carried_over_nor_paid_by_a_later_grant(tenant):
     use(tenant, "2026-01-20 00:00", 12 * GB)  # 2 GB overspent in January
     grant(tenant, 1 * GB, "2026-01-25 00:00", "g1")
-    jan = ledger.month_summary(tenant=tenant, now=at("2026-01-26 00:00"))
+    jan = month_summary(tenant=tenant, now=at("2026-01-26 00:00"))
     assert (jan.overspent, jan.bonus_left, jan.remaining) == (2 * GB, 1 * GB, 1 * GB)
     # The fresh grant is unspent: the bar counts what was charged, not the overspent bytes.
     assert (jan.charged, jan.allowance, jan.percent_used) == (10 * GB, 11 * GB, 90)
-    feb = ledger.month_summary(tenant=tenant, now=at("2026-02-01 00:00"))
+    feb = month_summary(tenant=tenant, now=at("2026-02-01 00:00"))
     assert (feb.used, feb.overspent, feb.remaining) == (0, 0, 11 * GB)
 
 
 def test_expired_bonus_is_gone(tenant):
     grant(tenant, 4 * GB, "2026-03-01 00:00", "g1", expires="2026-03-10 00:00")
     use(tenant, "2026-03-05 00:00", 11 * GB)
-    before = ledger.month_summary(tenant=tenant, now=at("2026-03-09 23:59"))
-    after = ledger.month_summary(tenant=tenant, now=at("2026-03-10 00:00"))
+    before = month_summary(tenant=tenant, now=at("2026-03-09 23:59"))
+    after = month_summary(tenant=tenant, now=at("2026-03-10 00:00"))
     assert (before.bonus_left, before.remaining) == (3 * GB, 3 * GB)
     assert (after.bonus_left, after.remaining) == (0, 0)
     assert after.allowance == 11 * GB  # base + what the grant paid while it lasted
@@ -103,7 +107,7 @@ def test_usage_after_expiry_is_not_paid_by_the_expired_grant(tenant):
     grant(tenant, 4 * GB, "2026-03-01 00:00", "g1", expires="2026-03-10 00:00")
     use(tenant, "2026-03-05 00:00", 10 * GB)
     use(tenant, "2026-03-12 00:00", 1 * GB)  # over the base, after the grant expired
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-12 05:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-12 05:00"))
     assert (s.bonus_used, s.overspent, s.remaining) == (0, 1 * GB, 0)
 
 
@@ -111,7 +115,7 @@ def test_usage_before_a_grant_is_not_paid_by_it(tenant):
     use(tenant, "2026-03-05 00:00", 11 * GB)  # 1 GB over, no grant yet
     grant(tenant, 4 * GB, "2026-03-06 00:00", "g1")
     use(tenant, "2026-03-07 00:00", 1 * GB)
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-08 00:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-08 00:00"))
     assert (s.overspent, s.bonus_used, s.bonus_left, s.remaining) == (GB, GB, 3 * GB, 3 * GB)
 
 
@@ -119,32 +123,32 @@ def test_earliest_expiring_grant_is_drawn_first(tenant):
     grant(tenant, 2 * GB, "2026-03-01 00:00", "forever")
     grant(tenant, 2 * GB, "2026-03-01 00:00", "soon", expires="2026-04-15 00:00")
     use(tenant, "2026-03-05 00:00", 11 * GB)
-    march = ledger.month_summary(tenant=tenant, now=at("2026-03-20 00:00"))
+    march = month_summary(tenant=tenant, now=at("2026-03-20 00:00"))
     assert march.bonus_left == 3 * GB
     # The expiring one paid, so its expiry costs 1 GB, not 2.
-    may = ledger.month_summary(tenant=tenant, now=at("2026-05-01 00:00"))
+    may = month_summary(tenant=tenant, now=at("2026-05-01 00:00"))
     assert may.bonus_left == 2 * GB
 
 
 def test_month_boundary_is_utc(tenant):
     use(tenant, "2026-03-31 23:00", 6 * GB)  # 07:00 on April 1st in Beijing, still March
     use(tenant, "2026-04-01 00:00", 1 * GB)
-    assert ledger.month_summary(tenant=tenant, now=at("2026-03-31 23:59")).used == 6 * GB
-    april = ledger.month_summary(tenant=tenant, now=at("2026-04-01 00:00"))
+    assert month_summary(tenant=tenant, now=at("2026-03-31 23:59")).used == 6 * GB
+    april = month_summary(tenant=tenant, now=at("2026-04-01 00:00"))
     assert (april.used, april.remaining) == (1 * GB, 9 * GB)
 
 
 def test_a_tenant_created_mid_month_gets_the_whole_base(tenant):
     Tenant.objects.filter(pk=tenant.pk).update(created_at=at("2026-03-28 17:00"))
     use(tenant, "2026-03-29 00:00", 9 * GB)
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-30 00:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-30 00:00"))
     assert (s.base, s.remaining) == (10 * GB, 1 * GB)
 
 
 def test_december_to_january(tenant):
     use(tenant, "2026-12-31 23:00", 10 * GB)
-    assert ledger.is_exhausted(tenant=tenant, now=at("2026-12-31 23:30"))
-    jan = ledger.month_summary(tenant=tenant, now=at("2027-01-01 00:00"))
+    assert is_exhausted(tenant=tenant, now=at("2026-12-31 23:30"))
+    jan = month_summary(tenant=tenant, now=at("2027-01-01 00:00"))
     assert (jan.month_start, jan.resets_at, jan.remaining) == (
         at("2027-01-01 00:00"),
         at("2027-02-01 00:00"),
@@ -155,18 +159,18 @@ def test_december_to_january(tenant):
 @override_settings(QUOTA_MONTHLY_BYTES=1000)
 def test_base_comes_from_settings(tenant):
     use(tenant, "2026-03-02 10:00", 999)
-    s = ledger.month_summary(tenant=tenant, now=at("2026-03-03 00:00"))
+    s = month_summary(tenant=tenant, now=at("2026-03-03 00:00"))
     assert (s.base, s.remaining) == (1000, 1)
 
 
 def test_summary_needs_an_aware_time(tenant):
-    with pytest.raises(ledger.LedgerError):
-        ledger.month_summary(tenant=tenant, now=at("2026-03-03 00:00").replace(tzinfo=None))
+    with pytest.raises(LedgerError):
+        month_summary(tenant=tenant, now=at("2026-03-03 00:00").replace(tzinfo=None))
 
 
 def test_other_tenants_usage_does_not_count(tenant, other_tenant):
     use(other_tenant, "2026-03-02 10:00", 10 * GB)
-    assert ledger.month_summary(tenant=tenant, now=at("2026-03-03 00:00")).used == 0
+    assert month_summary(tenant=tenant, now=at("2026-03-03 00:00")).used == 0
 
 
 def test_usage_apply_upserts_and_keeps_the_rollup_equal(tenant):
@@ -178,7 +182,7 @@ def test_usage_apply_upserts_and_keeps_the_rollup_equal(tenant):
     rollup = dict(UsageMonth.objects.filter(tenant=tenant).values_list("month", "bytes"))
     assert rollup == {at("2026-03-01 00:00").date(): 12, at("2026-04-01 00:00").date(): 11}
     UsageMonth.objects.all().delete()
-    assert ledger.usage_rollup_rebuild() == 2
+    assert usage_rollup_rebuild() == 2
     assert dict(UsageMonth.objects.values_list("month", "bytes")) == rollup
 
 
@@ -187,22 +191,22 @@ def test_usage_daily_is_zero_filled_per_utc_day(tenant):
     use(tenant, "2026-03-02 00:00", 7)
     use(tenant, "2026-03-02 05:00", 1, edge="e2")
     use(tenant, "2026-02-20 05:00", 1000)  # outside the window
-    days = ledger.usage_daily(tenant=tenant, days=4, now=at("2026-03-03 12:00"))
+    days = usage_daily(tenant=tenant, days=4, now=at("2026-03-03 12:00"))
     assert [(d.day.isoformat(), d.bytes) for d in days] == [
         ("2026-02-28", 0),
         ("2026-03-01", 5),
         ("2026-03-02", 8),
         ("2026-03-03", 0),
     ]
-    assert len(ledger.usage_daily(tenant=tenant, now=at("2026-03-03 12:00"))) == 30
+    assert len(usage_daily(tenant=tenant, now=at("2026-03-03 12:00"))) == 30
     for bad in (0, -1, 367):
-        with pytest.raises(ledger.LedgerError):
-            ledger.usage_daily(tenant=tenant, days=bad)
+        with pytest.raises(LedgerError):
+            usage_daily(tenant=tenant, days=bad)
 
 
 def test_summary_query_count_is_flat_with_history(tenant, django_assert_max_num_queries):
     start = at("2025-03-01 00:00")
-    from quota.ledger import UsageDelta, usage_apply
+    from quota.usage import UsageDelta, usage_apply
 
     usage_apply(
         deltas=[
@@ -213,7 +217,7 @@ def test_summary_query_count_is_flat_with_history(tenant, django_assert_max_num_
     grant(tenant, 2 * GB, "2025-03-10 00:00", "old", expires="2026-06-01 00:00")
     grant(tenant, 2 * GB, "2026-02-10 00:00", "new")
     with django_assert_max_num_queries(3):
-        s = ledger.month_summary(tenant=tenant, now=at("2026-02-27 00:00"))
+        s = month_summary(tenant=tenant, now=at("2026-02-27 00:00"))
     assert s.remaining > 0
 
 
@@ -221,10 +225,22 @@ def test_late_usage_and_back_dated_grants_invalidate_the_cached_balances(tenant)
     grant(tenant, 5 * GB, "2026-01-10 00:00", "g1")
     use(tenant, "2026-01-20 00:00", 12 * GB)
     now = at("2026-02-10 00:00")
-    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 3 * GB
-    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 3 * GB  # cached
+    assert month_summary(tenant=tenant, now=now).bonus_left == 3 * GB
+    assert month_summary(tenant=tenant, now=now).bonus_left == 3 * GB  # cached
     use(tenant, "2026-01-31 23:00", GB)  # a late batch for January
-    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 2 * GB
+    assert month_summary(tenant=tenant, now=now).bonus_left == 2 * GB
     grant(tenant, GB, "2026-01-25 00:00", "late", expires="2026-02-05 00:00")
     # The back-dated grant expires first, so it paid for January before g1 did.
-    assert ledger.month_summary(tenant=tenant, now=now).bonus_left == 3 * GB
+    assert month_summary(tenant=tenant, now=now).bonus_left == 3 * GB
+
+
+def test_usage_series_per_hour_and_for_all_tenants(tenant, other_tenant):
+    use(tenant, "2026-03-02 05:00", 3)
+    use(other_tenant, "2026-03-02 05:00", 4)
+    use(tenant, "2026-03-03 00:00", 1000)  # the day after the range
+    day = at("2026-03-02 00:00").date()
+    hours = usage_series(tenant=tenant, start=day, end=day, granularity="hour")
+    assert len(hours) == 24 and hours[5].start == at("2026-03-02 05:00")
+    assert [p.bytes for p in hours if p.bytes] == [3]
+    everyone = usage_series(tenant=None, start=day, end=day, granularity="day")
+    assert [(p.start, p.bytes) for p in everyone] == [(at("2026-03-02 00:00"), 7)]

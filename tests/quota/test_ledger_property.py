@@ -15,8 +15,10 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quota import ledger
-from quota.ledger import UsageDelta, ceil_hour, floor_hour, month_start, usage_apply
+from quota.grants import grant_create
+from quota.month import month_summary
+from quota.periods import ceil_hour, floor_hour, month_start
+from quota.usage import UsageDelta, usage_apply
 
 pytestmark = pytest.mark.django_db
 
@@ -110,7 +112,7 @@ def test_summary_equals_the_definition(tenant, grants, usage, now_minute):
 
     with transaction.atomic():
         for n, (nbytes, created, expires) in enumerate(made):
-            ledger.grant_create(
+            grant_create(
                 tenant=tenant,
                 kind="promo",
                 bytes=nbytes,
@@ -119,9 +121,9 @@ def test_summary_equals_the_definition(tenant, grants, usage, now_minute):
                 expires_at=expires,
             )
         usage_apply(deltas=deltas)
-        got = ledger.month_summary(tenant=tenant, now=now)
+        got = month_summary(tenant=tenant, now=now)
         # The second call starts from the cached balances at the start of the month.
-        again = ledger.month_summary(tenant=tenant, now=now)
+        again = month_summary(tenant=tenant, now=now)
         transaction.set_rollback(True)
 
     want = reference(base=BASE, grants=made, usage=dict(hourly), now=now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from quota import ledger
+from quota import settlement
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        result = ledger.ledger_reconcile()
+        result = settlement.ledger_reconcile()
         self.stdout.write(
             f"evaluated {result.evaluated} tenants, {result.exhausted} exhausted, "
             f"{result.notices_requeued} notices re-queued, "

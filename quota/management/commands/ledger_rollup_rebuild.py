@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from quota import ledger
+from quota import usage
 
 
 class Command(BaseCommand):
@@ -14,5 +14,5 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", type=int, action="append", dest="tenants")
 
     def handle(self, *args, tenants=None, **options) -> None:
-        rows = ledger.usage_rollup_rebuild(tenant_ids=tenants)
+        rows = usage.usage_rollup_rebuild(tenant_ids=tenants)
         self.stdout.write(f"{rows} monthly rollup rows written")

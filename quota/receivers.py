@@ -1,4 +1,5 @@
-"""Signal receivers of the invite flow (connected in AccountsConfig.ready)."""
+"""Signal receivers of the ledger (connected in QuotaConfig.ready): the invite credit when an
+address is confirmed."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import logging
 from allauth.account.signals import email_confirmed
 from django.dispatch import receiver
 
+from quota.invites import invite_credit
+
 log = logging.getLogger(__name__)
 
 
 @receiver(email_confirmed)
 def credit_invite_on_confirmation(sender, request, email_address, **kwargs) -> None:
     """Verification can come after the first pull; the credit is checked again then."""
-    from accounts.services import invite_credit
-
     try:
         invite_credit(invitee_id=email_address.user_id)
     except Exception:

@@ -1,0 +1,89 @@
+"""Settlement after usage, and the backstop: what follows committed usage for each tenant.
+
+After ingestion commits a batch: enforcement (state and threshold emails) and the first-usage
+invite credit. Periodically (quota/tasks.py, `manage.py ledger_reconcile`): the same for every
+tenant whose state can have changed without new usage, and the emails that never left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from accelerator.models import Tenant
+from quota.enforcement import tenant_enforce
+from quota.invites import invite_credit, invites_credit_pending
+from quota.models import QuotaNotice, UsageMonth
+from quota.notices import notices_enqueue
+from quota.periods import month_start, utc
+
+
+def usage_after_batch(*, tenant_ids: Iterable[int]) -> None:
+    """Called by ingestion after it committed a batch: enforcement, threshold emails and the
+    first-usage invite credit for each tenant. Idempotent; safe from two workers at once.
+    """
+    ids = sorted(set(tenant_ids))
+    for tenant_id in ids:
+        tenant_enforce(tenant_id=tenant_id)
+    user_ids = Tenant.objects.filter(
+        pk__in=ids, user__invited_by__isnull=False, user__invited_by__credited_at__isnull=True
+    )
+    for user_id in user_ids.values_list("user_id", flat=True):
+        invite_credit(invitee_id=user_id)
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    evaluated: int
+    exhausted: int
+    notices_requeued: int
+    invites_credited: int
+
+
+def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
+    """The backstop: re-evaluate every tenant whose state can differ from its summary (a new
+    month, an expired grant, a missed batch), re-queue notices whose email never left, and
+    credit invites whose first usage was missed. Idempotent.
+
+    Only tenants that are exhausted now or have used at least 80 % of the base this month can
+    be exhausted or owe a threshold email (the allowance is never below the base), so the
+    rollup index finds them without reading every tenant.
+    """
+    now = utc(now or timezone.now())
+    month = month_start(now).date()
+    threshold = settings.QUOTA_MONTHLY_BYTES * 4 // 5
+    candidates = set(
+        Tenant.objects.filter(exhausted_at__isnull=False).values_list("pk", flat=True)
+    ) | set(
+        UsageMonth.objects.filter(month=month, bytes__gte=threshold).values_list(
+            "tenant_id", flat=True
+        )
+    )
+    exhausted = 0
+    for tenant_id in sorted(candidates):
+        summary = tenant_enforce(tenant_id=tenant_id, now=now)
+        exhausted += bool(summary and summary.exhausted)
+    stale = QuotaNotice.objects.filter(
+        status__in=[QuotaNotice.Status.PENDING, QuotaNotice.Status.SENDING],
+        created_at__lt=now - timedelta(minutes=10),
+    ).values_list("pk", flat=True)
+    requeued = 0
+    stale = list(stale)
+    for notice_id in stale:
+        # A "sending" row older than ten minutes belongs to a worker that died mid-send.
+        QuotaNotice.objects.filter(pk=notice_id, status=QuotaNotice.Status.SENDING).update(
+            status=QuotaNotice.Status.PENDING
+        )
+        notices_enqueue(notice_ids=[notice_id])
+        requeued += 1
+    credited = invites_credit_pending(now=now)
+    return ReconcileResult(
+        evaluated=len(candidates),
+        exhausted=exhausted,
+        notices_requeued=requeued,
+        invites_credited=credited,
+    )

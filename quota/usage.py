@@ -1,0 +1,142 @@
+"""Usage writes: the hourly buckets and their monthly rollup, always in one transaction.
+
+Writers must go through usage_apply (never UsageBucket.objects.create / bulk_create), or the
+rollup (UsageMonth, one row per tenant and month, which the month rule reads) drifts;
+``manage.py ledger_rollup_rebuild`` recomputes it from the buckets.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db import connection, transaction
+
+from quota.models import UsageBucket, UsageMonth
+from quota.periods import month_start
+
+
+@dataclass(frozen=True)
+class UsageDelta:
+    tenant_id: int
+    edge: str
+    hour: datetime  # aware UTC, truncated to the hour
+    bytes: int
+    requests: int
+    cache_hits: int = 0
+
+
+def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
+    """Add a batch of per-bucket deltas in one transaction (upsert, no lost update).
+
+    Joins the caller's transaction when there is one, so ingestion can commit its file
+    position together with the usage it produced. Rows are written in key order (buckets,
+    then monthly rollups) so that two concurrent writers cannot deadlock. The monthly rollup
+    (UsageMonth) is updated in the same transaction: the two tables always agree.
+    """
+    # One row per key: an upsert statement may not touch the same row twice.
+    buckets: dict[tuple[int, str, datetime], list[int]] = {}
+    for d in deltas:
+        total = buckets.setdefault((d.tenant_id, d.edge, d.hour), [0, 0, 0])
+        total[0] += d.bytes
+        total[1] += d.requests
+        total[2] += d.cache_hits
+    if not buckets:
+        return
+    rows = [(*key, *buckets[key]) for key in sorted(buckets)]
+    months: dict[tuple[int, date], int] = defaultdict(int)
+    for tenant_id, _edge, hour, nbytes, _requests, _hits in rows:
+        months[(tenant_id, month_start(hour).date())] += nbytes
+    month_rows = sorted(months.items())
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            _upsert_set_based(cursor, rows, month_rows)
+        else:
+            _upsert_row_by_row(cursor, rows, month_rows)
+
+
+_BUCKET_UPDATE = (
+    "ON CONFLICT (tenant_id, edge, hour) DO UPDATE SET "
+    "bytes = {t}.bytes + EXCLUDED.bytes, "
+    "requests = {t}.requests + EXCLUDED.requests, "
+    "cache_hits = {t}.cache_hits + EXCLUDED.cache_hits"
+)
+_MONTH_UPDATE = "ON CONFLICT (tenant_id, month) DO UPDATE SET bytes = {t}.bytes + EXCLUDED.bytes"
+
+
+def _upsert_set_based(cursor, rows, month_rows) -> None:
+    """PostgreSQL: one statement per table over arrays (unnest), whatever the batch size.
+
+    A batch of tens of thousands of buckets costs one round trip instead of one per row, which
+    is what keeps ingestion above its lines-per-second target (bench/ingest.py).
+    """
+    table = UsageBucket._meta.db_table
+    mtable = UsageMonth._meta.db_table
+    cursor.execute(
+        f"INSERT INTO {table} (tenant_id, edge, hour, bytes, requests, cache_hits) "
+        "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[], "
+        "%s::bigint[], %s::bigint[]) " + _BUCKET_UPDATE.format(t=table),
+        [list(column) for column in zip(*rows, strict=True)],
+    )
+    cursor.execute(
+        f"INSERT INTO {mtable} (tenant_id, month, bytes) "
+        "SELECT * FROM unnest(%s::bigint[], %s::date[], %s::bigint[]) "
+        + _MONTH_UPDATE.format(t=mtable),
+        [
+            [t for (t, _m), _b in month_rows],
+            [m for (_t, m), _b in month_rows],
+            [b for _key, b in month_rows],
+        ],
+    )
+
+
+def _upsert_row_by_row(cursor, rows, month_rows) -> None:
+    """Other databases (SQLite for `make run`): the same upsert, one row at a time."""
+    table = UsageBucket._meta.db_table
+    mtable = UsageMonth._meta.db_table
+    # Adapted as the ORM does, so raw rows compare equal to ORM lookups (SQLite stores
+    # datetimes as text).
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    adapt_d = connection.ops.adapt_datefield_value
+    cursor.executemany(
+        f"INSERT INTO {table} (tenant_id, edge, hour, bytes, requests, cache_hits) "
+        "VALUES (%s, %s, %s, %s, %s, %s) " + _BUCKET_UPDATE.format(t=table),
+        [(t, e, adapt_dt(h), b, r, c) for t, e, h, b, r, c in rows],
+    )
+    cursor.executemany(
+        f"INSERT INTO {mtable} (tenant_id, month, bytes) VALUES (%s, %s, %s) "
+        + _MONTH_UPDATE.format(t=mtable),
+        [(t, adapt_d(m), b) for (t, m), b in month_rows],
+    )
+
+
+def usage_rollup_rebuild(*, tenant_ids: Sequence[int] | None = None) -> int:
+    """Recompute UsageMonth from UsageBucket (operators: after restoring buckets by hand).
+
+    Returns the number of rollup rows written. Takes a table lock on the rollup so that
+    usage_apply waits instead of interleaving.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"LOCK TABLE {UsageMonth._meta.db_table} IN SHARE ROW EXCLUSIVE MODE"
+                )
+        buckets = UsageBucket.objects.all()
+        months = UsageMonth.objects.all()
+        if tenant_ids is not None:
+            buckets = buckets.filter(tenant_id__in=tenant_ids)
+            months = months.filter(tenant_id__in=tenant_ids)
+        totals: dict[tuple[int, date], int] = defaultdict(int)
+        for tenant_id, hour, nbytes in buckets.values_list("tenant_id", "hour", "bytes").iterator(
+            chunk_size=10_000
+        ):
+            totals[(tenant_id, month_start(hour).date())] += nbytes
+        months.delete()
+        UsageMonth.objects.bulk_create(
+            [UsageMonth(tenant_id=t, month=m, bytes=b) for (t, m), b in totals.items()],
+            batch_size=5_000,
+        )
+    return len(totals)
