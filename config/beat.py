@@ -6,7 +6,12 @@ Task names are strings here (settings import no app); each names a task of its a
 
 from __future__ import annotations
 
+from typing import Any
+
 from config.edges import edge_queue
+
+# One beat entry: task name, schedule (seconds), kwargs and options, as Celery reads them.
+Entry = dict[str, Any]
 
 
 def beat_schedule(
@@ -19,11 +24,11 @@ def beat_schedule(
     gate_sync_seconds: int,
     reconcile_seconds: int,
     dashboard_cache_seconds: int,
-) -> dict[str, dict]:
+) -> dict[str, Entry]:
     """The whole schedule. Without edges: one edge (edge_name), its entries on the default
     queue (or ingest_queue); with edges: one ingestion and one gate-sync entry per edge, each
     sent to that edge's queue. The control plane's own work stays on the default queue."""
-    schedule: dict[str, dict] = {
+    schedule: dict[str, Entry] = {
         # The backstop: new month, expired grants, missed batches, missed first usages.
         "ledger-reconcile": {
             "task": "quota.tasks.ledger_reconcile",
@@ -60,13 +65,13 @@ def beat_schedule(
 
 def _edges_entries(
     *, edges: list[str], ingest_seconds: int, gate_sync_seconds: int
-) -> dict[str, dict]:
+) -> dict[str, Entry]:
     """One ingestion and one gate-sync entry per edge, each sent to that edge's queue.
 
     The tasks name the edge and nothing else: the worker on the edge knows its log and run
     directory, and refuses a task meant for another edge (see the tasks' guards).
     """
-    schedule: dict[str, dict] = {}
+    schedule: dict[str, Entry] = {}
     for name in edges:
         queue = edge_queue(name)
         schedule[f"ingest-edge-log:{name}"] = {
