@@ -21,6 +21,7 @@ not depend on the file or on the longest line.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from collections.abc import Mapping
@@ -70,12 +71,30 @@ def parse_line(line: bytes) -> LogRecord:
         raise MalformedLine("too_long", f"line longer than {MAX_LINE_BYTES} bytes")
     try:
         return _decoder.decode(line)
-    except msgspec.ValidationError as exc:
-        raise MalformedLine("field", str(exc)) from None
-    except UnicodeDecodeError as exc:
-        raise MalformedLine("encoding", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
-    except (msgspec.DecodeError, ValueError) as exc:
-        raise MalformedLine("json", str(exc)) from None
+    except ValueError as exc:  # msgspec's errors; UnicodeDecodeError before msgspec 0.23
+        raise _refused(line, exc) from None
+
+
+def _refused(line: bytes, exc: ValueError) -> MalformedLine:
+    """Why the decoder refused ``line``, by our own checks rather than the decoder's wording
+    (msgspec 0.23 reports bad UTF-8 as a JSON error): broken JSON first, then bytes that are
+    not UTF-8, then fields. Only refused lines come here, so good lines pay nothing."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        # Each bad byte made a harmless "?" (offsets kept): still not JSON means broken JSON.
+        try:
+            msgspec.json.decode(line.decode("utf-8", errors=_AS_QUESTION_MARKS))
+        except msgspec.DecodeError as broken:
+            return MalformedLine("json", str(broken))
+        return MalformedLine("encoding", f"not UTF-8: {bad.reason} at byte {bad.start}")
+    if isinstance(exc, msgspec.ValidationError):
+        return MalformedLine("field", str(exc))
+    return MalformedLine("json", str(exc))
+
+
+_AS_QUESTION_MARKS = "ingest.parser.as_question_marks"
+codecs.register_error(_AS_QUESTION_MARKS, lambda e: ("?" * (e.end - e.start), e.end))
 
 
 class MalformedLine(ValueError):

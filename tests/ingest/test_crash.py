@@ -1,15 +1,18 @@
-"""Real `manage.py ingest_logs` processes: killed at random points, and two at once."""
+"""Real `manage.py ingest_logs` processes: killed at chosen points, and two at once."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import time
 
 import pytest
+from django.db import transaction
+from django.db.models import Sum
 
-from ingest.models import EdgeIngest, LogFile
+from ingest.models import EdgeIngest, LogFile, UnknownTraffic
 from tests.ingest.conftest import (
     EDGE,
     ROOT,
@@ -33,48 +36,94 @@ def _position() -> int:
     return row.position if row else 0
 
 
-def test_sigkill_at_random_points_then_run_to_the_end(django_user_model, log_path):
+def _committed_requests() -> int:
+    """Requests in the ledger and in unknown traffic: every line committed, counted once."""
+    from quota.models import UsageBucket
+
+    charged = UsageBucket.objects.filter(edge=EDGE).aggregate(n=Sum("requests"))["n"] or 0
+    unknown = UnknownTraffic.objects.filter(edge=EDGE).aggregate(n=Sum("requests"))["n"] or 0
+    return charged + unknown
+
+
+def _wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait for the process to stop itself at its pause point (INGEST_TEST_PAUSE)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.01)
+            continue
+        if os.WIFSTOPPED(status):
+            return
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here
+        out, err = proc.communicate()
+        raise AssertionError(f"exited ({proc.returncode}) before its pause point: {out} {err}")
+    raise AssertionError("never reached its pause point")
+
+
+def _wait_unlocked() -> None:
+    """A killed process's backend lets go of the edge's row lock when it sees the socket
+    close: wait for that, so that the next process does not find the edge busy."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with transaction.atomic():
+            if EdgeIngest.objects.select_for_update(skip_locked=True).filter(edge=EDGE).exists():
+                return
+        time.sleep(0.01)
+    raise AssertionError("the killed process's transaction still holds the edge")
+
+
+# Where each process is killed (INGEST_TEST_PAUSE, see ingest.batch) and how many of its
+# batches that leaves committed: "read" (a batch read, nothing written yet) and "commit" (all
+# written, before COMMIT) lose the batch under way, "committed" keeps it.
+KILLS = [
+    ("read", 1, 0),
+    ("commit", 1, 0),
+    ("committed", 1, 1),
+    ("commit", 3, 2),
+    ("read", 2, 1),
+    ("committed", 2, 2),
+    ("commit", 2, 1),
+    ("read", 4, 3),
+    ("committed", 3, 3),
+    ("commit", 1, 0),
+]
+BATCH = 20_000
+
+
+def test_sigkill_at_chosen_points_then_run_to_the_end(django_user_model, log_path):
     labels = make_tenants(django_user_model, 500)
     truth = _write_log(log_path, labels, 1_000_000, seed=21)
-    data_size = log_path.stat().st_size
-    rng = random.Random(5)
-    env = db_env()
-    kills = positions = 0
-    seen: list[int] = []
-    deadline = time.monotonic() + 45
-    while kills < 10 and time.monotonic() < deadline:
+    data = log_path.read_bytes()
+    committed = 0  # batches
+    for point, n, keeps in KILLS:
         before = _position()
         proc = subprocess.Popen(
-            ingest_command(log_path, "--batch-lines", "20000", "--no-enforce"),
-            env=env,
+            ingest_command(log_path, "--batch-lines", str(BATCH), "--no-enforce"),
+            env={**db_env(), "INGEST_TEST_PAUSE": f"{point}:{n}"},
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            text=True,
         )
         try:
-            # Wait until this process has committed a batch, then kill it a random moment
-            # later: mid-read, mid-parse, mid-commit or between batches.
-            while _position() == before and proc.poll() is None:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.35))
+            _wait_stopped(proc)
         finally:
             proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-            proc.stderr.close()
-        assert proc.returncode in (-signal.SIGKILL, 0)
-        kills += proc.returncode == -signal.SIGKILL
+            proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        _wait_unlocked()
+        committed += keeps
+        # The position, the edge's totals and the usage moved together, batch by batch.
         pos = _position()
-        seen.append(pos)
-        assert pos == data_size or log_path.read_bytes()[pos - 1 : pos] == b"\n"
-        if pos == data_size:
-            break
-        positions += pos > before
-    print("kills", kills, "positions", seen)
-    assert kills >= 5, f"only {kills} kills landed"
-    assert seen == sorted(seen) and seen[-1] < data_size, "killed too late to mean anything"
+        assert pos >= before
+        assert data.count(b"\n", 0, pos) == committed * BATCH, (point, n)
+        assert EdgeIngest.objects.get(edge=EDGE).lines_total == committed * BATCH
+        assert _committed_requests() == committed * BATCH
+    assert 0 < _position() < len(data)
     done = run_ingest_command(log_path, "--no-enforce")
     assert "ok" in done.stdout
-    assert _position() == data_size
+    assert _position() == len(data)
     assert_exact(truth, labels)
     assert EdgeIngest.objects.get(edge=EDGE).lines_total == 1_000_000
     # And once more for good measure: nothing changes.

@@ -187,6 +187,22 @@ def test_parse_line_reports_kind_and_reason():
     assert (rec.ts, rec.tenant, rec.status, rec.body_bytes_sent) == (5.5, "x", 206, 3)
 
 
+def test_encoding_is_classified_by_the_bytes_not_the_decoders_wording():
+    """Broken JSON first, then bytes that are not UTF-8, then fields: the same with any
+    msgspec (0.23 reports bad UTF-8 as a JSON error, 0.22 as UnicodeDecodeError)."""
+    good = orjson.dumps(record(ts=1.0, label="t1"))
+    cases = [
+        ("encoding", good.replace(b'"t1"', b'"\xc3"'), "at byte "),
+        ("encoding", good.replace(b'"ts"', b'"t\xffs"'), "at byte "),  # in a key
+        ("json", good.replace(b"1.0", b"\xff"), "malformed"),  # not even a value
+        ("json", b'{"tenant":"\xff", broken', "malformed"),
+    ]
+    for kind, raw, words in cases:
+        with pytest.raises(parser.MalformedLine) as exc:
+            parser.parse_line(raw)
+        assert (exc.value.kind, words in exc.value.reason) == (kind, True), raw
+
+
 def test_a_huge_line_keeps_memory_flat():
     huge = b'{"uri":"' + b"z" * (40 * 1024 * 1024) + b'"}\n'
     data = _good(body=1) + huge + _good(body=2)

@@ -1,0 +1,165 @@
+"""Whose traffic a batch is: labels resolved to tenants, and the rest kept as UnknownTraffic.
+
+Invariants:
+- Labels are resolved when the batch commits, by the labels as they are committed then: a
+  current Tenant.label charges its tenant; a RetiredLabel charges its tenant for lines stamped
+  before retired_at; anything else is UnknownTraffic (per edge, label and day).
+- A batch is parsed knowing the retirements of the last days (lines of a retired label at or
+  after its retirement are split off by the parser). When a retirement falls inside an hour of
+  the batch and the parse did not know it, resolution raises Redo: the caller rolls back and
+  parses again with that retirement time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from django.db import connection
+
+from accelerator.models import RetiredLabel, Tenant
+from ingest import parser
+from ingest.models import UnknownTraffic
+
+# (tenant id, hour index) -> [charged bytes, requests, cache hits]
+Charged = dict[tuple[int, float], list[int]]
+# (label, hour index, the label was retired) -> [charged bytes, requests, cache hits]
+Unknown = dict[tuple[str, float, bool], list[int]]
+
+_PLAIN_LABEL = re.compile(r"[a-z0-9-]{0,63}")
+
+
+class Redo(Exception):
+    """A label was retired inside an hour of this batch after the batch was parsed: parse
+    again with its retirement time (rolls the transaction back first)."""
+
+    def __init__(self, labels: dict[str, float]) -> None:
+        super().__init__(sorted(labels))
+        self.labels = labels
+
+
+def labels_retired(*, since: datetime | None = None, labels: Iterable[str] = ()) -> dict:
+    """Retired label -> its retirement time (epoch), as the parser takes them."""
+    qs = RetiredLabel.objects.all()
+    if since is not None:
+        qs = qs.filter(retired_at__gte=since)
+    if labels:
+        qs = qs.filter(label__in=list(labels))
+    return {label: at.timestamp() for label, at in qs.values_list("label", "retired_at")}
+
+
+def labels_resolve(*, batch: parser.Batch, retired: dict[str, float]) -> tuple[Charged, Unknown]:
+    """Split a batch's buckets into the tenants' usage and unknown traffic, by the labels as
+    they are committed now. Raises Redo when a label's retirement falls inside an hour of
+    this batch and the batch was parsed without knowing it."""
+    labels = {label for label, _ in batch.usage} | {label for label, _ in batch.late}
+    current, gone = _labels_lookup(sorted(labels))
+    charged: Charged = defaultdict(lambda: [0, 0, 0])
+    unknown: Unknown = defaultdict(lambda: [0, 0, 0])
+    redo: dict[str, float] = {}
+
+    def add(target: list[int], acc: list[int]) -> None:
+        target[0] += acc[0]
+        target[1] += acc[1]
+        target[2] += acc[2]
+
+    for (label, hour), acc in batch.usage.items():
+        if label in current:
+            add(charged[(current[label], hour)], acc)
+            continue
+        if label not in gone:
+            add(unknown[(label, hour, False)], acc)
+            continue
+        tenant_id, cutoff = gone[label]
+        if retired.get(label) == cutoff:
+            add(charged[(tenant_id, hour)], acc)  # split by line when parsed: all before
+        elif (hour + 1) * parser.HOUR <= cutoff:
+            add(charged[(tenant_id, hour)], acc)  # the whole hour is before retirement
+        elif hour * parser.HOUR >= cutoff:
+            add(unknown[(label, hour, True)], acc)
+        else:
+            redo[label] = cutoff
+    for (label, hour), acc in batch.late.items():
+        if label in gone and retired.get(label) == gone[label][1]:
+            add(unknown[(label, hour, True)], acc)
+        else:  # the retirement we parsed with changed; parse again with the committed one
+            redo[label] = gone[label][1] if label in gone else float("inf")
+    if redo:
+        raise Redo(redo)
+    return charged, unknown
+
+
+def unknown_traffic_add(*, edge: str, unknown: Unknown) -> int:
+    """Add unknown traffic to its per-day rows (caller's transaction). Returns its requests."""
+    if not unknown:
+        return 0
+    days: dict[tuple[str, object], list] = {}
+    for (label, hour, was_retired), acc in unknown.items():
+        at = datetime.fromtimestamp(hour * parser.HOUR, tz=UTC)
+        key = (_storable_label(label), at.date())
+        row = days.setdefault(key, [0, 0, at, False])
+        row[0] += acc[1]
+        row[1] += acc[0]
+        row[2] = max(row[2], at)
+        row[3] = row[3] or was_retired
+    table = UnknownTraffic._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (edge, label, day, retired, requests, bytes, last_hour) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (edge, label, day) DO UPDATE SET "
+        f"requests = {table}.requests + EXCLUDED.requests, "
+        f"bytes = {table}.bytes + EXCLUDED.bytes, "
+        f"retired = {table}.retired OR EXCLUDED.retired, "
+        f"last_hour = CASE WHEN EXCLUDED.last_hour > {table}.last_hour "
+        f"THEN EXCLUDED.last_hour ELSE {table}.last_hour END"
+    )
+    rows = [
+        (edge, label, day, retired, requests, nbytes, last)
+        for (label, day), (requests, nbytes, last, retired) in sorted(days.items())
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+    return sum(r[4] for r in rows)
+
+
+def _storable_label(label: str) -> str:
+    """Labels come from the Host header as nginx matched it, but the log is not trusted:
+    anything unusual is stored escaped (NUL, for one, cannot be stored at all)."""
+    if _PLAIN_LABEL.fullmatch(label):
+        return label
+    return repr(label)[1:-1][:63]
+
+
+def _labels_lookup(names: list[str]) -> tuple[dict[str, int], dict[str, tuple[int, float]]]:
+    """Current labels -> tenant id; retired labels -> (tenant id, retirement epoch)."""
+    current: dict[str, int] = {}
+    gone: dict[str, tuple[int, float]] = {}
+    # Only a plain label can be a tenant's; anything else (upper case, NUL, which PostgreSQL
+    # cannot even take as a parameter) is unknown without asking the database.
+    names = [n for n in names if n and _PLAIN_LABEL.fullmatch(n)]
+    if not names:
+        return current, gone
+    if connection.vendor == "postgresql":
+        # One round trip with an array parameter, however many labels a batch has.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT label, id FROM {Tenant._meta.db_table} WHERE label = ANY(%s)", [names]
+            )
+            current.update(cursor.fetchall())
+            cursor.execute(
+                f"SELECT label, tenant_id, retired_at FROM {RetiredLabel._meta.db_table} "
+                "WHERE label = ANY(%s)",
+                [names],
+            )
+            gone.update((label, (t, at.timestamp())) for label, t, at in cursor.fetchall())
+        return current, gone
+    for i in range(0, len(names), 2000):  # bounded IN lists (SQLite's variable limit)
+        part = names[i : i + 2000]
+        current.update(Tenant.objects.filter(label__in=part).values_list("label", "pk"))
+        for label, tenant_id, at in RetiredLabel.objects.filter(label__in=part).values_list(
+            "label", "tenant_id", "retired_at"
+        ):
+            gone[label] = (tenant_id, at.timestamp())
+    return current, gone
