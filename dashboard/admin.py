@@ -38,7 +38,7 @@ class UsageBucketAdmin(ReadOnlyAdmin):
 
 
 class IngestAdmin(ReadOnlyAdmin):
-    """Ingestion's cursors and counters: written only by ingest.services."""
+    """Ingestion's cursors and counters: written only by ingest (services, batch, files, health)."""
 
 
 _RAW = [

@@ -2,7 +2,7 @@
 
 Invariants:
 - A batch is one transaction that holds the edge's EdgeIngest row lock, reads complete lines
-  from a LogFile's position, writes their usage through quota.ledger.usage_apply, the unknown
+  from a LogFile's position, writes their usage through quota.usage.usage_apply, the unknown
   traffic, the malformed lines' counts and samples and the edge's totals, and moves the
   position (compare-and-set). A crash or a kill anywhere rolls the whole batch back; the next
   run reads the same bytes again from the committed position.
@@ -28,7 +28,7 @@ from ingest import parser
 from ingest.files import file_next
 from ingest.labels import labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, LogFile, MalformedCount, MalformedSample
-from quota.ledger import UsageDelta, usage_apply
+from quota.usage import UsageDelta, usage_apply
 
 
 class PositionMoved(Exception):

@@ -1,6 +1,6 @@
 """Where ingestion keeps its place in each edge's access log, and what staff see of it.
 
-The usage itself goes to the ledger (quota.UsageBucket) through quota.ledger.usage_apply, in
+The usage itself goes to the ledger (quota.UsageBucket) through quota.usage.usage_apply, in
 the same transaction that moves LogFile.position: a crash replays at most an uncommitted
 batch, and a replay changes nothing.
 """

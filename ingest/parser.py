@@ -21,7 +21,6 @@ not depend on the file or on the longest line.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import os
 from collections.abc import Mapping
@@ -82,19 +81,15 @@ def _refused(line: bytes, exc: ValueError) -> MalformedLine:
     try:
         line.decode("utf-8")
     except UnicodeDecodeError as bad:
-        # Each bad byte made a harmless "?" (offsets kept): still not JSON means broken JSON.
+        # Each bad byte made a harmless U+FFFD: still not JSON means broken JSON.
         try:
-            msgspec.json.decode(line.decode("utf-8", errors=_AS_QUESTION_MARKS))
+            msgspec.json.decode(line.decode("utf-8", errors="replace"))
         except msgspec.DecodeError as broken:
             return MalformedLine("json", str(broken))
         return MalformedLine("encoding", f"not UTF-8: {bad.reason} at byte {bad.start}")
     if isinstance(exc, msgspec.ValidationError):
         return MalformedLine("field", str(exc))
     return MalformedLine("json", str(exc))
-
-
-_AS_QUESTION_MARKS = "ingest.parser.as_question_marks"
-codecs.register_error(_AS_QUESTION_MARKS, lambda e: ("?" * (e.end - e.start), e.end))
 
 
 class MalformedLine(ValueError):

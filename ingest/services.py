@@ -7,7 +7,7 @@ Invariants:
 - A batch refused for a retirement it did not know (labels.Redo) is parsed again with it, a
   few times at most; any other failure is rolled back, noted in the edge's health and raised.
 
-Quota rules stay in quota.ledger: ingestion only reports usage (usage_apply, in the batch) and,
+Quota rules stay in quota: ingestion only reports usage (usage_apply, in the batch) and,
 after committed batches, names the tenants that got some (usage_after_batch, here).
 """
 
@@ -27,7 +27,7 @@ from ingest.files import file_forget_finished
 from ingest.health import health_after_run, health_note_error
 from ingest.labels import Redo, labels_retired
 from ingest.models import EdgeIngest
-from quota.ledger import usage_after_batch
+from quota.settlement import usage_after_batch
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def ingest_edge(
     """Ingest an edge's access log from the saved position until it is caught up or
     ``max_seconds`` have passed. Idempotent; safe from any number of workers at once.
 
-    After committed batches, quota.ledger.usage_after_batch learns the tenants that got usage
+    After committed batches, quota.settlement.usage_after_batch learns the tenants that got usage
     (enforcement, threshold emails, invite credit): when the run is caught up or ends, and
     every few seconds while it catches up; not at all when ``enforce`` is False.
     """
