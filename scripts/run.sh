@@ -3,6 +3,9 @@
 # Works whatever ran before: a manage.py command that created var/ (Django's file cache makes
 # it 0700), or an earlier run that was killed and left its processes behind.
 set -euo pipefail
+# Each process started below gets its own process group (job control): Ctrl-C reaches this
+# script alone, whose trap then stops them all, group by group, in one place.
+set -m
 cd "$(dirname "$0")/.."
 
 fail() { echo "make run: $*" >&2; exit 1; }
@@ -26,7 +29,7 @@ if [ -f "$PIDS_FILE" ]; then
   while read -r pid name; do
     if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name"; then
       echo "==> stopping $name (pid $pid) left by an earlier run"
-      kill "$pid" 2>/dev/null || true
+      kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
     fi
   done <"$PIDS_FILE"
   rm -f "$PIDS_FILE"
@@ -48,7 +51,7 @@ pids=()
 stop() { # stop [STATUS]: end every process started here, then exit
   trap - INT TERM HUP EXIT
   echo; echo "==> stopping"
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -f "$PIDS_FILE"
   exit "${1:-0}"

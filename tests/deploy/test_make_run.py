@@ -7,6 +7,7 @@ broker, the file cache), then stops it with Ctrl-C as a user would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -110,6 +111,21 @@ def _not_zombie(pid: int) -> bool:
         return False
 
 
+def _wait_for(predicate, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, log.read_text()[-4000:]
+        time.sleep(0.1)
+
+
+def _end_leftovers(var: Path) -> None:
+    """Teardown: end what a failed test's runs left, by the process groups they recorded."""
+    if (var / "run.pids").exists():
+        for pid in _alive(_recorded_pids(var)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
 def _recorded_pids(var: Path) -> list[int]:
     lines = (var / "run.pids").read_text().splitlines()
     return [int(line.split()[0]) for line in lines if line.strip()]
@@ -144,12 +160,11 @@ def test_make_run_after_a_manage_command_serves_console_and_edge_and_mail(tmp_pa
         assert len(pids) == 6
     finally:
         status = _ctrl_c(proc)
+        if status != 0:
+            _end_leftovers(var)
     assert status == 0, log.read_text()[-4000:]
     assert "unbound variable" not in log.read_text()
-    deadline = time.monotonic() + 30
-    while _alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _alive(pids) == []
+    _wait_for(lambda: not _alive(pids), log)
     assert not (var / "run.pids").exists()
 
 
@@ -157,37 +172,31 @@ def test_make_run_ends_what_an_earlier_killed_run_left(tmp_path):
     base = harness.worker_readable_dir("make-run-")
     var = base / "var"
     env = _env(var)
-    first = _start(env, tmp_path / "first.log")
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = _start(env, first_log)
     try:
-        _wait_http(
-            _port(env, "WEB_LISTEN"), "/", host="127.0.0.1", proc=first, log=tmp_path / "first.log"
-        )
+        _wait_http(_port(env, "WEB_LISTEN"), "/", host="127.0.0.1", proc=first, log=first_log)
         left = _recorded_pids(var)
         # The terminal is gone: run.sh dies without its trap; its children stay behind.
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
         assert _alive(left)
 
-        second = _start(env, tmp_path / "second.log")
+        second = _start(env, second_log)
         try:
+            _wait_for(lambda: "left by an earlier run" in second_log.read_text(), second_log)
+            _wait_for(lambda: not _alive(left), second_log)
+            # Only the second run's gunicorn can answer now.
             console = _wait_http(
-                _port(env, "WEB_LISTEN"),
-                "/",
-                host="127.0.0.1",
-                proc=second,
-                log=tmp_path / "second.log",
+                _port(env, "WEB_LISTEN"), "/", host="127.0.0.1", proc=second, log=second_log
             )
             assert console.status == 200
-            assert "left by an earlier run" in (tmp_path / "second.log").read_text()
+            assert not set(_recorded_pids(var)) & set(left)
         finally:
-            assert _ctrl_c(second) == 0, (tmp_path / "second.log").read_text()[-4000:]
-        deadline = time.monotonic() + 30
-        while _alive(left) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _alive(left) == []
+            status = _ctrl_c(second)
+        assert status == 0, second_log.read_text()[-4000:]
     finally:
-        for pid in _alive(_recorded_pids(var) if (var / "run.pids").exists() else []):
-            os.kill(pid, signal.SIGTERM)
+        _end_leftovers(var)
 
 
 @pytest.mark.parametrize(
