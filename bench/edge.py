@@ -121,8 +121,15 @@ def main() -> int:
         }
         for name, image in images.items():
             harness.push_image(upstream.port, f"library/{name}", "latest", image)
+        # The gate-cost loop sends 500 HEADs as fast as it can: a HEAD rate that never refuses
+        # (the limit is still evaluated on every request, so its cost is in the figures).
         edge = harness.start_edge(
-            work, upstream_url=upstream.url, name="bench", mirror_domain=DOMAIN
+            work,
+            upstream_url=upstream.url,
+            name="bench",
+            mirror_domain=DOMAIN,
+            tenant_head_rate="100000r/s",
+            tenant_head_burst=100000,
         )
         procs.append(edge)
         edge.write_gate_map({LABEL: "active"})

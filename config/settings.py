@@ -299,6 +299,16 @@ EDGE_CACHE_INACTIVE = env_str("EDGE_CACHE_INACTIVE", "30d")
 EDGE_CACHE_LOCK_SECONDS = env_int("EDGE_CACHE_LOCK_SECONDS", 3600)
 EDGE_FETCH_LISTEN = env_str("EDGE_FETCH_LISTEN", "127.0.0.1:8481")
 EDGE_TOKEN_LISTEN = env_str("EDGE_TOKEN_LISTEN", "127.0.0.1:8482")
+# Per-tenant limits at the edge (a free 429 TOOMANYREQUESTS with Retry-After beyond them):
+# requests in progress at once (Docker downloads 3 layers at a time), and nginx rates (r/s or
+# r/m) with bursts for blob misses (each one an upstream fetch), HEADs and refused requests.
+EDGE_TENANT_CONNECTIONS = env_int("EDGE_TENANT_CONNECTIONS", 16)
+EDGE_TENANT_MISS_RATE = env_str("EDGE_TENANT_MISS_RATE", "2r/s")
+EDGE_TENANT_MISS_BURST = env_int("EDGE_TENANT_MISS_BURST", 120)
+EDGE_TENANT_HEAD_RATE = env_str("EDGE_TENANT_HEAD_RATE", "20r/s")
+EDGE_TENANT_HEAD_BURST = env_int("EDGE_TENANT_HEAD_BURST", 200)
+EDGE_TENANT_REFUSAL_RATE = env_str("EDGE_TENANT_REFUSAL_RATE", "2r/s")
+EDGE_TENANT_REFUSAL_BURST = env_int("EDGE_TENANT_REFUSAL_BURST", 30)
 # DNS server nginx uses to follow the upstream's redirects to its blob store (CDN); empty:
 # the first nameserver of /etc/resolv.conf.
 EDGE_RESOLVER = env_str("EDGE_RESOLVER", "")

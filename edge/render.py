@@ -57,6 +57,15 @@ class EdgeParams:
     tls_key: Path | None = None
     # Started as root, nginx runs its workers as this user (nginx's default: nobody).
     worker_user: str = ""
+    # Per-tenant limits (issue 13): requests in progress at once, and rates (nginx's r/s or
+    # r/m) with bursts for blob misses, HEADs and refused requests.
+    tenant_connections: int = 16
+    tenant_miss_rate: str = "2r/s"
+    tenant_miss_burst: int = 120
+    tenant_head_rate: str = "20r/s"
+    tenant_head_burst: int = 200
+    tenant_refusal_rate: str = "2r/s"
+    tenant_refusal_burst: int = 30
 
     def validate(self) -> None:
         if not _EDGE_NAME_RE.match(self.name):
@@ -91,6 +100,17 @@ class EdgeParams:
             raise EdgeConfigError("EDGE_CACHE_LOCK_SECONDS must be between 1 and 86400")
         if not re.match(r"^[0-9A-Za-z.:\[\]-]+( [0-9A-Za-z.:\[\]-]+)*$", self.resolver):
             raise EdgeConfigError(f"EDGE_RESOLVER must be addresses: {self.resolver!r}")
+        if not 1 <= self.tenant_connections <= 100000:
+            raise EdgeConfigError("EDGE_TENANT_CONNECTIONS must be between 1 and 100000")
+        for kind in ("miss", "head", "refusal"):
+            rate, burst = (
+                getattr(self, f"tenant_{kind}_rate"),
+                getattr(self, f"tenant_{kind}_burst"),
+            )
+            if not re.match(r"^[1-9]\d{0,5}r/[sm]$", rate):
+                raise EdgeConfigError(f"EDGE_TENANT_{kind.upper()}_RATE must be like 2r/s or 30r/m")
+            if not 0 <= burst <= 100000:
+                raise EdgeConfigError(f"EDGE_TENANT_{kind.upper()}_BURST must be 0 to 100000")
         if self.worker_user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", self.worker_user):
             raise EdgeConfigError(f"EDGE_WORKER_USER is not a user name: {self.worker_user!r}")
         if self.tls_listen:
@@ -142,6 +162,13 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "UPSTREAM_TLS": _upstream_tls(params.ca_bundle),
             "TLS": _client_tls(params),
             "WORKER_USER": f"user {params.worker_user};" if params.worker_user else "",
+            "TENANT_CONNECTIONS": str(params.tenant_connections),
+            "TENANT_MISS_RATE": params.tenant_miss_rate,
+            "TENANT_MISS_BURST": str(params.tenant_miss_burst),
+            "TENANT_HEAD_RATE": params.tenant_head_rate,
+            "TENANT_HEAD_BURST": str(params.tenant_head_burst),
+            "TENANT_REFUSAL_RATE": params.tenant_refusal_rate,
+            "TENANT_REFUSAL_BURST": str(params.tenant_refusal_burst),
         },
     )
 

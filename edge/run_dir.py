@@ -50,6 +50,13 @@ def edge_params() -> render.EdgeParams:
         tls_cert=Path(settings.EDGE_TLS_CERT) if settings.EDGE_TLS_CERT else None,
         tls_key=Path(settings.EDGE_TLS_KEY) if settings.EDGE_TLS_KEY else None,
         worker_user=settings.EDGE_WORKER_USER,
+        tenant_connections=settings.EDGE_TENANT_CONNECTIONS,
+        tenant_miss_rate=settings.EDGE_TENANT_MISS_RATE,
+        tenant_miss_burst=settings.EDGE_TENANT_MISS_BURST,
+        tenant_head_rate=settings.EDGE_TENANT_HEAD_RATE,
+        tenant_head_burst=settings.EDGE_TENANT_HEAD_BURST,
+        tenant_refusal_rate=settings.EDGE_TENANT_REFUSAL_RATE,
+        tenant_refusal_burst=settings.EDGE_TENANT_REFUSAL_BURST,
     )
 
 

@@ -3,7 +3,8 @@
 nginx's fetch server asks it (auth_request) before each blob fetch from UPSTREAM_URL; it answers
 with the header `X-Upstream-Authorization` to send upstream. Registries such as Docker Hub want
 a bearer token per repository scope, anonymous or for an account; tokens are cached per scope
-until shortly before they expire, and one fetch per scope runs at a time.
+until shortly before they expire (at most MAX_TOKENS, least recently used first out), and one
+fetch per scope runs at a time.
 
 A data-plane process: no Django, no database. Run with
     python -m edge.token_helper --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io
@@ -24,6 +25,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +38,14 @@ REPO_RE = re.compile(
 CHALLENGE_TTL = 300.0  # how long the upstream's /v2/ answer (auth scheme, realm) is trusted
 EXPIRY_MARGIN = 15.0
 TIMEOUT = 15.0
+# Scopes are per repository name, which any tenant can invent by asking for blobs of names
+# that do not exist: the cache must not grow with them. A token is 1-2 KB, so this bounds it
+# to a few MB; an edge that pulls from more repositories than this within a token's lifetime
+# (5 minutes on Docker Hub) fetches some tokens again, one small request each.
+MAX_TOKENS = 4096
+# Fetches of one scope run one at a time; scopes share a fixed set of locks (by hash), so the
+# locks do not grow with the scopes either.
+LOCK_STRIPES = 64
 
 
 class TokenError(Exception):
@@ -63,7 +74,9 @@ class _Entry:
 class TokenCache:
     """Authorization header values for the upstream, per repository. Thread-safe."""
 
-    def __init__(self, upstream: str, username: str = "", password: str = "") -> None:
+    def __init__(
+        self, upstream: str, username: str = "", password: str = "", *, max_tokens: int = MAX_TOKENS
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.basic = (
             "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
@@ -71,14 +84,35 @@ class TokenCache:
             else ""
         )
         self._challenge: tuple[float, str, dict[str, str]] | None = None
-        self._tokens: dict[str, _Entry] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self.max_tokens = max_tokens
+        self._tokens: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._guard = threading.Lock()  # guards _tokens
         self.fetches = 0  # token requests made upstream (for tests and figures)
 
     def _lock_for(self, key: str) -> threading.Lock:
+        return self._locks[zlib.crc32(key.encode()) % LOCK_STRIPES]
+
+    def _cached(self, scope: str) -> str | None:
         with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+            entry = self._tokens.get(scope)
+            if entry is None:
+                return None
+            if entry.expires <= time.monotonic():
+                del self._tokens[scope]
+                return None
+            self._tokens.move_to_end(scope)
+            return entry.value
+
+    def _store(self, scope: str, entry: _Entry) -> None:
+        with self._guard:
+            self._tokens[scope] = entry
+            self._tokens.move_to_end(scope)
+            now = time.monotonic()
+            for key in [k for k, e in self._tokens.items() if e.expires <= now]:
+                del self._tokens[key]
+            while len(self._tokens) > self.max_tokens:
+                self._tokens.popitem(last=False)
 
     def _get_challenge(self) -> tuple[str, dict[str, str]]:
         now = time.monotonic()
@@ -107,9 +141,9 @@ class TokenCache:
             raise TokenError(f"unsupported upstream auth scheme {scheme!r}")
         scope = f"repository:{repo}:pull"
         with self._lock_for(scope):
-            entry = self._tokens.get(scope)
-            if entry and entry.expires > time.monotonic():
-                return entry.value
+            cached = self._cached(scope)
+            if cached is not None:
+                return cached
             query = {"scope": scope}
             if params.get("service"):
                 query["service"] = params["service"]
@@ -132,7 +166,7 @@ class TokenCache:
                 raise TokenError("token service answered without a token")
             lifetime = float(body.get("expires_in") or 60)
             value = f"Bearer {token}"
-            self._tokens[scope] = _Entry(value, started + max(5.0, lifetime - EXPIRY_MARGIN))
+            self._store(scope, _Entry(value, started + max(5.0, lifetime - EXPIRY_MARGIN)))
             return value
 
 

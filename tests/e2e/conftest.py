@@ -29,7 +29,7 @@ What they give (all processes on 127.0.0.1, kernel-assigned ports, stopped at te
 - ``docker_daemon`` (session): ``docker_daemon(mirrors=[edge.url(label)])`` returns a running
   private dockerd with that mirror list (restarted only when the list changes; startup takes
   under a second); ``.cli("pull", ...)``, ``.log()``.
-- ``edge.log_lines()`` rows carry ``cache`` = MISS/HIT for blob GETs, BYPASS for blob HEADs.
+- ``edge.log_lines()`` rows carry ``cache`` = MISS/HIT for blob GETs and HEADs (a HEAD never fills).
 - ``tests.e2e.upstream_auth.start_auth_upstream(dir, images)``: an upstream like Docker Hub
   (bearer tokens, 307 to a counting blob store), as used by test_blob_cache.py.
 - ``pull_with_skopeo(label, name)``: copies ``docker.io/library/accel-<name>`` through a tenant's

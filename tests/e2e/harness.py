@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -486,9 +486,11 @@ def edge_params(
     worker_processes: str = "2",
     registry_port: int | None = None,
     cache_max_size: str = "2g",
+    **overrides,
 ) -> edge_config.EdgeParams:
+    """overrides: any other EdgeParams field (e.g. tenant_connections=4)."""
     run_dir = workdir / "edge"
-    return edge_config.EdgeParams(
+    params = edge_config.EdgeParams(
         name=name,
         run_dir=run_dir,
         access_log=run_dir / "logs" / "access.log",
@@ -506,6 +508,7 @@ def edge_params(
         cache_lock_seconds=600,
         resolver="127.0.0.1",
     )
+    return replace(params, **overrides)
 
 
 def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:

@@ -340,6 +340,26 @@ def test_token_cache_per_scope_and_refetch_after_expiry(auth_world):
     assert cache.fetches == 3
 
 
+def test_token_cache_is_bounded_least_recently_used_out(auth_world):
+    _, upstream, _ = auth_world
+    cache = TokenCache(upstream.url, max_tokens=3)
+    for name in ("a", "b", "c"):
+        cache.header_for(f"library/{name}")
+    cache.header_for("library/a")  # a is now the most recently used; b the least
+    assert cache.fetches == 3
+    cache.header_for("library/d")  # one over the bound: b goes
+    assert len(cache._tokens) == 3 and "repository:library/b:pull" not in cache._tokens
+    cache.header_for("library/a")
+    assert cache.fetches == 4  # a was kept
+    cache.header_for("library/b")
+    assert cache.fetches == 5  # b was fetched again
+    assert len(cache._tokens) == 3
+    # An expired token is dropped when it is next asked for, not served.
+    cache._tokens["repository:library/b:pull"].expires = 0
+    cache.header_for("library/b")
+    assert cache.fetches == 6 and len(cache._tokens) == 3
+
+
 def test_token_helper_sends_upstream_credentials_to_the_token_service(auth_world):
     _, upstream, _ = auth_world
     cache = TokenCache(upstream.url, "mirror-bot", "s3cret:pw")
