@@ -1,4 +1,9 @@
+"""allauth's hooks: address cleaning, the invite at sign-up, the sign-up IP, and the language
+and recipient of allauth's emails."""
+
 from __future__ import annotations
+
+import ipaddress
 
 from allauth.account.adapter import DefaultAccountAdapter
 from django import forms
@@ -6,6 +11,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.language import language_for_user, language_pick
+from accounts.selectors import user_for_mailbox
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit, and the column's size
 MAX_LOCAL_PART_LENGTH = 64
@@ -41,17 +47,38 @@ class AccountAdapter(DefaultAccountAdapter):
         with translation.override(language_for_user(user)):
             return super().send_mail(template_prefix, email, context)
 
+    def send_account_already_exists_mail(self, email: str) -> None:
+        """A sign-up (or added address) for a mailbox that has an account: the mail goes to
+        the account's own address, in its language, whichever alias was typed."""
+        owner = user_for_mailbox(email=email)
+        if owner is None:
+            return super().send_account_already_exists_mail(email)
+        with translation.override(language_for_user(owner)):
+            return super().send_account_already_exists_mail(owner.email)
+
     def save_user(self, request, user, form, commit=True):
         """Record the invite the visitor came with, once the account exists.
 
         The account keeps the language it was created in (the selector changes it later), so
-        emails sent by tasks, such as the quota warnings, arrive in that language.
+        emails sent by tasks, such as the quota warnings, arrive in that language. The sign-up
+        IP is the client address Django sees (REMOTE_ADDR): behind a proxy that is the proxy's
+        until trusted proxies are configured.
         """
         if not user.language:
             user.language = language_pick(translation.get_language())
+        if request is not None and user.signup_ip is None:
+            user.signup_ip = _client_ip(request)
         user = super().save_user(request, user, form, commit=commit)
         if commit and request is not None:
             from accounts.invite_flow import invite_record_signup
 
             invite_record_signup(request=request, user=user)
         return user
+
+
+def _client_ip(request) -> str | None:
+    raw = (request.META.get("REMOTE_ADDR") or "").strip()
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from accounts import services
+from accounts.addresses import mask_email
 from accounts.models import User
 
 SESSION_KEY = "invite_code"
@@ -32,7 +33,7 @@ def invited_message(*, inviter: User) -> str:
     """Rendered from a template, as the invite email is: the bonus is shown with the quota
     app's si_bytes filter, which accounts (below quota) cannot import."""
     context = {
-        "inviter": services.mask_email(inviter.email),
+        "inviter": mask_email(inviter.email),
         "bonus": settings.WELCOME_BONUS_BYTES,
     }
     return render_to_string("accounts/invited_message.txt", context).strip()

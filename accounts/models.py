@@ -1,4 +1,5 @@
-"""Users log in with their email address, unique regardless of case."""
+"""Users log in with their email address, unique regardless of case; one account per mailbox
+(the canonical address, accounts/addresses.py, is unique too). Invites and invite emails."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from accounts.addresses import email_canonical
 
 
 class UserManager(BaseUserManager["User"]):
@@ -37,6 +40,14 @@ class UserManager(BaseUserManager["User"]):
 
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(_("email address"), max_length=254)
+    # The mailbox behind `email` (every alias of one mailbox has the same), set on save when the
+    # email is new or changed. NULL only for accounts that shared a mailbox with an older
+    # account before the rule existed (migration 0004).
+    email_canonical = models.CharField(
+        _("canonical address"), max_length=254, unique=True, null=True, editable=False
+    )
+    # The client address Django saw at sign-up (REMOTE_ADDR): a risk signal for invite credits.
+    signup_ip = models.GenericIPAddressField(_("sign-up IP"), null=True, blank=True)
     is_staff = models.BooleanField(_("staff status"), default=False)
     is_active = models.BooleanField(_("active"), default=True)
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
@@ -63,6 +74,28 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self) -> str:
         return self.email
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        user = super().from_db(db, field_names, values)
+        user._loaded_email = user.__dict__.get("email")  # never load a deferred field here
+        return user
+
+    def save(self, *args, **kwargs) -> None:
+        """A new or changed email gets its canonical address; the unique index refuses a second
+        account for one mailbox even where a form was skipped."""
+        update_fields = kwargs.get("update_fields")
+        writes_email = "email" not in self.get_deferred_fields() and (
+            update_fields is None or "email" in update_fields
+        )
+        if writes_email and (
+            self._state.adding or self.email != getattr(self, "_loaded_email", None)
+        ):
+            self.email_canonical = email_canonical(self.email)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "email_canonical"}
+        super().save(*args, **kwargs)
+        self._loaded_email = self.email
+
     def clean(self) -> None:
         super().clean()
         self.email = self.__class__.objects.normalize_email(self.email).lower()
@@ -71,9 +104,17 @@ class User(AbstractBaseUser, PermissionsMixin):
 class Invite(models.Model):
     """An account that signed up through someone's invite: at most one inviter per account.
 
-    Credited once (credited_at set) when the invitee has a verified email address and a first
-    usage bucket with bytes > 0; the grants' source keys make a repeat credit a no-op.
+    The credit (quota/invites.py) decides it once it is due: credited (credited_at set),
+    void (earns nothing, with a reason), or held for staff (with a reason), who approve
+    (credited) or reject it. The grants' source keys make a repeat credit a no-op.
     """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        CREDITED = "credited", _("credited")
+        VOID = "void", _("no credit")
+        HELD = "held", _("held for staff")
+        REJECTED = "rejected", _("rejected")
 
     inviter = models.ForeignKey(
         User, null=True, on_delete=models.SET_NULL, related_name="invites_sent"
@@ -81,6 +122,11 @@ class Invite(models.Model):
     invitee = models.OneToOneField(User, on_delete=models.CASCADE, related_name="invited_by")
     code = models.CharField(max_length=32)  # the code used, kept if the inviter is deleted
     created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Why it was held or earned nothing (quota.invites: same_ip, same_network, burst,
+    # disposable_domain), and when that was decided.
+    reason = models.CharField(max_length=32, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
     credited_at = models.DateTimeField(null=True, blank=True)
     # What the credit gave each side; 0 for the inviter once INVITE_CAP was reached.
     inviter_bytes = models.BigIntegerField(default=0)
@@ -92,7 +138,10 @@ class Invite(models.Model):
             models.Index(
                 fields=["created_at"],
                 name="invite_pending_idx",
-                condition=models.Q(credited_at__isnull=True),
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                fields=["decided_at"], name="invite_held_idx", condition=models.Q(status="held")
             ),
         ]
 
@@ -101,11 +150,20 @@ class Invite(models.Model):
 
 
 class InviteEmail(models.Model):
-    """An invite email a user sent (rate limit: INVITE_EMAILS_PER_DAY in any 24 hours)."""
+    """An attempt to send an invite email (rate limit: INVITE_EMAILS_PER_DAY attempts in any 24
+    hours, refused ones included). Only `sent` ones leave; an address that already has an
+    account gets nothing, and the inviter sees the same answer as for a new address."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent", _("sent")
+        HAS_ACCOUNT = "has_account", _("not sent: the address has an account")
+        SELF = "self", _("refused: own address")
+        DUPLICATE = "duplicate", _("refused: already invited today")
 
     inviter = models.ForeignKey(User, on_delete=models.CASCADE, related_name="invite_emails")
     email = models.EmailField(max_length=254)
     sent_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SENT)
 
     class Meta:
         indexes = [models.Index(fields=["inviter", "sent_at"], name="invite_email_sent_idx")]

@@ -1,4 +1,4 @@
-"""Reads about invites, for the invites page and the API."""
+"""Reads about accounts and invites: whose mailbox an address is, the invites page and the API."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
+from accounts.addresses import email_canonical, mask_email
 from accounts.models import Invite, InviteEmail, User
-from accounts.services import mask_email
+
+
+def user_for_mailbox(*, email: str) -> User | None:
+    """The account of the mailbox `email` delivers to (any alias of it), if there is one."""
+    canonical = email_canonical(email)
+    return (
+        User.objects.filter(email_canonical=canonical).first()
+        or User.objects.filter(email__iexact=email.strip()).first()
+    )
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,12 @@ def invitees_for_user(*, user: User) -> list[InviteeRow]:
 
 
 def invite_emails_for_user(*, user: User, limit: int = 50) -> list[InviteEmail]:
-    return list(InviteEmail.objects.filter(inviter=user).order_by("-sent_at")[:limit])
+    """The invite emails the user sees as sent: those to an address with an account look the
+    same (enumeration); refused attempts are not listed, only counted."""
+    shown = [InviteEmail.Outcome.SENT, InviteEmail.Outcome.HAS_ACCOUNT]
+    return list(
+        InviteEmail.objects.filter(inviter=user, outcome__in=shown).order_by("-sent_at")[:limit]
+    )
 
 
 def invite_stats_for_user(*, user: User, now: datetime | None = None) -> InviteStats:

@@ -7,8 +7,10 @@ Rules:
   existing account never gains an inviter, and never a second one.
 - Refused, with a message for the user and nothing recorded: malformed or unknown codes,
   the code of a deleted, deactivated or suspended user, one's own code, a second inviter.
-- Invite emails: a valid address that has no account, not one's own, at most
-  INVITE_EMAILS_PER_DAY in any 24 hours per user, one per address per 24 hours.
+- Invite emails: at most INVITE_EMAILS_PER_DAY attempts in any 24 hours per user, every
+  attempt at a valid address counted, refused ones included; one per mailbox per 24 hours;
+  not one's own. An address that already has an account (any alias of its mailbox) gets no
+  email, and the inviter gets the same answer as for a new address (no enumeration).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
+from accounts.addresses import email_canonical
 from accounts.models import Invite, InviteEmail, User
+from accounts.selectors import user_for_mailbox
 from accounts.tasks import invite_email_deliver
 
 log = logging.getLogger(__name__)
@@ -121,13 +125,17 @@ def invite_accept(*, invitee: User, code: str) -> Invite:
 
 def _address_has_account(email: str) -> bool:
     return (
-        User.objects.filter(email__iexact=email).exists()
+        user_for_mailbox(email=email) is not None
         or EmailAddress.objects.filter(email__iexact=email).exists()
     )
 
 
 def invite_email_send(*, inviter: User, email: str, link: str, now: datetime | None = None):
-    """Record an invite email and queue it (sent after commit). Refusals raise InviteRefused."""
+    """Record an invite email attempt and queue the email (sent after commit) when it may go.
+
+    Refusals raise InviteRefused after the attempt was recorded, so they count too. An address
+    with an account is answered as a new one: recorded, counted, not sent.
+    """
     now = now or timezone.now()
     email = (email or "").strip().lower()
     try:
@@ -136,39 +144,46 @@ def invite_email_send(*, inviter: User, email: str, link: str, now: datetime | N
             raise ValidationError("too long")
     except ValidationError:
         raise InviteRefused("invalid_email", _("Enter a valid email address.")) from None
-    if email == inviter.email.lower():
-        raise _refuse(SELF)
-    if _address_has_account(email):
-        raise InviteRefused(
-            "has_account", _("This address already has an account, so it cannot be invited.")
-        )
     limit = settings.INVITE_EMAILS_PER_DAY
+    canonical = email_canonical(email)
+    Outcome = InviteEmail.Outcome
     with transaction.atomic():
         # The inviter's row serializes concurrent sends, so the daily count cannot be overrun.
         User.objects.select_for_update(no_key=True).filter(pk=inviter.pk).values_list("pk").first()
         recent = InviteEmail.objects.filter(inviter=inviter, sent_at__gt=now - timedelta(days=1))
-        if recent.filter(email=email).exists():
-            raise InviteRefused(
-                "duplicate", _("You already invited this address in the last 24 hours.")
+        earlier = recent.filter(outcome__in=[Outcome.SENT, Outcome.HAS_ACCOUNT])
+        if canonical == email_canonical(inviter.email):
+            outcome = Outcome.SELF
+        elif any(email_canonical(e) == canonical for e in earlier.values_list("email", flat=True)):
+            outcome = Outcome.DUPLICATE
+        elif _address_has_account(email):
+            outcome = Outcome.HAS_ACCOUNT
+        else:
+            outcome = Outcome.SENT
+        # Past the limit nothing more is recorded: a refusal says why, anything else waits.
+        if recent.count() < limit:
+            record = InviteEmail.objects.create(
+                inviter=inviter, email=email, sent_at=now, outcome=outcome
             )
-        if recent.count() >= limit:
+        elif outcome in (Outcome.SENT, Outcome.HAS_ACCOUNT):
             raise InviteRefused(
                 "rate_limited",
                 _("You can send at most %(limit)d invite emails a day. Try again tomorrow.")
                 % {"limit": limit},
             )
-        record = InviteEmail.objects.create(inviter=inviter, email=email, sent_at=now)
-        # Written in the language the inviter is using now.
-        language = translation.get_language()
-        transaction.on_commit(lambda: invite_email_deliver.delay(record.pk, link, language))
+        if outcome == Outcome.SENT:
+            # Written in the language the inviter is using now.
+            language = translation.get_language()
+            transaction.on_commit(lambda: invite_email_deliver.delay(record.pk, link, language))
+    if outcome == Outcome.SELF:
+        raise _refuse(SELF)
+    if outcome == Outcome.DUPLICATE:
+        raise InviteRefused(
+            "duplicate", _("You already invited this address in the last 24 hours.")
+        )
+    if outcome == Outcome.HAS_ACCOUNT:
+        log.info("invite email %s not sent: the address has an account", record.pk)
     return record
-
-
-def mask_email(email: str) -> str:
-    """'friend@example.com' -> 'fr****@example.com': enough to recognise, not to harvest."""
-    local, _at, domain = email.partition("@")
-    shown = local[:2] if len(local) > 2 else local[:1]
-    return f"{shown}{'*' * max(1, len(local) - len(shown))}@{domain}"
 
 
 def invite_sent_message(*, email: str) -> str:

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from accelerator.models import Tenant
+from accounts.models import Invite
 from api.models import PersonalAccessToken
 from dashboard.models import StaffAction
 from quota.models import Grant
@@ -205,6 +206,29 @@ class StaffActionSerializer(serializers.ModelSerializer):
     class Meta:
         model = StaffAction
         fields = ["id", "actor", "tenant", "tenant_label", "kind", "reason", "detail", "created_at"]
+
+
+class StaffHeldInviteSerializer(serializers.ModelSerializer):
+    inviter = serializers.EmailField(source="inviter.email", allow_null=True, default=None)
+    invitee = serializers.EmailField(source="invitee.email")
+    inviter_signup_ip = serializers.IPAddressField(
+        source="inviter.signup_ip", allow_null=True, default=None
+    )
+    invitee_signup_ip = serializers.IPAddressField(source="invitee.signup_ip", allow_null=True)
+
+    class Meta:
+        model = Invite
+        fields = [
+            "id",
+            "inviter",
+            "invitee",
+            "inviter_signup_ip",
+            "invitee_signup_ip",
+            "created_at",
+            "status",
+            "reason",
+            "decided_at",
+        ]
 
 
 # --- invites --------------------------------------------------------------------------------

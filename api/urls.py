@@ -44,6 +44,21 @@ urlpatterns = [
     ),
     path(f"{v1}staff/actions/", views.StaffActionListView.as_view(), name="api_staff_actions"),
     path(
+        f"{v1}staff/invites/held/",
+        views.StaffHeldInviteListView.as_view(),
+        name="api_staff_invites_held",
+    ),
+    path(
+        f"{v1}staff/invites/<int:pk>/approve/",
+        views.StaffInviteApproveView.as_view(),
+        name="api_staff_invite_approve",
+    ),
+    path(
+        f"{v1}staff/invites/<int:pk>/reject/",
+        views.StaffInviteRejectView.as_view(),
+        name="api_staff_invite_reject",
+    ),
+    path(
         "api/schema/",
         login_not_required(SpectacularAPIView.as_view(permission_classes=[])),
         name="api_schema",

@@ -20,6 +20,7 @@ from accelerator import services as accelerator_services
 from accelerator.models import Tenant
 from accounts import selectors as account_selectors
 from accounts import services as account_services
+from accounts.models import Invite
 from api import selectors, services
 from api import serializers as s
 from api.permissions import SessionOnly, StaffOr404
@@ -408,3 +409,51 @@ class StaffActionListView(ListBase):
 
     def get_queryset(self):
         return dashboard_selectors.recent_actions(limit=None)
+
+
+class StaffHeldInviteListView(ListBase):
+    permission_classes = [StaffOr404]
+    serializer_class = s.StaffHeldInviteSerializer
+
+    @extend_schema(parameters=[s.PageQuerySerializer])
+    def get(self, request, *args, **kwargs):
+        """Invite credits held by a risk signal, waiting for a decision."""
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return dashboard_selectors.held_invites()
+
+
+class StaffInviteDecisionBase(Base):
+    permission_classes = [StaffOr404]
+    decide = None
+
+    def post(self, request, pk: int):
+        invite = get_object_or_404(Invite, pk=pk)
+        form = s.ReasonSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            action = type(self).decide(
+                actor=request.user, invite=invite, reason=form.validated_data["reason"]
+            )
+        except LedgerError as refused:
+            raise serializers.ValidationError({"non_field_errors": [str(refused)]}) from None
+        return Response(s.StaffActionSerializer(action).data, status=status.HTTP_201_CREATED)
+
+
+class StaffInviteApproveView(StaffInviteDecisionBase):
+    decide = dashboard_services.staff_invite_approve
+
+    @_staff_schema(s.ReasonSerializer)
+    def post(self, request, pk: int):
+        """Pay a held invite credit, once; a repeat returns the first record."""
+        return super().post(request, pk)
+
+
+class StaffInviteRejectView(StaffInviteDecisionBase):
+    decide = dashboard_services.staff_invite_reject
+
+    @_staff_schema(s.ReasonSerializer)
+    def post(self, request, pk: int):
+        """Reject a held invite credit: nothing is paid."""
+        return super().post(request, pk)

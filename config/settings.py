@@ -135,6 +135,9 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = format_lazy("[{}] ", gettext_lazy("Mirror Accelerator"))
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+# One account per mailbox (accounts/addresses.py): sign-up and "add an address" treat an alias
+# of an existing account's address as that address.
+ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm", "add_email": "accounts.forms.AddEmailForm"}
 # allauth's rate limits are on by default and stored in the Django cache above.
 
 # --- email ----------------------------------------------------------------------------------
@@ -222,6 +225,14 @@ INVITE_CAP = env_int("INVITE_CAP", 50)
 # Absolute links in emails sent by tasks (no request to build them from).
 SITE_URL = env_str("SITE_URL", "http://localhost:8000")
 INVITE_EMAILS_PER_DAY = env_int("INVITE_EMAILS_PER_DAY", 20)
+# The invite credit needs real use (quota/invites.py): the invitee's accelerator pulled this
+# much in total, and the account is this old. A ping is not use.
+INVITE_MIN_USAGE_BYTES = env_int("INVITE_MIN_USAGE_BYTES", 100_000_000)
+INVITE_MIN_AGE_SECONDS = env_int("INVITE_MIN_AGE_SECONDS", 24 * 3600)
+# Held for staff instead of paid: more than this many invitees of one inviter within an hour.
+INVITE_HOLD_BURST = env_int("INVITE_HOLD_BURST", 3)
+# Throwaway-mail domains earn no credit, beyond the disposable-email-domains package's list.
+INVITE_BLOCKED_DOMAINS = env_list("INVITE_BLOCKED_DOMAINS", [])
 # The backstop: new month, expired grants, missed batches, invites whose first usage was missed.
 LEDGER_RECONCILE_SECONDS = env_int("LEDGER_RECONCILE_SECONDS", 60)
 

@@ -15,6 +15,8 @@ class StaffAction(models.Model):
         SUSPEND = "suspend", _("suspend")
         RESUME = "resume", _("resume")
         ROTATE = "rotate", _("rotate label")
+        INVITE_APPROVE = "invite_approve", _("approve invite credit")
+        INVITE_REJECT = "invite_reject", _("reject invite credit")
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff_actions"
@@ -22,7 +24,8 @@ class StaffAction(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="staff_actions")
     kind = models.CharField(_("action"), max_length=16, choices=Kind.choices)
     reason = models.TextField(_("reason"))
-    # What the action did, for the record: grant bytes and source key, old and new label.
+    # What the action did, for the record: grant bytes and source key, old and new label, the
+    # invite decided (its tenant is the invitee's).
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -238,6 +238,19 @@ def credited_invites(*, limit: int = 10) -> QuerySet[Invite]:
     )
 
 
+def held_invites() -> QuerySet[Invite]:
+    """Invite credits held for a staff decision, oldest first."""
+    return (
+        Invite.objects.select_related("inviter", "invitee")
+        .filter(status=Invite.Status.HELD)
+        .order_by("decided_at", "id")
+    )
+
+
+def held_invites_count() -> int:
+    return Invite.objects.filter(status=Invite.Status.HELD).count()
+
+
 # --- ingestion (tables owned by the ingest app) ----------------------------------------------
 def ingest_health() -> list[EdgeIngest]:
     """Every edge that has reported, plus every configured edge (settings.EDGES) that has not

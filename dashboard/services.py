@@ -9,9 +9,11 @@ from django.db import transaction
 
 from accelerator import services as accelerator_services
 from accelerator.models import Tenant
-from accounts.models import User
+from accelerator.services import tenant_start
+from accounts.models import Invite, User
 from dashboard.models import StaffAction
 from quota.grants import grant_create
+from quota.invites import invite_hold_approve, invite_hold_reject
 from quota.models import Grant
 
 
@@ -85,4 +87,51 @@ def staff_rotate(*, actor: User, tenant: Tenant, reason: str) -> StaffAction:
         kind=StaffAction.Kind.ROTATE,
         reason=reason,
         detail={"old_label": old, "new_label": rotated.label},
+    )
+
+
+def _invite_detail(invite: Invite) -> dict:
+    return {
+        "invite": invite.pk,
+        "inviter": invite.inviter_id,
+        "invitee": invite.invitee_id,
+        "hold_reason": invite.reason,
+        "bytes": invite.inviter_bytes,
+        "invitee_bytes": invite.invitee_bytes,
+    }
+
+
+@transaction.atomic
+def staff_invite_approve(*, actor: User, invite: Invite, reason: str) -> StaffAction:
+    """Pay a held invite credit. Approving it again pays nothing and returns the first record."""
+    earlier = StaffAction.objects.filter(
+        kind=StaffAction.Kind.INVITE_APPROVE, detail__invite=invite.pk
+    ).first()
+    if earlier is not None:
+        return earlier
+    invite = invite_hold_approve(invite_id=invite.pk)
+    return _record(
+        actor=actor,
+        tenant=tenant_start(user=invite.invitee),
+        kind=StaffAction.Kind.INVITE_APPROVE,
+        reason=reason,
+        detail=_invite_detail(invite),
+    )
+
+
+@transaction.atomic
+def staff_invite_reject(*, actor: User, invite: Invite, reason: str) -> StaffAction:
+    """Refuse a held invite credit: nothing is paid. Rejecting it again records nothing new."""
+    earlier = StaffAction.objects.filter(
+        kind=StaffAction.Kind.INVITE_REJECT, detail__invite=invite.pk
+    ).first()
+    if earlier is not None:
+        return earlier
+    invite = invite_hold_reject(invite_id=invite.pk)
+    return _record(
+        actor=actor,
+        tenant=tenant_start(user=invite.invitee),
+        kind=StaffAction.Kind.INVITE_REJECT,
+        reason=reason,
+        detail=_invite_detail(invite),
     )

@@ -11,4 +11,7 @@ urlpatterns = [
     path("tenants/<int:pk>/resume/", views.tenant_resume, name="dashboard_resume"),
     path("tenants/<int:pk>/rotate/", views.tenant_rotate, name="dashboard_rotate"),
     path("actions/", views.actions, name="dashboard_actions"),
+    path("invites/", views.invites_held, name="dashboard_invites"),
+    path("invites/<int:pk>/approve/", views.invite_approve, name="dashboard_invite_approve"),
+    path("invites/<int:pk>/reject/", views.invite_reject, name="dashboard_invite_reject"),
 ]

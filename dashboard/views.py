@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accelerator.models import Tenant
 from accelerator.selectors import mirror_url
+from accounts.models import Invite
 from dashboard import integrations, selectors, services
 from dashboard.forms import GrantForm, ReasonForm, TenantSearchForm
 from quota.errors import LedgerError
@@ -82,6 +83,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         # Read live: tenant states and the audit trail, so a staff action shows at once.
         "totals": selectors.dashboard_totals(traffic=traffic),
         "actions": selectors.recent_actions(limit=10),
+        "held_invites": selectors.held_invites_count(),
         "computed_at": traffic["computed_at"],
         "figures": mark_safe(_figures_html(request, traffic)),  # our own rendered template
         "search": TenantSearchForm(),
@@ -186,3 +188,43 @@ def tenant_rotate(request: HttpRequest, pk: int) -> HttpResponse:
 def actions(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.recent_actions(limit=None), 50).get_page(request.GET.get("page"))
     return render(request, "dashboard/actions.html", {"page": page})
+
+
+@staff_only
+@require_GET
+def invites_held(request: HttpRequest) -> HttpResponse:
+    """Invite credits held by a risk signal, waiting for a staff decision."""
+    page = Paginator(selectors.held_invites(), 50).get_page(request.GET.get("page"))
+    return render(request, "dashboard/invites.html", {"page": page, "form": ReasonForm()})
+
+
+def _decide(request: HttpRequest, pk: int, approve: bool) -> HttpResponse:
+    invite = get_object_or_404(Invite, pk=pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        page = Paginator(selectors.held_invites(), 50).get_page(1)
+        context = {"page": page, "form": form, "failed": pk}
+        return render(request, "dashboard/invites.html", context, status=400)
+    decide = services.staff_invite_approve if approve else services.staff_invite_reject
+    try:
+        decide(actor=request.user, invite=invite, reason=form.cleaned_data["reason"])
+    except LedgerError as refused:
+        messages.error(request, str(refused))
+    else:
+        if approve:
+            messages.success(request, _("Invite credit approved and paid."))
+        else:
+            messages.success(request, _("Invite credit rejected; nothing was paid."))
+    return redirect("dashboard_invites")
+
+
+@staff_only
+@require_POST
+def invite_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, approve=True)
+
+
+@staff_only
+@require_POST
+def invite_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide(request, pk, approve=False)

@@ -1,8 +1,9 @@
 """Settlement after usage, and the backstop: what follows committed usage for each tenant.
 
-After ingestion commits a batch: enforcement (state and threshold emails) and the first-usage
-invite credit. Periodically (quota/tasks.py, `manage.py ledger_reconcile`): the same for every
-tenant whose state can have changed without new usage, and the emails that never left.
+After ingestion commits a batch: enforcement (state and threshold emails) and the invite
+credit once the invitee's usage makes it due. Periodically (quota/tasks.py, `manage.py
+ledger_reconcile`): the same for every tenant whose state can have changed without new usage,
+invites due by age alone, and the emails that never left.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accelerator.models import Tenant
+from accounts.models import Invite
 from quota.enforcement import tenant_enforce
 from quota.invites import invite_credit, invites_credit_pending
 from quota.models import QuotaNotice, UsageMonth
@@ -24,14 +26,12 @@ from quota.periods import month_start, utc
 
 def usage_after_batch(*, tenant_ids: Iterable[int]) -> None:
     """Called by ingestion after it committed a batch: enforcement, threshold emails and the
-    first-usage invite credit for each tenant. Idempotent; safe from two workers at once.
+    invite credit for each tenant. Idempotent; safe from two workers at once.
     """
     ids = sorted(set(tenant_ids))
     for tenant_id in ids:
         tenant_enforce(tenant_id=tenant_id)
-    user_ids = Tenant.objects.filter(
-        pk__in=ids, user__invited_by__isnull=False, user__invited_by__credited_at__isnull=True
-    )
+    user_ids = Tenant.objects.filter(pk__in=ids, user__invited_by__status=Invite.Status.PENDING)
     for user_id in user_ids.values_list("user_id", flat=True):
         invite_credit(invitee_id=user_id)
 
@@ -47,7 +47,8 @@ class ReconcileResult:
 def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
     """The backstop: re-evaluate every tenant whose state can differ from its summary (a new
     month, an expired grant, a missed batch), re-queue notices whose email never left, and
-    credit invites whose first usage was missed. Idempotent.
+    decide invites that became due (a missed batch or verification, or the invitee account's
+    age alone, with no new usage). Idempotent.
 
     Only tenants that are exhausted now or have used at least 80 % of the base this month can
     be exhausted or owe a threshold email (the allowance is never below the base), so the

@@ -42,6 +42,8 @@ def log_in(page, email):
 
 
 def test_invite_from_link_to_credit(page, chromium, live_server, owner, eager_tasks, settings):
+    # The real-use thresholds have their own tests (test_invite_rules.py).
+    settings.INVITE_MIN_USAGE_BYTES, settings.INVITE_MIN_AGE_SECONDS = 1, 0
     # The inviter finds the link through the nav, copies it and sends one invite email.
     log_in(page, owner.email)
     page.get_by_test_id("nav-invites").click()

@@ -1,4 +1,6 @@
-"""The invite credit: exactly once, when verified and after a first usage bucket with bytes."""
+"""The invite credit: exactly once, when verified and after usage. The real-use thresholds
+(INVITE_MIN_USAGE_BYTES, INVITE_MIN_AGE_SECONDS) are tested in test_invite_rules.py; here they
+are lowered to "any bytes, any age", and the burst hold is out of reach."""
 
 from __future__ import annotations
 
@@ -25,6 +27,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fast_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _any_use_counts(settings):
+    settings.INVITE_MIN_USAGE_BYTES = 1
+    settings.INVITE_MIN_AGE_SECONDS = 0
+    settings.INVITE_HOLD_BURST = 100
 
 
 def invitee_of(inviter, email, *, verified=True, start=True):
