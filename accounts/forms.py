@@ -5,6 +5,7 @@ from allauth.account.adapter import get_adapter
 from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib import messages
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext_lazy as _
 
 from accounts.selectors import user_for_mailbox
@@ -20,6 +21,19 @@ class SignupForm(allauth_forms.SignupForm):
         if not self.account_already_exists and user_for_mailbox(email=email) is not None:
             self.account_already_exists = True
         return email
+
+    def try_save(self, request):
+        """Two sign-ups for one mailbox at the same instant both pass the check above; the
+        unique canonical address refuses the second, which is then answered like any
+        existing address (no account, the owner mailed) instead of with an error page."""
+        try:
+            with transaction.atomic():
+                return super().try_save(request)
+        except IntegrityError:
+            if user_for_mailbox(email=self.cleaned_data["email"]) is None:
+                raise
+            self.account_already_exists = True
+            return super().try_save(request)
 
 
 class AddEmailForm(allauth_forms.AddEmailForm):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -97,8 +98,15 @@ class User(AbstractBaseUser, PermissionsMixin):
         self._loaded_email = self.email
 
     def clean(self) -> None:
+        """Forms (the admin's among them) refuse a second account for one mailbox with a
+        message on the address, before the unique index would refuse it with an error."""
         super().clean()
         self.email = self.__class__.objects.normalize_email(self.email).lower()
+        taken = self.__class__.objects.filter(email_canonical=email_canonical(self.email))
+        if self.email and taken.exclude(pk=self.pk).exists():
+            raise ValidationError(
+                {"email": _("Another account already uses this mailbox (an alias of it).")}
+            )
 
 
 class Invite(models.Model):

@@ -330,3 +330,35 @@ def test_refused_attempts_count_against_the_daily_limit(owner, settings):
     with pytest.raises(services.InviteRefused) as refused:
         services.invite_email_send(inviter=owner, email="b@example.com", link="L")
     assert refused.value.reason == "rate_limited"
+
+
+def test_two_sign_ups_for_one_mailbox_at_once_answer_alike_without_an_error(client, monkeypatch):
+    from accounts import forms
+
+    User.objects.create_user(email="me@gmail.com", password=PASSWORD)
+    # The race: the other sign-up's account did not exist yet when this form was checked.
+    real, calls = forms.user_for_mailbox, []
+
+    def raced(*, email):
+        calls.append(email)
+        return None if len(calls) == 1 else real(email=email)
+
+    monkeypatch.setattr(forms, "user_for_mailbox", raced)
+    mail.outbox.clear()
+    response = signup(client, "m.e+x@gmail.com")
+    assert response.status_code == 302  # as for any address, no error page
+    assert User.objects.count() == 1
+    assert [m.to for m in mail.outbox] == [["me@gmail.com"]]
+
+
+def test_staff_adding_an_alias_of_an_existing_mailbox_get_a_message_not_an_error(client):
+    boss = User.objects.create_superuser(email="boss@example.com", password=PASSWORD)
+    User.objects.create_user(email="me@gmail.com")
+    client.force_login(boss)
+    response = client.post(
+        reverse("admin:accounts_user_add"),
+        {"email": "M.E+z@googlemail.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 200
+    assert "Another account already uses this mailbox" in response.content.decode()
+    assert User.objects.count() == 2
