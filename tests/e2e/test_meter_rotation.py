@@ -127,4 +127,4 @@ def test_requests_on_the_old_address_before_the_gate_sync_are_charged(
     ingest_edge(edge=edge.name, path=edge.access_log)
     assert charged_bytes(tenant) == served_bytes(edge, {old, tenant.label}) >= layer.size
     late = UnknownTraffic.objects.get(label=old, retired=True)
-    assert late.bytes >= layer.size and late.requests >= 2
+    assert late.bytes >= layer.size and late.requests >= 1

@@ -30,7 +30,7 @@ def _retire(tenant_id: int, at: datetime) -> tuple[str, str]:
 
     tenant = Tenant.objects.get(pk=tenant_id)
     old = tenant.label
-    new = tenant_rotate(tenant=tenant, limited=False).label
+    new = tenant_rotate(tenant=tenant).label
     RetiredLabel.objects.filter(label=old).update(retired_at=at)
     return old, new
 
