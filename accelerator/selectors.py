@@ -1,13 +1,14 @@
-"""Reads about tenants: the mirror URL and ready-to-paste client configuration."""
+"""Reads about tenants: the mirror URL, ready-to-paste client configuration, rotations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from accelerator.models import Tenant
+from accelerator.models import RetiredLabel, Tenant
 from accounts.models import User
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -15,6 +16,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def tenant_for_user(*, user: User) -> Tenant | None:
     return Tenant.objects.filter(user=user).first()
+
+
+def retired_labels(*, tenant: Tenant, limit: int = 20) -> QuerySet[RetiredLabel]:
+    """The tenant's rotated-away labels, newest first: the record of its rotations."""
+    return RetiredLabel.objects.filter(tenant=tenant).order_by("-retired_at", "-id")[:limit]
 
 
 def mirror_host(*, label: str) -> str:
@@ -27,6 +33,16 @@ def mirror_host(*, label: str) -> str:
 
 def mirror_url(*, label: str) -> str:
     return f"{settings.MIRROR_SCHEME}://{mirror_host(label=label)}"
+
+
+# Beyond the sync interval: beat's schedule, a queued task, nginx's reload.
+_GATE_SYNC_MARGIN_SECONDS = 10
+
+
+def rotation_grace_seconds() -> int:
+    """How long, at most, the edge keeps answering a label after it is rotated away: until its
+    next gate sync. What it serves until then is still charged to the tenant."""
+    return settings.EDGE_GATE_SYNC_SECONDS + _GATE_SYNC_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from accelerator.labels import new_label
 from accelerator.models import RetiredLabel, Tenant
@@ -38,10 +40,35 @@ def tenant_start(*, user: User) -> Tenant:
         return Tenant.objects.get(user=user)
 
 
+class RotationLimited(Exception):
+    """The tenant rotated ROTATE_PER_DAY times in the last 24 hours."""
+
+    def __init__(self) -> None:
+        self.message = ngettext(
+            "You can rotate your address %(n)d time in 24 hours. Try again later.",
+            "You can rotate your address %(n)d times in 24 hours. Try again later.",
+            settings.ROTATE_PER_DAY,
+        ) % {"n": settings.ROTATE_PER_DAY}
+        super().__init__(str(self.message))
+
+
 @transaction.atomic
-def tenant_rotate(*, tenant: Tenant) -> Tenant:
-    """Issue a new label and retire the old one at once; the old label is never reissued."""
+def tenant_rotate(*, tenant: Tenant, limited: bool = True) -> Tenant:
+    """Issue a new label and retire the old one at once; the old label is never reissued.
+
+    The old label's traffic stays the tenant's (ingest.labels), so rotating is no way around
+    the meter; still, each rotation is a label the edge and the ledger keep for good, so a
+    user may rotate at most ROTATE_PER_DAY times in any 24 hours (RotationLimited). The
+    RetiredLabel rows are the record of a user's rotations. Staff rotations (abuse handling,
+    audited in dashboard) pass ``limited=False``. The count is taken under the tenant's row
+    lock, so parallel requests cannot pass the limit together.
+    """
     locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if limited:
+        since = timezone.now() - timedelta(days=1)
+        recent = RetiredLabel.objects.filter(tenant=locked, retired_at__gt=since).count()
+        if recent >= settings.ROTATE_PER_DAY:
+            raise RotationLimited
     RetiredLabel.objects.create(label=locked.label, tenant=locked)
     locked.label = _unused_label()
     locked.save(update_fields=["label", "updated_at"])

@@ -25,6 +25,7 @@ def console(request: HttpRequest) -> HttpResponse:
     if tenant is not None:
         context["mirror_url"] = selectors.mirror_url(label=tenant.label)
         context["snippets"] = selectors.client_snippets(label=tenant.label)
+        context["rotate_within"] = selectors.rotation_grace_seconds()
     return render(request, "accelerator/console.html", context)
 
 
@@ -39,9 +40,18 @@ def rotate(request: HttpRequest) -> HttpResponse:
     tenant = selectors.tenant_for_user(user=request.user)
     if tenant is None:
         messages.error(request, _("Start your accelerator first."))
-    else:
+        return redirect("console")
+    try:
         services.tenant_rotate(tenant=tenant)
-        messages.success(
-            request, _("Your accelerator has a new address. The old one stopped working.")
+    except services.RotationLimited as refused:
+        messages.error(request, refused.message)
+        return redirect("console")
+    messages.success(
+        request,
+        _(
+            "Your accelerator has a new address. Your old address stops working within "
+            "%(n)d seconds; what it serves until then is charged to you."
         )
+        % {"n": selectors.rotation_grace_seconds()},
+    )
     return redirect("console")

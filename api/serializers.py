@@ -53,6 +53,11 @@ class AcceleratorSerializer(serializers.Serializer):
     snippets = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
 
 
+class AcceleratorRotatedSerializer(AcceleratorSerializer):
+    # The edge answers the old address until its next gate sync; that traffic is charged.
+    old_address_stops_within_seconds = serializers.IntegerField()
+
+
 class MeSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     email = serializers.EmailField()

@@ -127,11 +127,20 @@ class AcceleratorView(Base):
 
 
 class AcceleratorRotateView(Base):
-    @extend_schema(request=None, responses=s.AcceleratorSerializer)
+    @extend_schema(request=None, responses=s.AcceleratorRotatedSerializer)
     def post(self, request):
-        """Issue a new mirror address; the old one stops working at once."""
-        tenant = accelerator_services.tenant_rotate(tenant=_tenant_or_404(request.user))
-        return Response(s.AcceleratorSerializer(_accelerator_data(tenant)).data)
+        """Issue a new mirror address. The old one stops working at the edge's next gate sync
+        (within `old_address_stops_within_seconds`); what it serves until then is charged to
+        you. At most ROTATE_PER_DAY rotations in any 24 hours (400 with `non_field_errors`)."""
+        try:
+            tenant = accelerator_services.tenant_rotate(tenant=_tenant_or_404(request.user))
+        except accelerator_services.RotationLimited as refused:
+            raise serializers.ValidationError(
+                {"non_field_errors": [str(refused.message)]}
+            ) from None
+        data = _accelerator_data(tenant)
+        data["old_address_stops_within_seconds"] = accelerator_selectors.rotation_grace_seconds()
+        return Response(s.AcceleratorRotatedSerializer(data).data)
 
 
 def _summary_data(tenant: Tenant) -> dict:

@@ -214,6 +214,8 @@ MIRROR_SCHEME = env_str("MIRROR_SCHEME", "http")
 MIRROR_PORT = env_int("MIRROR_PORT", 8480)
 if MIRROR_SCHEME not in {"http", "https"}:
     raise ConfigError(f"MIRROR_SCHEME must be http or https, not {MIRROR_SCHEME!r}")
+# Rotations a user may make in any 24 hours (staff rotations are not counted against it).
+ROTATE_PER_DAY = env_int("ROTATE_PER_DAY", 5)
 
 # --- quota ----------------------------------------------------------------------------------
 QUOTA_MONTHLY_BYTES = env_int("QUOTA_MONTHLY_BYTES", 10 * 10**9)

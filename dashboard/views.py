@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accelerator.models import Tenant
-from accelerator.selectors import mirror_url
+from accelerator.selectors import mirror_url, retired_labels, rotation_grace_seconds
 from accounts.models import Invite
 from dashboard import integrations, selectors, services
 from dashboard.forms import GrantForm, ReasonForm, TenantSearchForm
@@ -109,6 +109,8 @@ def _tenant_context(tenant: Tenant, **forms) -> dict:
         "chart_title": _("Traffic per day, last 30 days"),
         "grants": grants_for_tenant(tenant=tenant)[:20],
         "actions": selectors.recent_actions(tenant=tenant, limit=50),
+        "retired_labels": retired_labels(tenant=tenant, limit=20),
+        "rotate_per_day": settings.ROTATE_PER_DAY,
         "grant_form": forms.get("grant_form") or GrantForm(),
         "reason_form": forms.get("reason_form") or ReasonForm(),
         "failed": forms.get("failed", ""),
@@ -155,7 +157,11 @@ def _act(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
         messages.success(request, _("Tenant resumed."))
     else:
         services.staff_rotate(actor=actor, tenant=tenant, reason=data["reason"])
-        messages.success(request, _("Label rotated; the old address stopped working."))
+        messages.success(
+            request,
+            _("Label rotated; the old address stops working within %(n)d seconds.")
+            % {"n": rotation_grace_seconds()},
+        )
     return redirect("dashboard_tenant", pk=tenant.pk)
 
 

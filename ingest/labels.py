@@ -1,13 +1,22 @@
 """Whose traffic a batch is: labels resolved to tenants, and the rest kept as UnknownTraffic.
 
 Invariants:
-- Labels are resolved when the batch commits, by the labels as they are committed then: a
-  current Tenant.label charges its tenant; a RetiredLabel charges its tenant for lines stamped
-  before retired_at; anything else is UnknownTraffic (per edge, label and day).
-- A batch is parsed knowing the retirements of the last days (lines of a retired label at or
-  after its retirement are split off by the parser). When a retirement falls inside an hour of
-  the batch and the parse did not know it, resolution raises Redo: the caller rolls back and
-  parses again with that retirement time.
+- The meter's rule: every 200/206 byte is charged to the tenant its label was issued to,
+  whenever the line was stamped. Labels are never reissued, so a label maps to one tenant
+  forever: a current Tenant.label and a RetiredLabel both charge their tenant; anything else
+  is UnknownTraffic (per edge, label and day). The retirement time never decides charging (a
+  download started before "Rotate" is stamped when it ends; the edge serves the old label
+  until its next gate sync).
+- Lines of a retired label stamped at or after its retirement are ALSO kept as UnknownTraffic
+  flagged retired: staff see clients still configured with the old address. Only that view
+  needs the retirement time, so the parser splits those lines off (Batch.late) for the
+  retirements of the last days it was given.
+- Redo keeps that view exact and never changes a charge: when a retirement falls inside an
+  hour of the batch and the parse did not know it (a label retired while the batch was
+  parsed, or long ago), resolution raises Redo before anything is written; the caller rolls
+  the transaction back and parses again with that retirement time. Each line is in exactly
+  one bucket (usage or late) and each bucket is charged once, so a batch charges every byte
+  exactly once, with or without a Redo.
 """
 
 from __future__ import annotations
@@ -25,15 +34,17 @@ from ingest.models import UnknownTraffic
 
 # (tenant id, hour index) -> [charged bytes, requests, cache hits]
 Charged = dict[tuple[int, float], list[int]]
-# (label, hour index, the label was retired) -> [charged bytes, requests, cache hits]
+# (label, hour index, the label was retired) -> [200/206 bytes, requests, cache hits]; a retired
+# label's bytes here are charged to its tenant too
 Unknown = dict[tuple[str, float, bool], list[int]]
 
 _PLAIN_LABEL = re.compile(r"[a-z0-9-]{0,63}")
 
 
 class Redo(Exception):
-    """A label was retired inside an hour of this batch after the batch was parsed: parse
-    again with its retirement time (rolls the transaction back first)."""
+    """A label's retirement falls inside an hour of this batch and the parse did not know it:
+    parse again with its retirement time (rolls the transaction back first). Charging does
+    not depend on it; staff's view of a retired label's late traffic does."""
 
     def __init__(self, labels: dict[str, float]) -> None:
         super().__init__(sorted(labels))
@@ -52,8 +63,10 @@ def labels_retired(*, since: datetime | None = None, labels: Iterable[str] = ())
 
 def labels_resolve(*, batch: parser.Batch, retired: dict[str, float]) -> tuple[Charged, Unknown]:
     """Split a batch's buckets into the tenants' usage and unknown traffic, by the labels as
-    they are committed now. Raises Redo when a label's retirement falls inside an hour of
-    this batch and the batch was parsed without knowing it."""
+    they are committed now: every bucket of a current or retired label is charged to its
+    tenant once; a retired label's lines after its retirement are unknown traffic as well.
+    Raises Redo (nothing written yet) when a label's retirement falls inside an hour of this
+    batch and the batch was parsed without knowing it."""
     labels = {label for label, _ in batch.usage} | {label for label, _ in batch.late}
     current, gone = _labels_lookup(sorted(labels))
     charged: Charged = defaultdict(lambda: [0, 0, 0])
@@ -73,16 +86,16 @@ def labels_resolve(*, batch: parser.Batch, retired: dict[str, float]) -> tuple[C
             add(unknown[(label, hour, False)], acc)
             continue
         tenant_id, cutoff = gone[label]
-        if retired.get(label) == cutoff:
-            add(charged[(tenant_id, hour)], acc)  # split by line when parsed: all before
-        elif (hour + 1) * parser.HOUR <= cutoff:
-            add(charged[(tenant_id, hour)], acc)  # the whole hour is before retirement
-        elif hour * parser.HOUR >= cutoff:
-            add(unknown[(label, hour, True)], acc)
+        add(charged[(tenant_id, hour)], acc)  # whenever stamped: the label is its, forever
+        if retired.get(label) == cutoff or (hour + 1) * parser.HOUR <= cutoff:
+            continue  # split by line when parsed, or the whole hour is before retirement
+        if hour * parser.HOUR >= cutoff:
+            add(unknown[(label, hour, True)], acc)  # the whole hour after: staff see it too
         else:
-            redo[label] = cutoff
+            redo[label] = cutoff  # which side of the cutoff, for staff's view only
     for (label, hour), acc in batch.late.items():
         if label in gone and retired.get(label) == gone[label][1]:
+            add(charged[(gone[label][0], hour)], acc)
             add(unknown[(label, hour, True)], acc)
         else:  # the retirement we parsed with changed; parse again with the committed one
             redo[label] = gone[label][1] if label in gone else float("inf")

@@ -118,16 +118,17 @@ class MalformedSample(models.Model):
 
 
 class UnknownTraffic(models.Model):
-    """Requests whose label is no tenant's: never issued, mistyped, or retired before the line
-    was written. Per edge, label and UTC day; how staff spot misconfigured clients, which
-    otherwise fall back to Docker Hub without a word."""
+    """Requests whose label is no current tenant's: never issued, mistyped, or retired before
+    the line was stamped (those are charged to the tenant the label was issued to as well).
+    Per edge, label and UTC day; how staff spot misconfigured clients, which otherwise fall
+    back to Docker Hub without a word."""
 
     edge = models.CharField(max_length=64)
     label = models.CharField(max_length=63, blank=True)  # "" = no label in the host
     day = models.DateField()
     retired = models.BooleanField(default=False)  # a rotated-away label of some tenant
     requests = models.BigIntegerField(default=0)
-    bytes = models.BigIntegerField(default=0)  # what it would have cost (200/206 body bytes)
+    bytes = models.BigIntegerField(default=0)  # 200/206 body bytes (charged when retired)
     last_hour = models.DateTimeField()
 
     class Meta:

@@ -127,7 +127,8 @@ class Batch:
     end: int = 0
     lines: int = 0  # well-formed lines
     usage: Buckets = field(default_factory=dict)
-    # Lines of a label in ``retired`` written at or after its retirement: not the tenant's.
+    # Lines of a label in ``retired`` stamped at or after its retirement: still its tenant's
+    # (labels are never reissued), and also shown to staff as traffic on a retired address.
     late: Buckets = field(default_factory=dict)
     malformed: dict[str, int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
@@ -243,7 +244,8 @@ def read_batch(
     """Read complete lines from ``start`` until about max_lines/max_bytes or the end of file.
 
     ``retired`` maps a retired label to its retirement time (epoch): lines of that label
-    stamped at or after it go to ``Batch.late`` instead of ``Batch.usage``.
+    stamped at or after it go to ``Batch.late`` instead of ``Batch.usage`` (both are charged;
+    the split only tells staff who still uses an old address).
     Memory is bounded by ``chunk_bytes`` + ``MAX_LINE_BYTES`` whatever the file holds.
     """
     retired = retired or {}

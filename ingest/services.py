@@ -4,8 +4,9 @@ ingest_edge runs batches (ingest.batch) until the edge is caught up or its time 
 Invariants:
 - A run is safe from any number of workers at once and idempotent: each batch commits its
   usage with its position, and a second worker on the edge finds it busy and leaves.
-- A batch refused for a retirement it did not know (labels.Redo) is parsed again with it, a
-  few times at most; any other failure is rolled back, noted in the edge's health and raised.
+- A batch refused for a retirement it did not know (labels.Redo: staff's view of retired
+  labels, never a charge) is parsed again with it, a few times at most; any other failure is
+  rolled back, noted in the edge's health and raised.
 
 Quota rules stay in quota: ingestion only reports usage (usage_apply, in the batch) and,
 after committed batches, names the tenants that got some (usage_after_batch, here).

@@ -51,6 +51,32 @@ def test_accelerator_get_start_rotate(owner, owner_token, api):
     assert client.get("/api/v1/accelerator/").json()["label"] == rotated.json()["label"]
 
 
+def test_rotate_is_limited_per_day_and_says_how_long_the_old_address_answers(
+    owner, owner_token, api, settings
+):
+    settings.EDGE_GATE_SYNC_SECONDS = 3
+    client = api(owner_token)
+    tenant = tenant_start(user=owner)
+    for _ in range(5):
+        rotated = client.post("/api/v1/accelerator/rotate/")
+        assert rotated.status_code == 200
+        assert rotated.json()["old_address_stops_within_seconds"] == 13
+    label = rotated.json()["label"]
+    refused = client.post("/api/v1/accelerator/rotate/")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "non_field_errors": ["You can rotate your address 5 times in 24 hours. Try again later."]
+    }
+    assert Tenant.objects.get(pk=tenant.pk).label == label
+    # A day later (rows moved back, never a wait) the oldest rotation no longer counts.
+    oldest = RetiredLabel.objects.filter(tenant=tenant).order_by("retired_at").first()
+    oldest.retired_at -= timedelta(days=1)
+    oldest.save(update_fields=["retired_at"])
+    again = client.post("/api/v1/accelerator/rotate/")
+    assert again.status_code == 200 and again.json()["label"] != label
+    assert client.post("/api/v1/accelerator/rotate/").status_code == 400
+
+
 def test_quota_is_the_ledgers_month_summary(owner_tenant, owner_token, api):
     usage_apply(deltas=[UsageDelta(owner_tenant.pk, "e1", hour(0), 3 * 10**9, 10, 4)])
     grant_create(tenant=owner_tenant, kind=Grant.Kind.PROMO, bytes=2 * 10**9, source_key="promo:t1")

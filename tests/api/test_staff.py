@@ -159,3 +159,24 @@ def test_same_idempotency_key_for_two_tenants_grants_both(staff, owner_tenant, s
     b = client.post(f"/api/v1/staff/tenants/{other.pk}/grant/", body).json()
     assert a["id"] != b["id"] and (a["tenant"], b["tenant"]) == (owner_tenant.pk, other.pk)
     assert Grant.objects.count() == 2
+
+
+def test_staff_rotation_is_not_limited_and_the_tenant_page_lists_rotations(
+    staff, owner_tenant, api, client
+):
+    from accelerator.services import tenant_rotate
+
+    for _ in range(5):
+        tenant_rotate(tenant=owner_tenant)
+    owner_tenant.refresh_from_db()
+    rotated = api(_token(staff)).post(
+        f"/api/v1/staff/tenants/{owner_tenant.pk}/rotate/", {"reason": "label leaked"}
+    )
+    assert rotated.status_code == 201
+    assert RetiredLabel.objects.filter(tenant=owner_tenant).count() == 6
+    # The user's rotations are on the tenant's page for staff; the staff one is audited too.
+    client.force_login(staff)
+    body = client.get(f"/staff/tenants/{owner_tenant.pk}/").content.decode()
+    for retired in RetiredLabel.objects.filter(tenant=owner_tenant):
+        assert f"<code>{retired.label}</code>" in body
+    assert StaffAction.objects.filter(kind="rotate", tenant=owner_tenant).count() == 1

@@ -49,7 +49,7 @@ def test_signup_to_accelerator_in_a_browser(page, live_server):
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_test_id("rotate").click()
-    page.wait_for_selector("text=The old one stopped working")
+    page.wait_for_selector("text=Your old address stops working within")
     new_url = page.get_by_test_id("mirror-url").inner_text()
     assert new_url != url
     assert RetiredLabel.objects.filter(label=tenant.label).exists()

@@ -289,7 +289,9 @@ def test_unknown_empty_and_retired_labels(django_user_model, log_path):
     lines = [
         record(ts=retired_at - 30, label=old_label, body=1000),  # before: the tenant's
         record(ts=retired_at - 0.5, label=old_label, body=100, cache="HIT"),
-        record(ts=retired_at + 0.5, label=old_label, body=10),  # after: unknown (retired)
+        # After: still the tenant's (the label was issued to it), and shown to staff as
+        # traffic on a retired label.
+        record(ts=retired_at + 0.5, label=old_label, body=10),
         record(ts=retired_at + 60, label=old_label, status=404, body=0),
         record(ts=retired_at + 1, label=new_label, body=7),
         record(ts=retired_at + 2, label=keep_label, body=3),
@@ -303,7 +305,7 @@ def test_unknown_empty_and_retired_labels(django_user_model, log_path):
         cur = totals.setdefault(tenant_id, [0, 0, 0])
         for i in range(3):
             cur[i] += acc[i]
-    assert totals == {tenant.pk: [1107, 3, 1], labels[keep_label]: [3, 1, 0]}
+    assert totals == {tenant.pk: [1117, 5, 1], labels[keep_label]: [3, 1, 0]}
     rows = {u.label: u for u in UnknownTraffic.objects.filter(edge=EDGE)}
     assert set(rows) == {old_label, "nosuchlabel1", ""}
     assert (rows[old_label].requests, rows[old_label].bytes, rows[old_label].retired) == (
@@ -318,7 +320,8 @@ def test_unknown_empty_and_retired_labels(django_user_model, log_path):
 
 def test_a_label_retired_long_ago_inside_the_hour_of_old_lines(django_user_model, log_path):
     """The run preloads recent retirements only; an old one inside a batch's hour makes it
-    parse that batch again with the exact retirement time (no line on the wrong side)."""
+    parse that batch again with the exact retirement time (no line on the wrong side of
+    staff's view), and every line is still charged to the tenant, once."""
     from accelerator.models import RetiredLabel, Tenant
     from accelerator.services import tenant_rotate
 
@@ -335,7 +338,7 @@ def test_a_label_retired_long_ago_inside_the_hour_of_old_lines(django_user_model
     ]
     log_path.write_bytes(b"".join(encode(r) for r in lines))
     ingest(log_path)
-    assert list(usage_by_tenant_hour().values()) == [[5, 1, 0]]
+    assert list(usage_by_tenant_hour().values()) == [[14, 2, 0]]
     assert UnknownTraffic.objects.get(label=old_label).bytes == 9
 
 
