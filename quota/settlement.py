@@ -19,7 +19,7 @@ from quota.enforcement import tenant_enforce
 from quota.invites import invite_credit, invites_credit_pending
 from quota.models import QuotaNotice, UsageMonth
 from quota.notices import notices_enqueue
-from quota.periods import month_start, utc
+from quota.periods import HOUR, month_start, utc
 
 
 def usage_after_batch(*, tenant_ids: Iterable[int]) -> None:
@@ -49,18 +49,38 @@ def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
     month, an expired grant, a missed batch), re-queue notices whose email never left, and
     credit invites whose first usage was missed. Idempotent.
 
-    Only tenants that are exhausted now or have used at least 80 % of the base this month can
-    be exhausted or owe a threshold email (the allowance is never below the base), so the
-    rollup index finds them without reading every tenant.
+    Only tenants whose debt brought into this month plus this month's usage reaches 80 % of
+    the base can be exhausted or owe a threshold email (the allowance is never below the base,
+    and the debt is charged like usage), so the candidates are: tenants exhausted now; tenants
+    that used 80 % of the base this month (the rollup's (month, bytes) index); and tenants that
+    can bring a debt from last month (quota/month.py: a month's overspent is the next month's
+    debt). A month ends in debt only when its usage passed the base (last month's rollup above
+    the base) or when it began with a debt that exhausted it, which the reconcile of that month
+    saw (by induction) and recorded as its 100 % notice; a debt larger than a month's base keeps
+    the tenant exhausted through that month unless a grant reopens it, and then that notice
+    names it.
     """
     now = utc(now or timezone.now())
-    month = month_start(now).date()
-    threshold = settings.QUOTA_MONTHLY_BYTES * 4 // 5
-    candidates = set(
-        Tenant.objects.filter(exhausted_at__isnull=False).values_list("pk", flat=True)
-    ) | set(
-        UsageMonth.objects.filter(month=month, bytes__gte=threshold).values_list(
-            "tenant_id", flat=True
+    current = month_start(now)
+    month = current.date()
+    previous = month_start(current - HOUR).date()
+    base = settings.QUOTA_MONTHLY_BYTES
+    candidates = (
+        set(Tenant.objects.filter(exhausted_at__isnull=False).values_list("pk", flat=True))
+        | set(
+            UsageMonth.objects.filter(month=month, bytes__gte=base * 4 // 5).values_list(
+                "tenant_id", flat=True
+            )
+        )
+        | set(
+            UsageMonth.objects.filter(month=previous, bytes__gt=base).values_list(
+                "tenant_id", flat=True
+            )
+        )
+        | set(
+            QuotaNotice.objects.filter(
+                month=previous, threshold=QuotaNotice.Threshold.EXHAUSTED
+            ).values_list("tenant_id", flat=True)
         )
     )
     exhausted = 0

@@ -106,5 +106,5 @@ def test_chart_scale_is_round_and_bars_fit():
 def test_console_explains_overspent_bytes(owner_client, tenant):
     use(tenant, floor_hour(timezone.now()), 10 * GB + 300_000_000)
     html = owner_client.get(reverse("console")).content.decode()
-    assert 'data-testid="quota-overspent"' in html and "300 MB more were served" in html
+    assert 'data-testid="quota-overspent"' in html and "300 MB could not be paid" in html
     assert "100 % of this month" in html
