@@ -20,16 +20,16 @@ buckets, and a bucket with hour ``h`` belongs to the month that contains ``h``.
   A grant's balance is its bytes minus everything drawn from it in any month.
 * Usage that finds no base and no grant balance is that month's ``overspent`` (bytes served
   between exhaustion and the gate closing, for instance).
-* **Overspending carries, never forgiven.** A month's ``overspent`` is that month's
-  ``carried_out`` and the next month's ``carried_in``: the debt is drawn like usage in the
-  next month's first hour, before that hour's usage, from that month's base first, then from
-  the grants in force in that hour (same order as above). What of it nothing pays is part of
-  that month's ``overspent`` and carries on to the month after, month after month, until paid.
-  So a grant pays a carried debt only when it is in force in the first hour of a month the
-  debt reaches, and only after that month's base: a grant made later in a month pays that
-  month's later usage, never the debt the month brought in nor the month's earlier overspending
-  (those reach the next month's first hour, where the grant, if still in force, takes its turn
-  after the base). A month without usage still draws the debt from its base.
+* **Overspending carries, never forgiven.** A month's ``overspent`` is the next month's
+  ``carried_in`` (its debt): drawn like usage in that month's first hour, before that hour's
+  usage, from the month's base first, then from the grants in force in that hour (same order
+  as above). What of it nothing pays is part of that month's ``overspent`` and so carries on to
+  the month after, month after month, until paid; a month without usage still pays from its
+  base. Hence a grant pays a carried debt only when it is in force in the first hour of a month
+  the debt reaches, and only after that month's base: a grant made later in a month pays that
+  month's later usage, never the debt the month brought in nor the month's earlier
+  overspending (both reach the next month's first hour, where the grant, if still in force,
+  takes its turn after the base).
 * Unused base does not carry over. Bonus left at the end of a month carries over until
   the grant expires; an expired grant's balance is gone.
 * At an instant ``now``: ``bonus_left`` = the balances of the grants with
@@ -55,11 +55,11 @@ tenant and month, written by usage_apply in the same transaction as the buckets;
 (``usage_tenant_hour_idx``) as one grouped query. The grant balances and the carried debt at
 the start of the current month are cached (Django cache) under a signature of everything they
 depend on: the base, the grants made before this month and every earlier month's rollup total
-(all of them: a debt can come from any earlier month). Usage only
-grows, so a late batch for an earlier month changes a total and the signature, and the
-balances are recomputed. A summary is then three small queries and a cache read, whatever the
-length of the history: grants, the tenant's rollup rows (one per month, an index range), this
-month's buckets when this month has a cut point.
+(all of them: a debt can come from any earlier month). Usage only grows, so a late batch for an
+earlier month changes a total and the signature, and the checkpoint is recomputed. A summary
+is then three small queries and a cache read, whatever the length of the history: grants, the
+tenant's rollup rows (one per month, an index range), this month's buckets when this month has
+a cut point.
 
 Usage is written by quota/usage.py (buckets and the rollup in one transaction); grants by
 quota/grants.py.

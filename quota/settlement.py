@@ -19,7 +19,8 @@ from quota.enforcement import tenant_enforce
 from quota.invites import invite_credit, invites_credit_pending
 from quota.models import QuotaNotice, UsageMonth
 from quota.notices import notices_enqueue
-from quota.periods import HOUR, month_start, utc
+from quota.periods import month_start, utc
+from quota.selectors import tenants_maybe_in_debt
 
 
 def usage_after_batch(*, tenant_ids: Iterable[int]) -> None:
@@ -51,37 +52,21 @@ def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
 
     Only tenants whose debt brought into this month plus this month's usage reaches 80 % of
     the base can be exhausted or owe a threshold email (the allowance is never below the base,
-    and the debt is charged like usage), so the candidates are: tenants exhausted now; tenants
-    that used 80 % of the base this month (the rollup's (month, bytes) index); and tenants that
-    can bring a debt from last month (quota/month.py: a month's overspent is the next month's
-    debt). A month ends in debt only when its usage passed the base (last month's rollup above
-    the base) or when it began with a debt that exhausted it, which the reconcile of that month
-    saw (by induction) and recorded as its 100 % notice; a debt larger than a month's base keeps
-    the tenant exhausted through that month unless a grant reopens it, and then that notice
-    names it.
+    and the debt counts like usage), so the candidates are the tenants exhausted now, those
+    that used 80 % of the base this month (the rollup's (month, bytes) index) and those that
+    can bring a debt from last month (quota.selectors.tenants_maybe_in_debt).
     """
     now = utc(now or timezone.now())
-    current = month_start(now)
-    month = current.date()
-    previous = month_start(current - HOUR).date()
-    base = settings.QUOTA_MONTHLY_BYTES
+    month = month_start(now).date()
+    threshold = settings.QUOTA_MONTHLY_BYTES * 4 // 5
     candidates = (
         set(Tenant.objects.filter(exhausted_at__isnull=False).values_list("pk", flat=True))
         | set(
-            UsageMonth.objects.filter(month=month, bytes__gte=base * 4 // 5).values_list(
+            UsageMonth.objects.filter(month=month, bytes__gte=threshold).values_list(
                 "tenant_id", flat=True
             )
         )
-        | set(
-            UsageMonth.objects.filter(month=previous, bytes__gt=base).values_list(
-                "tenant_id", flat=True
-            )
-        )
-        | set(
-            QuotaNotice.objects.filter(
-                month=previous, threshold=QuotaNotice.Threshold.EXHAUSTED
-            ).values_list("tenant_id", flat=True)
-        )
+        | tenants_maybe_in_debt(month=month)
     )
     exhausted = 0
     for tenant_id in sorted(candidates):
