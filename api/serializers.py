@@ -73,7 +73,12 @@ class MonthSummarySerializer(serializers.Serializer):
     remaining = serializers.IntegerField()
     allowance = serializers.IntegerField()
     resets_at = serializers.DateTimeField()
-    overspent = serializers.IntegerField()
+    overspent = serializers.IntegerField(
+        help_text=_("Bytes this month that nothing paid for, carried over to next month.")
+    )
+    carried_over = serializers.IntegerField(
+        help_text=_("Bytes carried over from last month (its overspent), charged this month.")
+    )
     percent_used = serializers.IntegerField()
     exhausted = serializers.BooleanField()
 

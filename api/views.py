@@ -153,6 +153,7 @@ def _summary_data(tenant: Tenant) -> dict:
         "allowance": summary.allowance,
         "resets_at": summary.resets_at,
         "overspent": summary.overspent,
+        "carried_over": summary.carried_in,
         "percent_used": summary.percent_used,
         "exhausted": summary.exhausted,
     }

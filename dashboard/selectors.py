@@ -23,7 +23,7 @@ from ingest.models import EdgeIngest, MalformedCount, MalformedSample, UnknownTr
 from quota.models import UsageBucket
 from quota.month import month_summary
 from quota.periods import day_start, month_start
-from quota.selectors import usage_series
+from quota.selectors import tenants_maybe_in_debt, usage_series
 
 _CACHE_KEY = "dashboard:traffic:v1"
 _LOCK_KEY = "dashboard:traffic:v1:lock"
@@ -65,12 +65,14 @@ def _traffic_uncached(*, now: datetime, days: int) -> dict:
     series = [(p.start.date().isoformat(), p.bytes) for p in daily]
     per_tenant.sort(key=lambda row: row["b"], reverse=True)
     top_ids = [row["tenant_id"] for row in per_tenant[:TOP_TENANTS]]
-    # The allowance is never below the month's base, so a tenant under 80 % of the base
-    # cannot be above 80 % of its allowance; only the rest are asked of the ledger.
+    # The allowance is never below the month's base, so a tenant under 80 % of the base, with
+    # no debt carried in from last month, cannot be above 80 % of its allowance; only the rest
+    # are asked of the ledger.
     floor = settings.QUOTA_MONTHLY_BYTES * NEAR_QUOTA_PERCENT // 100
     candidate_ids = [row["tenant_id"] for row in per_tenant if row["b"] >= floor]
+    in_debt = tenants_maybe_in_debt(month=month_start(now).date()) - set(candidate_ids)
     near = []
-    for tid in candidate_ids[:NEAR_QUOTA_SCAN]:
+    for tid in candidate_ids[:NEAR_QUOTA_SCAN] + sorted(in_debt)[:NEAR_QUOTA_SCAN]:
         summary = month_summary(tenant=tid, now=now)
         if summary.percent_used >= NEAR_QUOTA_PERCENT:
             near.append((tid, summary.used, summary.allowance, summary.percent_used))

@@ -3,8 +3,8 @@
 All amounts are integer bytes. Enforcement, the notices, the API and the dashboard read
 month_summary and never recompute its rules.
 
-The month rule (DESIGN.md section 5), stated precisely
-======================================================
+The month rule (DESIGN.md sections 5 and 8), stated precisely
+=============================================================
 
 Let B = QUOTA_MONTHLY_BYTES. Time is cut into UTC calendar months; usage is stored in hourly
 buckets, and a bucket with hour ``h`` belongs to the month that contains ``h``.
@@ -19,16 +19,31 @@ buckets, and a bucket with hour ``h`` belongs to the month that contains ``h``.
   **earliest expiry first** (grants without expiry last), then oldest ``created_at``, then id.
   A grant's balance is its bytes minus everything drawn from it in any month.
 * Usage that finds no base and no grant balance is that month's ``overspent`` (bytes served
-  between exhaustion and the gate closing, for instance). Overspending is not carried over:
-  the next month starts with a fresh base and owes nothing, and no later grant pays for it.
-* Unused base does not carry over either. Bonus left at the end of a month carries over until
+  between exhaustion and the gate closing, for instance).
+* **Overspending carries, never forgiven.** A month's ``overspent`` is the next month's
+  ``carried_in`` (its debt): drawn like usage in that month's first hour, before that hour's
+  usage, from the month's base first, then from the grants in force in that hour (same order
+  as above). What of it nothing pays is part of that month's ``overspent`` and so carries on to
+  the month after, month after month, until paid; a month without usage still pays from its
+  base. Hence a grant pays a carried debt only when it is in force in the first hour of a month
+  the debt reaches, and only after that month's base: a grant made later in a month pays that
+  month's later usage, never the debt the month brought in nor the month's earlier
+  overspending (both reach the next month's first hour, where the grant, if still in force,
+  takes its turn after the base).
+* Unused base does not carry over. Bonus left at the end of a month carries over until
   the grant expires; an expired grant's balance is gone.
 * At an instant ``now``: ``bonus_left`` = the balances of the grants with
   ``created_at <= now`` and no expiry or ``expires_at > now``;
-  ``remaining = max(0, B - used this month) + bonus_left``. A tenant is exhausted when
-  ``remaining <= 0``. The month's ``allowance`` = B + bonus drawn this month + bonus_left, so
-  ``remaining == allowance - used + overspent`` always holds; the 80 % and 100 % emails compare
-  the charged usage (``used - overspent``) with the allowance.
+  ``remaining = max(0, B - carried_in - used this month) + bonus_left``. A tenant is
+  exhausted when ``remaining <= 0``; a debt of B or more with no grant in force to pay the rest
+  exhausts it from the month's first hour. The month's ``allowance`` = B + bonus drawn this
+  month (for the debt or for usage) + bonus_left; ``charged = carried_in + used - overspent``
+  is what the base and grants paid this month. Invariants:
+  ``remaining == allowance - charged == allowance - carried_in - used + overspent``,
+  ``0 <= charged <= allowance``, ``overspent <= carried_in + used``, and ``carried_in`` of a
+  month equals ``overspent`` of the month before (0 before the tenant's first usage). The 80 %
+  and 100 % emails compare ``charged`` with the allowance, so a carried debt counts toward
+  them from the month's first hour.
 
 How it stays fast (bench/ledger.py prints the figures)
 -----------------------------------------------------
@@ -37,13 +52,14 @@ ceil_hour of an expiry) and month starts matter, so the computation cuts months 
 only: a month without such a point is read from the monthly rollup (UsageMonth, one row per
 tenant and month, written by usage_apply in the same transaction as the buckets; index
 ``usage_month_key`` on (tenant, month)), a month with some from the (tenant, hour) index
-(``usage_tenant_hour_idx``) as one grouped query. The grant balances at the start of the
-current month are cached (Django cache) under a signature of everything they depend on: the
-base, the grants made before this month and every earlier month's rollup total. Usage only
-grows, so a late batch for an earlier month changes a total and the signature, and the
-balances are recomputed. A summary is then three small queries and a cache read, whatever the
-length of the history: grants, rollup rows since the first grant, this month's buckets when
-this month has a cut point.
+(``usage_tenant_hour_idx``) as one grouped query. The grant balances and the carried debt at
+the start of the current month are cached (Django cache) under a signature of everything they
+depend on: the base, the grants made before this month and every earlier month's rollup total
+(all of them: a debt can come from any earlier month). Usage only grows, so a late batch for an
+earlier month changes a total and the signature, and the checkpoint is recomputed. A summary
+is then three small queries and a cache read, whatever the length of the history: grants, the
+tenant's rollup rows (one per month, an index range), this month's buckets when this month has
+a cut point.
 
 Usage is written by quota/usage.py (buckets and the rollup in one transaction); grants by
 quota/grants.py.
@@ -76,15 +92,16 @@ class MonthSummary:
     resets_at: datetime
     used: int  # everything served this month
     base: int
-    bonus_used: int  # drawn from grants this month
+    bonus_used: int  # drawn from grants this month (for the carried debt or for usage)
     bonus_left: int  # unspent, unexpired grant balance now
-    remaining: int  # max(0, base - used) + bonus_left
+    remaining: int  # max(0, base - carried_in - used) + bonus_left
     allowance: int  # base + bonus_used + bonus_left
-    overspent: int  # usage this month that nothing paid for
+    overspent: int  # debt and usage this month that nothing paid for: next month's carried_in
+    carried_in: int = 0  # debt brought into this month: the previous month's overspent
 
     @property
     def base_left(self) -> int:
-        return max(0, self.base - self.used)
+        return max(0, self.base - self.carried_in - self.used)
 
     @property
     def exhausted(self) -> bool:
@@ -92,15 +109,15 @@ class MonthSummary:
 
     @property
     def charged(self) -> int:
-        """The part of `used` that the base and grants paid for (= allowance - remaining)."""
-        return self.used - self.overspent
+        """What the base and grants paid this month, debt included (= allowance - remaining)."""
+        return self.carried_in + self.used - self.overspent
 
     @property
     def percent_used(self) -> int:
         """Whole percent of the allowance spent, 0..100 (floored; 100 only when exhausted).
 
-        Counts what was charged: bytes overspent before a later grant arrived do not make a
-        fresh grant look spent.
+        Counts what was charged, the carried debt included: bytes overspent before a later
+        grant arrived do not make a fresh grant look spent (they are next month's debt).
         """
         if self.allowance <= 0 or self.remaining <= 0:
             return 100
@@ -136,23 +153,30 @@ class _GrantState:
 
 @dataclass(frozen=True)
 class _MonthDraw:
+    carried_in: int
     used: int
     bonus_used: int
     overspent: int
 
 
 def _draw_month(
-    *, base: int, segments: Sequence[tuple[datetime, int]], grants: Sequence[_GrantState]
+    *,
+    base: int,
+    month: datetime,
+    carried_in: int,
+    segments: Sequence[tuple[datetime, int]],
+    grants: Sequence[_GrantState],
 ) -> _MonthDraw:
-    """Draw one month's segments (start, bytes), in time order, from base then grants.
+    """Draw the carried debt in the month's first hour, then the month's segments (start,
+    bytes) in time order, each from base then grants.
 
     Grants must be in priority order; their balances are reduced in place. Every segment lies
     between two consecutive cut points, so the grants in force are the same for all of it.
     """
-    used = bonus_used = overspent = 0
-    for start, nbytes in segments:
-        over = max(0, used + nbytes - base) - max(0, used - base)
-        used += nbytes
+    drawn = bonus_used = overspent = 0  # drawn: debt and usage so far, against the base
+    for start, nbytes in [(month, carried_in), *segments]:
+        over = max(0, drawn + nbytes - base) - max(0, drawn - base)
+        drawn += nbytes
         for grant in grants:
             if over <= 0:
                 break
@@ -162,7 +186,12 @@ def _draw_month(
                 over -= take
                 bonus_used += take
         overspent += over
-    return _MonthDraw(used=used, bonus_used=bonus_used, overspent=overspent)
+    return _MonthDraw(
+        carried_in=carried_in,
+        used=drawn - carried_in,
+        bonus_used=bonus_used,
+        overspent=overspent,
+    )
 
 
 def _months_between(first: datetime, last: datetime) -> list[datetime]:
@@ -205,7 +234,7 @@ _CHECKPOINT_SECONDS = 45 * 24 * 3600
 def _checkpoint_signature(
     *, base: int, current: datetime, rollup: dict[date, int], grants: list[_GrantState]
 ) -> str:
-    """Everything the balances at the start of `current` depend on.
+    """Everything the balances and the debt at the start of `current` depend on.
 
     Usage only grows (usage_apply adds bytes), so a month whose total is unchanged has the
     same buckets; grants are append-only. Any late usage or back-dated grant changes this.
@@ -229,12 +258,19 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
         .order_by()
         .values_list("id", "bytes", "created_at", "expires_at")
     ]
-    # Grants that all ended before this month cannot pay for anything any more.
-    if not any(g.end_h is None or g.end_h > current for g in grants):
-        grants = []
     grants.sort(key=lambda g: g.priority)
 
-    first = min((g.start_h for g in grants), default=current)
+    # Every month since the first usage or grant: a debt can come from any of them. Uncut
+    # months: one rollup row each. Cut months: sums per segment over the hour index.
+    rollup = dict(
+        UsageMonth.objects.filter(tenant_id=tenant_id, month__lte=current.date()).values_list(
+            "month", "bytes"
+        )
+    )
+    first = min(
+        [current, *(g.start_h for g in grants)]
+        + [datetime(m.year, m.month, 1, tzinfo=UTC) for m in rollup]
+    )
     months = _months_between(first, current)
     cuts: dict[datetime, set[datetime]] = defaultdict(set)
     for g in grants:
@@ -242,17 +278,13 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
             if point is not None and point < resets_at and month_start(point) != point:
                 cuts[month_start(point)].add(point)
 
-    # Uncut months: one rollup row each. Cut months: sums per segment over the hour index.
-    rollup = dict(
-        UsageMonth.objects.filter(tenant_id=tenant_id, month__gte=months[0].date())
-        .filter(month__lte=current.date())
-        .values_list("month", "bytes")
-    )
-    # Balances at the start of this month are cached under a signature of everything they
-    # depend on, so only this month is drawn again on later calls (flat as history grows).
+    # Balances and the debt at the start of this month are cached under a signature of
+    # everything they depend on, so only this month is drawn again on later calls (flat as
+    # history grows).
+    carried = 0
     checkpoint_key = signature = None
     if len(months) > 1:
-        checkpoint_key = f"ledger:v1:balances:{tenant_id}:{current:%Y-%m}"
+        checkpoint_key = f"ledger:v2:checkpoint:{tenant_id}:{current:%Y-%m}"
         signature = _checkpoint_signature(base=base, current=current, rollup=rollup, grants=grants)
         cached = cache.get(checkpoint_key)
         if cached is not None and cached.get("signature") == signature:
@@ -260,6 +292,7 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
             for g in grants:
                 if g.created_at < current:
                     g.balance = balances[str(g.id)]
+            carried = cached["carried"]
             months = [current]
             checkpoint_key = None
 
@@ -270,23 +303,24 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
     }
     sums = _segment_sums(tenant_id=tenant_id, segments=segments) if segments else {}
 
-    draw = _MonthDraw(used=0, bonus_used=0, overspent=0)
+    draw = _MonthDraw(carried_in=0, used=0, bonus_used=0, overspent=0)
     for m in months:
         if m == current and checkpoint_key is not None:
             balances = {str(g.id): g.balance for g in grants if g.created_at < current}
             cache.set(
                 checkpoint_key,
-                {"signature": signature, "balances": balances},
+                {"signature": signature, "balances": balances, "carried": carried},
                 _CHECKPOINT_SECONDS,
             )
         if m in segments:
             parts = [(a, sums.get(a, 0)) for a, _b in segments[m]]
         else:
             parts = [(m, rollup.get(m.date(), 0))]
-        draw = _draw_month(base=base, segments=parts, grants=grants)
+        draw = _draw_month(base=base, month=m, carried_in=carried, segments=parts, grants=grants)
+        carried = draw.overspent  # what nothing paid is the next month's debt
 
     bonus_left = sum(g.balance for g in grants if g.in_force_at(now))
-    remaining = max(0, base - draw.used) + bonus_left
+    remaining = max(0, base - draw.carried_in - draw.used) + bonus_left
     return MonthSummary(
         month_start=current,
         resets_at=resets_at,
@@ -297,6 +331,7 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
         remaining=remaining,
         allowance=base + draw.bonus_used + bonus_left,
         overspent=draw.overspent,
+        carried_in=draw.carried_in,
     )
 
 

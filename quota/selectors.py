@@ -1,4 +1,6 @@
-"""Reads of the ledger's rows: the usage time series and the grants a tenant can see.
+"""Reads of the ledger's rows: the usage time series, the grants a tenant can see, and the
+tenants that can bring a debt into a month (the candidates the backstop and the dashboard ask
+the month rule about).
 
 The one usage series (per hour or per UTC day, one tenant or all of them) serves the console,
 the API and the staff dashboard; the month's arithmetic is quota/month.py's.
@@ -9,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.conf import settings
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from accelerator.models import Tenant
 from quota.errors import LedgerError
-from quota.models import Grant, UsageBucket
-from quota.periods import HOUR, utc
+from quota.models import Grant, QuotaNotice, UsageBucket, UsageMonth
+from quota.periods import HOUR, month_start, utc
 
 GRANULARITIES = ("hour", "day")
 
@@ -99,4 +102,26 @@ def grants_for_tenant(*, tenant: Tenant | int, now: datetime | None = None) -> Q
     now = utc(now or timezone.now())
     return Grant.objects.filter(tenant_id=tenant_id, created_at__lte=now).order_by(
         "-created_at", "-id"
+    )
+
+
+def tenants_maybe_in_debt(*, month: date) -> set[int]:
+    """A superset of the tenants that bring a debt into `month` (the first of a UTC month).
+
+    By quota/month.py a month ends in debt only when its usage passed the base, or when it
+    began in debt and was exhausted during it. The first: last month's rollup above the base
+    (the rollup's (month, bytes) index). The second: the tenant was one of these candidates
+    all last month, so the backstop (quota/settlement.py) or the settlement of the batch that
+    exhausted it saw it exhausted and recorded last month's 100 % notice (this read has no
+    index of its own; the table holds at most two rows per tenant and month, for tenants that
+    reached 80 %). One gap: when the exhausting bytes were ingested only after last month
+    ended, no notice names it; that batch's settlement evaluates the tenant in this month.
+    """
+    previous = month_start(datetime.combine(month, time.min, tzinfo=UTC) - HOUR).date()
+    over = UsageMonth.objects.filter(month=previous, bytes__gt=settings.QUOTA_MONTHLY_BYTES)
+    exhausted = QuotaNotice.objects.filter(
+        month=previous, threshold=QuotaNotice.Threshold.EXHAUSTED
+    )
+    return set(over.values_list("tenant_id", flat=True)) | set(
+        exhausted.values_list("tenant_id", flat=True)
     )

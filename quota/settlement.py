@@ -22,6 +22,7 @@ from quota.invites import invite_credit, invites_credit_pending
 from quota.models import QuotaNotice, UsageMonth
 from quota.notices import notices_enqueue
 from quota.periods import month_start, utc
+from quota.selectors import tenants_maybe_in_debt
 
 
 def usage_after_batch(*, tenant_ids: Iterable[int]) -> None:
@@ -50,19 +51,23 @@ def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
     decide invites that became due (a missed batch or verification, or the invitee account's
     age alone, with no new usage). Idempotent.
 
-    Only tenants that are exhausted now or have used at least 80 % of the base this month can
-    be exhausted or owe a threshold email (the allowance is never below the base), so the
-    rollup index finds them without reading every tenant.
+    Only tenants whose debt brought into this month plus this month's usage reaches 80 % of
+    the base can be exhausted or owe a threshold email (the allowance is never below the base,
+    and the debt counts like usage), so the candidates are the tenants exhausted now, those
+    that used 80 % of the base this month (the rollup's (month, bytes) index) and those that
+    can bring a debt from last month (quota.selectors.tenants_maybe_in_debt).
     """
     now = utc(now or timezone.now())
     month = month_start(now).date()
     threshold = settings.QUOTA_MONTHLY_BYTES * 4 // 5
-    candidates = set(
-        Tenant.objects.filter(exhausted_at__isnull=False).values_list("pk", flat=True)
-    ) | set(
-        UsageMonth.objects.filter(month=month, bytes__gte=threshold).values_list(
-            "tenant_id", flat=True
+    candidates = (
+        set(Tenant.objects.filter(exhausted_at__isnull=False).values_list("pk", flat=True))
+        | set(
+            UsageMonth.objects.filter(month=month, bytes__gte=threshold).values_list(
+                "tenant_id", flat=True
+            )
         )
+        | tenants_maybe_in_debt(month=month)
     )
     exhausted = 0
     for tenant_id in sorted(candidates):

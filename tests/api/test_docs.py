@@ -31,6 +31,9 @@ def test_schema_lists_every_endpoint(client):
         "/api/v1/staff/tenants/{id}/grant/",
     } <= paths
     assert "personalToken" in schema["components"]["securitySchemes"]
+    summary = schema["components"]["schemas"]["MonthSummary"]
+    assert summary["properties"]["carried_over"]["type"] == "integer"
+    assert "carried_over" in summary["required"]
 
 
 def test_swagger_ui_assets_come_from_this_site(client, settings, tmp_path):

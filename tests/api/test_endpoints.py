@@ -14,6 +14,7 @@ from api.services import token_create
 from quota.grants import grant_create
 from quota.models import Grant, UsageBucket
 from quota.month import month_summary
+from quota.periods import month_start
 from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
 
@@ -87,6 +88,16 @@ def test_quota_is_the_ledgers_month_summary(owner_tenant, owner_token, api):
     assert body["bonus_left"] == 2 * 10**9
     assert body["remaining"] == summary.remaining
     assert body["percent_used"] == summary.percent_used
+    assert body["exhausted"] is False
+
+
+def test_quota_carries_last_months_overspend(owner_tenant, owner_token, api):
+    base = settings.QUOTA_MONTHLY_BYTES
+    last_month = month_start(month_start(timezone.now()) - timedelta(hours=1))
+    usage_apply(deltas=[UsageDelta(owner_tenant.pk, "e1", last_month, base + 7, 1, 0)])
+    body = api(owner_token).get("/api/v1/quota/").json()
+    assert body["carried_over"] == month_summary(tenant=owner_tenant).carried_in == 7
+    assert (body["used"], body["overspent"], body["remaining"]) == (0, 0, base - 7)
     assert body["exhausted"] is False
 
 
@@ -234,3 +245,4 @@ def test_quota_when_exhausted(owner_tenant, owner_token, api):
     body = api(owner_token).get("/api/v1/quota/").json()
     assert body["exhausted"] is True and body["remaining"] == 0
     assert body["percent_used"] == 100 and body["overspent"] == 5
+    assert body["carried_over"] == 0

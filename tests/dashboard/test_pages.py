@@ -14,6 +14,7 @@ from dashboard.models import StaffAction
 from quota.grants import grant_create
 from quota.models import Grant
 from quota.month import month_summary
+from quota.periods import month_start
 from quota.units import GB
 from quota.usage import UsageDelta, usage_apply
 from tests.api.conftest import hour
@@ -100,6 +101,19 @@ def test_near_quota_counts_bonus_in_the_allowance(client, staff, tenant):
     grant_create(tenant=tenant, kind="promo", bytes=base, source_key="big")
     client.force_login(staff)
     assert client.get("/staff/").context["near_quota"] == []
+
+
+def test_a_debt_carried_in_counts_toward_near_quota_and_shows_on_the_tenant_page(
+    client, staff, tenant
+):
+    base = settings.QUOTA_MONTHLY_BYTES
+    last_month = month_start(month_start(timezone.now()) - timedelta(hours=1))
+    usage_apply(deltas=[UsageDelta(tenant.pk, "e1", last_month, base + 9 * GB, 1, 0)])
+    client.force_login(staff)
+    near = client.get("/staff/").context["near_quota"]
+    assert [(n.tenant.pk, n.percent_used) for n in near] == [(tenant.pk, 90)]
+    html = client.get(f"/staff/tenants/{tenant.pk}/").content.decode()
+    assert 'data-testid="tenant-carried"' in html and "Carried over from last month: 9 GB" in html
 
 
 def test_grant_through_the_page_is_audited_once(client, staff, tenant):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from quota.charts import chart_bars, nice_ceiling
 from quota.grants import grant_create
 from quota.month import month_summary
-from quota.periods import floor_hour
+from quota.periods import floor_hour, month_start
 from quota.templatetags.quota import si_bytes
 from quota.units import format_bytes
 from tests.quota.conftest import GB, use
@@ -106,5 +106,21 @@ def test_chart_scale_is_round_and_bars_fit():
 def test_console_explains_overspent_bytes(owner_client, tenant):
     use(tenant, floor_hour(timezone.now()), 10 * GB + 300_000_000)
     html = owner_client.get(reverse("console")).content.decode()
-    assert 'data-testid="quota-overspent"' in html and "300 MB more were served" in html
+    assert 'data-testid="quota-overspent"' in html and "300 MB could not be paid" in html
     assert "100 % of this month" in html
+
+
+def test_console_shows_the_debt_carried_over_from_last_month(owner_client, tenant):
+    last_month = month_start(month_start(timezone.now()) - timedelta(hours=1))
+    use(tenant, last_month, 10 * GB + 1_500_000_000)
+    html = owner_client.get(reverse("console"), headers={"Accept-Language": "en"}).content.decode()
+    assert 'data-testid="quota-carried" data-bytes="1500000000"' in html
+    assert "Carried over from last month" in html and ">1.5 GB<" in html
+    assert f'data-testid="quota-remaining" data-bytes="{8_500_000_000}"' in html
+    zh = owner_client.get(reverse("console"), headers={"Accept-Language": "zh-CN"}).content.decode()
+    assert "上月结转" in zh and "超出当月额度的流量将从下个月扣除" in zh
+
+
+def test_console_shows_no_debt_line_without_a_debt(owner_client, tenant):
+    html = owner_client.get(reverse("console")).content.decode()
+    assert 'data-testid="quota-carried"' not in html

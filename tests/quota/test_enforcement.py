@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -15,7 +16,7 @@ from quota.errors import LedgerError
 from quota.grants import grant_create
 from quota.models import Grant, QuotaNotice
 from quota.month import month_summary
-from quota.periods import floor_hour
+from quota.periods import floor_hour, month_start
 from quota.settlement import ledger_reconcile, usage_after_batch
 from tests.quota.conftest import GB, at, use
 
@@ -132,6 +133,56 @@ def test_reconcile_reopens_in_a_new_month_and_closes_on_expiry(tenant, other_ten
     assert Tenant.objects.get(pk=other_tenant.pk).exhausted_at is not None  # grant expired
 
 
+def test_a_debt_of_a_whole_base_exhausts_from_the_months_first_hour(tenant):
+    use(tenant, "2026-03-20 10:00", 21 * GB)  # 11 GB overspent in March
+    tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-20 11:00"))
+    grant_create(
+        tenant=tenant,
+        kind="staff",
+        bytes=GB,
+        source_key="until-april",
+        now=at("2026-03-25 00:00"),
+        expires_at=at("2026-04-01 00:00"),
+    )
+    # The grant reopened the tenant; it uses nothing more in March, nothing in April.
+    assert Tenant.objects.get(pk=tenant.pk).exhausted_at is None
+    # Not exhausted and no usage this month: only the debt makes it a candidate.
+    result = ledger_reconcile(now=at("2026-04-01 00:00"))
+    assert result.evaluated == 1 and result.exhausted == 1
+    assert Tenant.objects.get(pk=tenant.pk).exhausted_at is not None
+    s = month_summary(tenant=tenant, now=at("2026-04-01 00:00"))
+    assert (s.carried_in, s.used, s.remaining, s.exhausted) == (11 * GB, 0, 0, True)
+    assert QuotaNotice.objects.filter(month=at("2026-04-01 00:00").date(), threshold=100).exists()
+
+
+def test_tenant_enforce_at_the_month_boundary_sees_the_debt(tenant):
+    use(tenant, "2026-03-31 22:00", 10 * GB + 5)  # the grant below covers 23:00 on
+    grant_create(tenant=tenant, kind="staff", bytes=GB, source_key="g", now=at("2026-03-31 23:30"))
+    assert tenant_enforce(tenant_id=tenant.pk, now=at("2026-03-31 23:59")).exhausted is False
+    # April's base pays the 5 bytes; the grant is untouched.
+    s = tenant_enforce(tenant_id=tenant.pk, now=at("2026-04-01 00:00"))
+    assert (s.carried_in, s.remaining) == (5, 11 * GB - 5)
+    use(tenant, "2026-04-01 00:00", 10 * GB)
+    s = tenant_enforce(tenant_id=tenant.pk, now=at("2026-04-01 00:10"))
+    assert (s.bonus_left, s.remaining, s.exhausted) == (GB - 5, GB - 5, False)
+
+
+def test_reconcile_finds_a_debt_carried_through_a_month_without_usage(tenant):
+    use(tenant, "2026-01-20 10:00", 35 * GB)  # 25 GB overspent in January
+    tenant_enforce(tenant_id=tenant.pk, now=at("2026-01-20 11:00"))
+    ledger_reconcile(now=at("2026-02-01 00:30"))  # still exhausted by the debt
+    assert Tenant.objects.get(pk=tenant.pk).exhausted_at is not None
+    # A grant reopens it in February; it pays later usage, not the debt February brought in.
+    grant_create(tenant=tenant, kind="staff", bytes=GB, source_key="g", now=at("2026-02-10 00:00"))
+    assert Tenant.objects.get(pk=tenant.pk).exhausted_at is None
+    # March: 15 GB of debt, its base and the grant pay 11 GB: exhausted from the first hour.
+    result = ledger_reconcile(now=at("2026-03-01 00:05"))
+    assert result.evaluated == 1
+    assert Tenant.objects.get(pk=tenant.pk).exhausted_at is not None
+    s = month_summary(tenant=tenant, now=at("2026-03-01 00:05"))
+    assert (s.carried_in, s.bonus_used, s.overspent, s.remaining) == (15 * GB, GB, 4 * GB, 0)
+
+
 def test_reconcile_command_twin(tenant):
     use(tenant, now_month_hour(), 10 * GB)
     out = StringIO()
@@ -191,6 +242,24 @@ def test_jumping_past_both_thresholds_sends_only_the_100_percent_email(
         80: "skipped",
         100: "sent",
     }
+
+
+def test_a_carried_debt_counts_toward_the_80_percent_email(
+    tenant, eager_tasks, django_capture_on_commit_callbacks
+):
+    current = month_start(timezone.now())
+    last_month = month_start(current - timedelta(hours=1))
+    use(tenant, last_month + timedelta(hours=10), 19 * GB)  # 9 GB overspent last month
+    tenant_enforce(tenant_id=tenant.pk, now=last_month + timedelta(hours=11))
+    with django_capture_on_commit_callbacks(execute=True):
+        ledger_reconcile()
+    # This month starts with 9 GB of its 10 GB charged: reopened, and the 80 % email goes.
+    assert Tenant.objects.get(pk=tenant.pk).exhausted_at is None
+    notice = QuotaNotice.objects.get(month=current.date())
+    assert (notice.threshold, notice.status) == (80, "sent")
+    (body,) = [m.body for m in mail.outbox if "80 %" in m.subject]
+    assert "You have used 9 GB of this month's 10 GB" in body
+    assert "9 GB carried over from last month" in body
 
 
 def test_thresholds_come_back_in_a_new_month(tenant):

@@ -82,15 +82,85 @@ def test_unused_base_does_not_carry_over(tenant):
     assert (s.used, s.remaining) == (0, 10 * GB)
 
 
-def test_overspending_is_not_carried_over_nor_paid_by_a_later_grant(tenant):
+def test_a_months_overspend_reduces_the_next_months_remaining(tenant):
     use(tenant, "2026-01-20 00:00", 12 * GB)  # 2 GB overspent in January
-    grant(tenant, 1 * GB, "2026-01-25 00:00", "g1")
     jan = month_summary(tenant=tenant, now=at("2026-01-26 00:00"))
-    assert (jan.overspent, jan.bonus_left, jan.remaining) == (2 * GB, 1 * GB, 1 * GB)
-    # The fresh grant is unspent: the bar counts what was charged, not the overspent bytes.
-    assert (jan.charged, jan.allowance, jan.percent_used) == (10 * GB, 11 * GB, 90)
+    assert (jan.carried_in, jan.overspent, jan.remaining, jan.percent_used) == (0, 2 * GB, 0, 100)
     feb = month_summary(tenant=tenant, now=at("2026-02-01 00:00"))
-    assert (feb.used, feb.overspent, feb.remaining) == (0, 0, 11 * GB)
+    assert (feb.carried_in, feb.used, feb.overspent, feb.remaining) == (2 * GB, 0, 0, 8 * GB)
+    assert (feb.base_left, feb.charged, feb.allowance, feb.percent_used) == (
+        8 * GB,
+        2 * GB,
+        10 * GB,
+        20,
+    )
+    use(tenant, "2026-02-03 00:00", 7 * GB)
+    feb = month_summary(tenant=tenant, now=at("2026-02-04 00:00"))
+    assert (feb.used, feb.remaining, feb.percent_used) == (7 * GB, 1 * GB, 90)
+    # Paid in full by February's base: March owes nothing.
+    mar = month_summary(tenant=tenant, now=at("2026-03-01 00:00"))
+    assert (mar.carried_in, mar.remaining) == (0, 10 * GB)
+
+
+def test_a_debt_larger_than_a_months_base_carries_two_months(tenant):
+    use(tenant, "2026-01-20 00:00", 25 * GB)  # 15 GB overspent in January
+    feb = month_summary(tenant=tenant, now=at("2026-02-15 00:00"))
+    assert (feb.carried_in, feb.overspent, feb.remaining, feb.exhausted) == (
+        15 * GB,
+        5 * GB,
+        0,
+        True,
+    )
+    mar = month_summary(tenant=tenant, now=at("2026-03-01 00:00"))
+    assert (mar.carried_in, mar.overspent, mar.remaining) == (5 * GB, 0, 5 * GB)
+    apr = month_summary(tenant=tenant, now=at("2026-04-01 00:00"))
+    assert (apr.carried_in, apr.remaining) == (0, 10 * GB)
+    # Usage in a month that starts in debt is owed too, and carries on with the rest.
+    use(tenant, "2026-02-20 00:00", GB)
+    mar = month_summary(tenant=tenant, now=at("2026-03-01 00:00"))
+    assert (mar.carried_in, mar.remaining) == (6 * GB, 4 * GB)
+
+
+def test_a_grant_made_later_pays_a_carried_debt_only_from_the_next_month_start(tenant):
+    """The rule: the debt is drawn in the month's first hour, base first, then the grants in
+    force in that hour. A grant made later in the month pays the month's later usage, and
+    what the debt left unpaid only at the next month's start, after that month's base."""
+    use(tenant, "2026-01-20 00:00", 22 * GB)  # 12 GB overspent in January
+    grant(tenant, 5 * GB, "2026-02-10 00:00", "g1")
+    feb = month_summary(tenant=tenant, now=at("2026-02-10 00:30"))
+    # February's base paid 10 GB of the debt; the grant, made later, paid none of it.
+    assert (feb.carried_in, feb.overspent, feb.bonus_used, feb.bonus_left) == (
+        12 * GB,
+        2 * GB,
+        0,
+        5 * GB,
+    )
+    assert (feb.remaining, feb.exhausted, feb.charged, feb.allowance) == (
+        5 * GB,
+        False,
+        10 * GB,
+        15 * GB,
+    )
+    use(tenant, "2026-02-12 00:00", GB)  # paid by the grant
+    mar = month_summary(tenant=tenant, now=at("2026-03-01 00:00"))
+    # March's base pays the 2 GB first; the grant keeps its 4 GB.
+    assert (mar.carried_in, mar.bonus_used, mar.bonus_left, mar.remaining) == (
+        2 * GB,
+        0,
+        4 * GB,
+        12 * GB,
+    )
+
+
+def test_a_grant_in_force_at_the_month_start_pays_the_debt_after_the_base(tenant):
+    grant(tenant, 4 * GB, "2026-01-25 00:00", "g1")  # made after January's overspending
+    use(tenant, "2026-01-20 00:00", 23 * GB)
+    jan = month_summary(tenant=tenant, now=at("2026-01-26 00:00"))
+    assert (jan.overspent, jan.bonus_left, jan.remaining) == (13 * GB, 4 * GB, 4 * GB)
+    feb = month_summary(tenant=tenant, now=at("2026-02-01 00:00"))
+    assert (feb.carried_in, feb.bonus_used, feb.overspent) == (13 * GB, 3 * GB, 0)
+    assert (feb.bonus_left, feb.remaining, feb.allowance) == (GB, GB, 14 * GB)
+    assert feb.remaining == feb.allowance - feb.carried_in - feb.used + feb.overspent
 
 
 def test_expired_bonus_is_gone(tenant):

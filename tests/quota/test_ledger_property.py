@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from quota.grants import grant_create
 from quota.month import month_summary
-from quota.periods import ceil_hour, floor_hour, month_start
+from quota.periods import ceil_hour, floor_hour, month_start, next_month
 from quota.usage import UsageDelta, usage_apply
 
 pytestmark = pytest.mark.django_db
@@ -28,18 +28,21 @@ SPAN_HOURS = 24 * 70  # January to early March: two month boundaries
 
 
 def reference(*, base, grants, usage, now):
-    """grants: [(bytes, created_at, expires_at|None)] in creation order; usage: {hour: bytes}."""
+    """grants: [(bytes, created_at, expires_at|None)] in creation order; usage: {hour: bytes}.
+
+    Month by month from the first usage, hour by hour within a month: the debt the month
+    brings in is drawn in its first hour before that hour's usage, like usage; what nothing
+    pays is the month's overspent and the next month's debt.
+    """
     far = datetime.max.replace(tzinfo=UTC)
     live = [(i, g) for i, g in enumerate(grants) if g[1] <= now]
     order = sorted(live, key=lambda ig: (ig[1][2] is None, ig[1][2] or far, ig[1][1], ig[0]))
     balance = {i: g[0] for i, g in live}
-    used, bonus_used, over = defaultdict(int), defaultdict(int), defaultdict(int)
-    for hour in sorted(usage):
-        m = month_start(hour)
-        nbytes = usage[hour]
-        from_base = min(nbytes, max(0, base - used[m]))
-        used[m] += nbytes
-        rest = nbytes - from_base
+
+    def draw(hour, nbytes, drawn):
+        """Pay nbytes at `hour` after `drawn` bytes this month: (from grants, unpaid)."""
+        rest = nbytes - min(nbytes, max(0, base - drawn))
+        from_grants = 0
         for i, (_b, created, expires) in order:
             if rest == 0:
                 break
@@ -47,17 +50,35 @@ def reference(*, base, grants, usage, now):
                 take = min(balance[i], rest)
                 balance[i] -= take
                 rest -= take
-                bonus_used[m] += take
-        over[m] += rest
+                from_grants += take
+        return from_grants, rest
+
     cur = month_start(now)
+    month = min([cur, *(month_start(h) for h in usage)])
+    carried = 0
+    while True:
+        carried_in = carried
+        hours = [(h, usage[h]) for h in sorted(usage) if month_start(h) == month]
+        drawn = bonus_used = over = 0  # drawn: the debt and the usage so far, against the base
+        for hour, nbytes in [(month, carried_in), *hours]:
+            paid_by_grants, unpaid = draw(hour, nbytes, drawn)
+            drawn += nbytes
+            bonus_used += paid_by_grants
+            over += unpaid
+        used = drawn - carried_in
+        if month == cur:
+            break
+        carried = over
+        month = next_month(month)
     bonus_left = sum(balance[i] for i, (_b, c, e) in live if c <= now and (e is None or e > now))
     return {
-        "used": used[cur],
-        "bonus_used": bonus_used[cur],
-        "overspent": over[cur],
+        "carried_in": carried_in,
+        "used": used,
+        "bonus_used": bonus_used,
+        "overspent": over,
         "bonus_left": bonus_left,
-        "remaining": max(0, base - used[cur]) + bonus_left,
-        "allowance": base + bonus_used[cur] + bonus_left,
+        "remaining": max(0, base - carried_in - used) + bonus_left,
+        "allowance": base + bonus_used + bonus_left,
     }
 
 
@@ -129,6 +150,23 @@ def test_summary_equals_the_definition(tenant, grants, usage, now_minute):
     want = reference(base=BASE, grants=made, usage=dict(hourly), now=now)
     assert {k: getattr(got, k) for k in want} == want
     assert again == got
-    assert got.remaining == got.allowance - got.used + got.overspent
-    assert got.remaining >= 0 and got.overspent >= 0
+    assert got.remaining == got.allowance - got.charged
+    assert got.remaining == got.allowance - got.carried_in - got.used + got.overspent
+    assert 0 <= got.charged <= got.allowance
+    assert got.remaining >= 0 and 0 <= got.overspent <= got.carried_in + got.used
+    # The debt brought in is exactly what the month before left unpaid.
+    with transaction.atomic():
+        for n, (nbytes, created, expires) in enumerate(made):
+            grant_create(
+                tenant=tenant,
+                kind="promo",
+                bytes=nbytes,
+                source_key=f"p{n}",
+                now=created,
+                expires_at=expires,
+            )
+        usage_apply(deltas=deltas)
+        before = month_summary(tenant=tenant, now=got.month_start - timedelta(microseconds=1))
+        transaction.set_rollback(True)
+    assert got.carried_in == before.overspent
     assert got.exhausted == (got.remaining <= 0)
