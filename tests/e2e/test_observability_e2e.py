@@ -155,3 +155,17 @@ def test_prometheus_sees_the_pulls(edge, make_tenant, pull_with_skopeo, live_ser
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def test_a_refusal_carries_the_request_id_of_its_access_log_line(edge):
+    refused = edge.get("nosuchtenant0", "/v2/library/x/manifests/latest")
+    assert refused.status == 404, refused.body
+    rid = refused.headers["X-Request-ID"]
+    assert rid and len(rid) == 32
+    line = [x for x in edge.log_lines() if x["request_id"] == rid]
+    assert len(line) == 1 and line[0]["status"] == 404, line
+    # The health listener answers outside the gate.
+    health = harness.request(
+        int(edge.params.health_listen.rsplit(":", 1)[1]), "GET", "/healthz", host="localhost"
+    )
+    assert health.status == 200
