@@ -48,9 +48,12 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "api",
     "dashboard",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # First: every response (and log line) of the request carries its id; latency measured.
+    "ops.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -312,6 +315,9 @@ EDGE_CACHE_INACTIVE = env_str("EDGE_CACHE_INACTIVE", "30d")
 EDGE_CACHE_LOCK_SECONDS = env_int("EDGE_CACHE_LOCK_SECONDS", 3600)
 EDGE_FETCH_LISTEN = env_str("EDGE_FETCH_LISTEN", "127.0.0.1:8481")
 EDGE_TOKEN_LISTEN = env_str("EDGE_TOKEN_LISTEN", "127.0.0.1:8482")
+# The edge's health listener: /healthz (outside the gate) and nginx's stub_status for the
+# nginx exporter. Loopback by default; a load balancer on another host needs a reachable one.
+EDGE_HEALTH_LISTEN = env_str("EDGE_HEALTH_LISTEN", "127.0.0.1:8483")
 # Per-tenant limits at the edge (a free 429 TOOMANYREQUESTS with Retry-After beyond them):
 # requests in progress at once (Docker downloads 3 layers at a time), and nginx rates (r/s or
 # r/m) with bursts for blob misses (each one an upstream fetch), HEADs and refused requests.
@@ -364,6 +370,37 @@ CONSOLE_HTTP_LISTEN = env_str("CONSOLE_HTTP_LISTEN", EDGE_LISTEN)
 CONSOLE_TLS_LISTEN = env_str("CONSOLE_TLS_LISTEN", EDGE_TLS_LISTEN)
 CONSOLE_TLS_CERT = env_str("CONSOLE_TLS_CERT", EDGE_TLS_CERT)
 CONSOLE_TLS_KEY = env_str("CONSOLE_TLS_KEY", EDGE_TLS_KEY)
+
+# --- operations (README "Operations") ---------------------------------------------------
+# /metrics answers only these client addresses (REMOTE_ADDR: gunicorn behind the console
+# nginx sees 127.0.0.1, so Prometheus scrapes gunicorn's WEB_LISTEN directly).
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# The upstream's pull allowance (Docker Hub: 100 or 200 per 6 hours; 0 = none known) and its
+# window: exported for the "upstream allowance" alert, which counts blob fills against it.
+UPSTREAM_PULL_LIMIT = env_int("UPSTREAM_PULL_LIMIT", 0)
+UPSTREAM_PULL_WINDOW_SECONDS = env_int("UPSTREAM_PULL_WINDOW_SECONDS", 6 * 3600)
+# text (Django's default) or json: one JSON object a line, with the request id, for the web
+# and the Celery workers.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in {"text", "json"}:
+    raise ConfigError(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+if LOG_FORMAT == "json":
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "ops.logs.RequestIdFilter"}},
+        "formatters": {"json": {"()": "ops.logs.JsonFormatter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    }
+    # Celery keeps Django's handlers instead of installing its own text ones.
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- beat: every periodic task, built once from the values above ----------------------------
 CELERY_BEAT_SCHEDULE = beat_schedule(

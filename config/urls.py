@@ -4,6 +4,7 @@ from django.urls import include, path
 from accounts.language import language_set
 
 urlpatterns = [
+    path("", include("ops.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     # The language switch works for visitors too.

@@ -14,3 +14,11 @@ accesslog = "-"
 errorlog = "-"
 max_requests = 2000
 max_requests_jitter = 200
+
+
+def child_exit(server, worker):
+    """With PROMETHEUS_MULTIPROC_DIR (README "Operations"), a dead worker's live gauges go."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

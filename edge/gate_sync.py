@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 
 from accelerator.gate import gate_table
 from edge import render
 from edge.run_dir import edge_files, write_atomic
+from edge.state import edge_state_record
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +69,29 @@ def gate_sync(*, run_dir: Path | None = None) -> GateSync:
         current = None
     tenants = text.count("\n") - 1
     if current == text:
+        _record(tenants=tenants, reloaded=False)
         return GateSync(tenants=tenants, changed=False, reloaded=False, skipped=tuple(skipped))
     files.run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(files.gate_map, text)
     reloaded = nginx_reload(pid_file=files.pid_file)
     logger.info("gate map: %d tenants written, nginx reloaded=%s", tenants, reloaded)
+    _record(tenants=tenants, reloaded=reloaded)
     return GateSync(tenants=tenants, changed=True, reloaded=reloaded, skipped=tuple(skipped))
+
+
+def _record(*, tenants: int, reloaded: bool) -> None:
+    """For the operators' metrics; the map is written already, so a failure here is logged."""
+    try:
+        with transaction.atomic():
+            edge_state_record(
+                edge=settings.EDGE_NAME,
+                tenants=tenants,
+                reloaded=reloaded,
+                cache_dir=Path(settings.EDGE_CACHE_DIR),
+                cache_max_size=settings.EDGE_CACHE_MAX_SIZE,
+            )
+    except Exception:
+        logger.exception("gate sync: could not record the edge's state")
 
 
 def gate_sync_loop(*, seconds: float, interval: float, run_dir: Path | None = None) -> int:

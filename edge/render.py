@@ -45,6 +45,8 @@ class EdgeParams:
     # The blob cache and the fetch path of its misses (issue: one upstream read per blob).
     fetch_listen: str = "127.0.0.1:8481"
     token_listen: str = "127.0.0.1:8482"
+    # /healthz and nginx's stub_status, outside the gate (load balancers, the nginx exporter).
+    health_listen: str = "127.0.0.1:8483"
     cache_dir: Path = Path("/var/cache/edge-blobs")
     cache_max_size: str = "10g"
     cache_inactive: str = "30d"
@@ -79,6 +81,7 @@ class EdgeParams:
             ("registry_listen", "EDGE_REGISTRY_LISTEN"),
             ("fetch_listen", "EDGE_FETCH_LISTEN"),
             ("token_listen", "EDGE_TOKEN_LISTEN"),
+            ("health_listen", "EDGE_HEALTH_LISTEN"),
         ):
             if not _LISTEN_RE.match(getattr(self, key)):
                 raise EdgeConfigError(f"{setting} must be host:port, not {getattr(self, key)!r}")
@@ -153,6 +156,7 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "PROXY_BUFFER_SIZE": params.proxy_buffer_size,
             "FETCH_LISTEN": params.fetch_listen,
             "TOKEN_LISTEN": params.token_listen,
+            "HEALTH_LISTEN": params.health_listen,
             "CACHE_DIR": str(params.cache_dir),
             "CACHE_MAX_SIZE": params.cache_max_size,
             "CACHE_INACTIVE": params.cache_inactive,

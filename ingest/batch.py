@@ -27,7 +27,7 @@ from django.utils import timezone
 from ingest import parser
 from ingest.files import file_next
 from ingest.labels import labels_resolve, unknown_traffic_add
-from ingest.models import EdgeIngest, LogFile, MalformedCount, MalformedSample
+from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
 from quota.usage import UsageDelta, usage_apply
 
 
@@ -109,6 +109,7 @@ def _commit(
     malformed = batch.malformed_total
     if malformed:
         _malformed_add(edge=edge, row=row, batch=batch, now=now)
+    _traffic_add(edge=edge, batch=batch)
     moved = LogFile.objects.filter(pk=row.pk, position=row.position).update(
         position=batch.end,
         size=size,
@@ -135,6 +136,18 @@ def _commit(
     if batch.end > batch.start:
         step.progressed = True
     step.caught_up = batch.at_eof and row.state == LogFile.State.CURRENT
+
+
+def _traffic_add(*, edge: str, batch: parser.Batch) -> None:
+    """Add the batch's requests and bytes per (status, cache status): a handful of rows."""
+    for (status, cache), (requests, sent) in sorted(batch.traffic.items()):
+        updated = EdgeTraffic.objects.filter(edge=edge, status=status, cache=cache).update(
+            requests=F("requests") + requests, bytes_sent=F("bytes_sent") + sent
+        )
+        if not updated:
+            EdgeTraffic.objects.create(
+                edge=edge, status=status, cache=cache, requests=requests, bytes_sent=sent
+            )
 
 
 def _malformed_add(*, edge: str, row: LogFile, batch: parser.Batch, now: datetime) -> None:

@@ -36,6 +36,26 @@ class EdgeIngest(models.Model):
         return self.edge
 
 
+class EdgeTraffic(models.Model):
+    """What an edge served, per response status and cache status, as ingested from its access
+    log (every well-formed line, tenant or not). Totals since the first line: the operators'
+    counters (ops.metrics exports them)."""
+
+    edge = models.CharField(max_length=64)
+    status = models.IntegerField()
+    cache = models.CharField(max_length=32, blank=True)  # nginx's $upstream_cache_status
+    requests = models.BigIntegerField(default=0)
+    bytes_sent = models.BigIntegerField(default=0)  # headers and body, as nginx counted them
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["edge", "status", "cache"], name="ingest_traffic_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.edge} {self.status} {self.cache or '-'}: {self.requests}"
+
+
 class LogFile(models.Model):
     """A cursor: how far one physical log file has been ingested.
 

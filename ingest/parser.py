@@ -116,6 +116,9 @@ def sample_text(raw: bytes) -> str:
 
 # (label, hour index = ts // 3600) -> [charged bytes, requests, cache hits]
 Buckets = dict[tuple[str, float], list[int]]
+# The edge's traffic, every well-formed line whoever it was for (the operators' metrics):
+# (status, cache status) -> [requests, bytes_sent]
+Traffic = dict[tuple[int, str], list[int]]
 
 
 @dataclass
@@ -130,6 +133,7 @@ class Batch:
     # Lines of a label in ``retired`` stamped at or after its retirement: still its tenant's
     # (labels are never reissued), and also shown to staff as traffic on a retired address.
     late: Buckets = field(default_factory=dict)
+    traffic: Traffic = field(default_factory=dict)
     malformed: dict[str, int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     last_ts: float | None = None
@@ -154,6 +158,7 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
     decode = _decoder.decode
     usage = batch.usage
     late = batch.late
+    traffic = batch.traffic
     errors = (msgspec.DecodeError, ValueError)
     hour = float(HOUR)
     r = None
@@ -181,6 +186,11 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
         acc[1] += 1
         if r.cache == "HIT":
             acc[2] += 1
+        tacc = traffic.get((status, r.cache))
+        if tacc is None:
+            tacc = traffic[(status, r.cache)] = [0, 0]
+        tacc[0] += 1
+        tacc[1] += r.bytes_sent
     if r is not None:
         batch.last_ts = r.ts
     return failed

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-system.sh pg_isready=postgresql-client redis-cli=redis-tools \
-  nginx=nginx docker-registry=docker-registry skopeo=skopeo dockerd=docker.io chromium=chromium msgfmt=gettext
+  nginx=nginx docker-registry=docker-registry skopeo=skopeo dockerd=docker.io chromium=chromium msgfmt=gettext \
+  prometheus=prometheus promtool=prometheus prometheus-nginx-exporter=prometheus-nginx-exporter
 scripts/ensure-services.sh
 # The translations (locale/*.po) are compiled here; *.mo files are never committed.
 .venv/bin/python manage.py compilemessages --ignore=.venv --ignore=var -v0

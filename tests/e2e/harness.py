@@ -503,6 +503,7 @@ def edge_params(
         proxy_buffer_size=proxy_buffer_size,
         fetch_listen=f"127.0.0.1:{free_port()}",
         token_listen=f"127.0.0.1:{free_port()}",
+        health_listen=f"127.0.0.1:{free_port()}",
         cache_dir=workdir / "blob-cache",
         cache_max_size=cache_max_size,
         cache_lock_seconds=600,
