@@ -194,8 +194,13 @@ def test_counts_are_grouped_in_both_languages():
 # --- text stored for later ----------------------------------------------------------------------
 
 
-def test_invite_bonus_notes_are_written_in_each_receivers_language(owner, django_user_model):
+def test_invite_bonus_notes_are_written_in_each_receivers_language(
+    owner, django_user_model, settings
+):
     from allauth.account.models import EmailAddress
+
+    # The real-use thresholds have their own tests (tests/accounts/test_invite_rules.py).
+    settings.INVITE_MIN_USAGE_BYTES, settings.INVITE_MIN_AGE_SECONDS = 1, 0
 
     from accelerator.services import tenant_start
     from accounts import services as account_services
