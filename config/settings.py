@@ -316,9 +316,9 @@ EDGE_TENANT_REFUSAL_BURST = env_int("EDGE_TENANT_REFUSAL_BURST", 30)
 # The bandwidth cap (issue 13: bounded overspend): bytes per second per download, and GET
 # requests per second (with a burst) per tenant; accelerator.gate.overspend_bound() turns
 # these into the most a tenant can take beyond its allowance.
-EDGE_TENANT_RATE = env_int("EDGE_TENANT_RATE", 12_500_000)
-EDGE_TENANT_REQUEST_RATE = env_int("EDGE_TENANT_REQUEST_RATE", 20)
-EDGE_TENANT_REQUEST_BURST = env_int("EDGE_TENANT_REQUEST_BURST", 100)
+EDGE_TENANT_RATE = env_int("EDGE_TENANT_RATE", 6_250_000)
+EDGE_TENANT_REQUEST_RATE = env_int("EDGE_TENANT_REQUEST_RATE", 10)
+EDGE_TENANT_REQUEST_BURST = env_int("EDGE_TENANT_REQUEST_BURST", 50)
 # The same limits near the end of the allowance (gate state low) and in the blob grace.
 EDGE_LOW_CONNECTIONS = env_int("EDGE_LOW_CONNECTIONS", 4)
 EDGE_LOW_RATE = env_int("EDGE_LOW_RATE", 1_000_000)

@@ -68,9 +68,9 @@ class EdgeParams:
     tenant_refusal_burst: int = 30
     # The bandwidth cap (bounded overspend): bytes/s per download, GETs/s and burst per tenant;
     # the same near the end of the allowance (gate state low) and in the blob grace.
-    tenant_rate: int = 12_500_000
-    tenant_request_rate: int = 20
-    tenant_request_burst: int = 100
+    tenant_rate: int = 6_250_000
+    tenant_request_rate: int = 10
+    tenant_request_burst: int = 50
     low_connections: int = 4
     low_rate: int = 1_000_000
     low_request_rate: int = 2
