@@ -10,10 +10,11 @@ sync (edge.gate_sync.gate_sync, graceful reload when the map changes). No Celery
 same functions, without the broker's own delay.
 
 BENCH_TENANTS tenants each run BENCH_THREADS clients that fetch a manifest by digest and then
-its blobs by digest, again and again, for BENCH_SECONDS; a refused request is retried after
-50 ms (the edge answers refusals at once; the pause only keeps the clients from starving the
-edge of CPU). A third of the way through the access log is rotated by rename (+ reopen), at
-two thirds by copytruncate. Afterwards ingestion catches up and the bench compares.
+its blobs by digest, again and again, for BENCH_SECONDS; a refused blob is asked again after
+50 ms until it is served, a refused manifest is skipped (the digests are known), so every
+client takes all the bytes it can (the pause only keeps the clients from starving the edge of
+CPU). A third of the way through, the access log is rotated by rename (+ reopen), at two
+thirds by copytruncate. Afterwards ingestion catches up and the bench compares.
 
 Figures:
 - used ÷ allowance per tenant, max and mean (target: at most 1.25, or 1 + largest blob ÷
@@ -101,25 +102,30 @@ class Clients:
             i += 1
             paths = [f"/v2/library/{repo}/manifests/{image.digest}"]
             paths += [f"/v2/library/{repo}/blobs/{b.digest}" for b in image.blobs]
-            for path in paths:
-                if self.stop.is_set():
-                    break
-                try:
-                    status, got = self._get(conn, host, path, buf)
-                except (OSError, http.client.HTTPException) as exc:
-                    conn.close()
-                    with self.lock:
-                        self.errors[type(exc).__name__] += 1
-                    time.sleep(0.05)
-                    continue
-                with self.lock:
-                    self.statuses[status] += 1
-                    if status in (200, 206):
-                        self.received[label] += got
-                if status not in (200, 206):
-                    time.sleep(0.05)
-                    break
+            for n, path in enumerate(paths):
+                self._until_served(conn, host, path, buf, label, insist=n > 0)
         conn.close()
+
+    def _until_served(
+        self, conn, host: str, path: str, buf: bytearray, label: str, insist: bool
+    ) -> None:
+        """Ask again and again (insist) or once, as a client that wants every byte would."""
+        while not self.stop.is_set():
+            try:
+                status, got = self._get(conn, host, path, buf)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                with self.lock:
+                    self.errors[type(exc).__name__] += 1
+                time.sleep(0.05)
+                continue
+            with self.lock:
+                self.statuses[status] += 1
+                if status in (200, 206):
+                    self.received[label] += got
+            if status in (200, 206) or not insist:
+                return
+            time.sleep(0.05)
 
 
 def loop(stop: threading.Event, interval: float, fn, name: str, errors: list) -> None:
@@ -233,10 +239,13 @@ def main() -> int:
             labels.append(tenant_start(user=user).label)
         gate_sync(run_dir=edge.run_dir)
         edge.reload()
+        clients = Clients(edge.port, images)
         # Warm the blob cache, so the run measures the gate and not the upstream.
         for name, image in images.items():
             for b in image.blobs:
-                assert edge.get(labels[0], f"/v2/library/{name}/blobs/{b.digest}").status == 200
+                resp = edge.get(labels[0], f"/v2/library/{name}/blobs/{b.digest}")
+                assert resp.status == 200
+                clients.received[labels[0]] += len(resp.body)
         log = edge.access_log
         # The warm-up lines are charged like any (and compared like any).
         ingest_edge(edge=EDGE, path=str(log))
@@ -260,7 +269,6 @@ def main() -> int:
             t.start()
             threads.append(t)
 
-        clients = Clients(edge.port, images)
         workers = [
             threading.Thread(target=clients.run, args=(label, j))
             for label in labels
