@@ -25,8 +25,8 @@ Figures:
 
 Environment (optional):
   BENCH_TENANTS=8  BENCH_THREADS=16 (EDGE_TENANT_CONNECTIONS)  BENCH_SECONDS=90
-  BENCH_QUOTA_BYTES=1000000000 (1 GB: at the default low limits, 4 MB/s, the last 10 % of
-  2 GB alone would take 50 s; two cores shared by 8 tenants serve about ... MB/s in all)
+  BENCH_QUOTA_BYTES=1000000000 (1 GB, so that tenants run out well within the run: at the
+  default low limits, about 4 MB/s, the last 10 % of 2 GB alone takes 50 s)
   BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/bench_overspend, recreated)
   BENCH_REDIS_URL (default redis://127.0.0.1:6379/14)
   and any setting (EDGE_TENANT_RATE, EDGE_LOW_RATE, GATE_LOW_REMAINING_PERCENT, ...).
