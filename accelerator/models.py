@@ -21,6 +21,8 @@ class Tenant(models.Model):
     suspended_reason = models.TextField(blank=True)
     # Set by quota enforcement when the allowance is spent; cleared by a grant or a new month.
     exhausted_at = models.DateTimeField(null=True, blank=True)
+    # Set by quota enforcement when little is left (accelerator.gate.is_low): the edge throttles.
+    low_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped by every change the gate must learn; the edge sync reads it.
     updated_at = models.DateTimeField(auto_now=True, db_index=True)

@@ -108,3 +108,21 @@ def tenant_clear_exhausted(*, tenant_id: int) -> bool:
             exhausted_at=None, updated_at=timezone.now()
         )
     )
+
+
+def tenant_mark_low(*, tenant_id: int, at: datetime | None = None) -> bool:
+    """Mark a tenant near the end of its allowance from `at`. Idempotent: keeps the first time."""
+    return bool(
+        Tenant.objects.filter(pk=tenant_id, low_at__isnull=True).update(
+            low_at=at or timezone.now(), updated_at=timezone.now()
+        )
+    )
+
+
+def tenant_clear_low(*, tenant_id: int) -> bool:
+    """The tenant has room again (a grant arrived or the month turned). Idempotent."""
+    return bool(
+        Tenant.objects.filter(pk=tenant_id, low_at__isnull=False).update(
+            low_at=None, updated_at=timezone.now()
+        )
+    )

@@ -248,8 +248,12 @@ if not DEBUG:
     check_production_settings(globals())
 
 # --- the edge gate ----------------------------------------------------------------------------
-# Blob requests of a pull already under way are still served this long after exhaustion.
-GATE_BLOB_GRACE_SECONDS = env_int("GATE_BLOB_GRACE_SECONDS", 60)
+# Blob requests of a pull already under way are still served (throttled, as in the low state)
+# this long after exhaustion; then they are refused too.
+GATE_BLOB_GRACE_SECONDS = env_int("GATE_BLOB_GRACE_SECONDS", 10)
+# A tenant is "low" when at most this percent of its month's allowance is left: the edge then
+# serves it with the EDGE_LOW_* limits, so the meter catches up before the allowance is gone.
+GATE_LOW_REMAINING_PERCENT = env_int("GATE_LOW_REMAINING_PERCENT", 10)
 # This edge's name (it tags access-log lines and usage buckets) and its files. The edge issue
 # renders nginx and registry configs into EDGE_RUN_DIR; ingestion reads EDGE_ACCESS_LOG.
 EDGE_NAME = env_str("EDGE_NAME", "local")
@@ -328,6 +332,17 @@ EDGE_TENANT_HEAD_RATE = env_str("EDGE_TENANT_HEAD_RATE", "20r/s")
 EDGE_TENANT_HEAD_BURST = env_int("EDGE_TENANT_HEAD_BURST", 200)
 EDGE_TENANT_REFUSAL_RATE = env_str("EDGE_TENANT_REFUSAL_RATE", "2r/s")
 EDGE_TENANT_REFUSAL_BURST = env_int("EDGE_TENANT_REFUSAL_BURST", 30)
+# The bandwidth cap (issue 13: bounded overspend): bytes per second per download, and GET
+# requests per second (with a burst) per tenant; accelerator.gate.overspend_bound() turns
+# these into the most a tenant can take beyond its allowance.
+EDGE_TENANT_RATE = env_int("EDGE_TENANT_RATE", 6_250_000)
+EDGE_TENANT_REQUEST_RATE = env_int("EDGE_TENANT_REQUEST_RATE", 10)
+EDGE_TENANT_REQUEST_BURST = env_int("EDGE_TENANT_REQUEST_BURST", 50)
+# The same limits near the end of the allowance (gate state low) and in the blob grace.
+EDGE_LOW_CONNECTIONS = env_int("EDGE_LOW_CONNECTIONS", 4)
+EDGE_LOW_RATE = env_int("EDGE_LOW_RATE", 1_000_000)
+EDGE_LOW_REQUEST_RATE = env_int("EDGE_LOW_REQUEST_RATE", 2)
+EDGE_LOW_REQUEST_BURST = env_int("EDGE_LOW_REQUEST_BURST", 10)
 # DNS server nginx uses to follow the upstream's redirects to its blob store (CDN); empty:
 # the first nameserver of /etc/resolv.conf.
 EDGE_RESOLVER = env_str("EDGE_RESOLVER", "")

@@ -15,7 +15,7 @@ from pathlib import Path
 PLACEHOLDER_RE = re.compile(r"@@([A-Z_]+)@@")
 # What nginx may see as a gate map key: the lower-case DNS label the tenant map extracts.
 MAP_LABEL_RE = re.compile(r"^[a-z0-9-]{1,63}$")
-GATE_VALUES = frozenset({"active", "suspended", "exhausted", "exhausted_all"})
+GATE_VALUES = frozenset({"active", "low", "suspended", "exhausted", "exhausted_all"})
 _EDGE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _DOMAIN_RE = re.compile(r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$")
 _LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
@@ -68,6 +68,15 @@ class EdgeParams:
     tenant_head_burst: int = 200
     tenant_refusal_rate: str = "2r/s"
     tenant_refusal_burst: int = 30
+    # The bandwidth cap (bounded overspend): bytes/s per download, GETs/s and burst per tenant;
+    # the same near the end of the allowance (gate state low) and in the blob grace.
+    tenant_rate: int = 6_250_000
+    tenant_request_rate: int = 10
+    tenant_request_burst: int = 50
+    low_connections: int = 4
+    low_rate: int = 1_000_000
+    low_request_rate: int = 2
+    low_request_burst: int = 10
 
     def validate(self) -> None:
         if not _EDGE_NAME_RE.match(self.name):
@@ -105,6 +114,15 @@ class EdgeParams:
             raise EdgeConfigError(f"EDGE_RESOLVER must be addresses: {self.resolver!r}")
         if not 1 <= self.tenant_connections <= 100000:
             raise EdgeConfigError("EDGE_TENANT_CONNECTIONS must be between 1 and 100000")
+        for key in ("tenant_rate", "low_rate"):
+            if not 1 <= getattr(self, key) <= 10**12:
+                raise EdgeConfigError(f"EDGE_{key.upper()} must be 1 to 10^12 bytes per second")
+        for key in ("tenant_request_rate", "low_request_rate", "low_connections"):
+            if not 1 <= getattr(self, key) <= 100000:
+                raise EdgeConfigError(f"EDGE_{key.upper()} must be between 1 and 100000")
+        for key in ("tenant_request_burst", "low_request_burst"):
+            if not 0 <= getattr(self, key) <= 100000:
+                raise EdgeConfigError(f"EDGE_{key.upper()} must be 0 to 100000")
         for kind in ("miss", "head", "refusal"):
             rate, burst = (
                 getattr(self, f"tenant_{kind}_rate"),
@@ -173,6 +191,13 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "TENANT_HEAD_BURST": str(params.tenant_head_burst),
             "TENANT_REFUSAL_RATE": params.tenant_refusal_rate,
             "TENANT_REFUSAL_BURST": str(params.tenant_refusal_burst),
+            "TENANT_RATE": str(params.tenant_rate),
+            "TENANT_REQUEST_RATE": str(params.tenant_request_rate),
+            "TENANT_REQUEST_BURST": str(params.tenant_request_burst),
+            "LOW_CONNECTIONS": str(params.low_connections),
+            "LOW_RATE": str(params.low_rate),
+            "LOW_REQUEST_RATE": str(params.low_request_rate),
+            "LOW_REQUEST_BURST": str(params.low_request_burst),
         },
     )
 

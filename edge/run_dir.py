@@ -58,6 +58,13 @@ def edge_params() -> render.EdgeParams:
         tenant_head_burst=settings.EDGE_TENANT_HEAD_BURST,
         tenant_refusal_rate=settings.EDGE_TENANT_REFUSAL_RATE,
         tenant_refusal_burst=settings.EDGE_TENANT_REFUSAL_BURST,
+        tenant_rate=settings.EDGE_TENANT_RATE,
+        tenant_request_rate=settings.EDGE_TENANT_REQUEST_RATE,
+        tenant_request_burst=settings.EDGE_TENANT_REQUEST_BURST,
+        low_connections=settings.EDGE_LOW_CONNECTIONS,
+        low_rate=settings.EDGE_LOW_RATE,
+        low_request_rate=settings.EDGE_LOW_REQUEST_RATE,
+        low_request_burst=settings.EDGE_LOW_REQUEST_BURST,
     )
 
 

@@ -1,6 +1,7 @@
-"""Enforcement: a tenant's exhausted state and its threshold notices, in line with its month.
+"""Enforcement: a tenant's exhausted and low states and its threshold notices, in line with its
+month.
 
-tenant_enforce is the one writer of both; it records the notice rows that became due and
+tenant_enforce is the one writer of all three; it records the notice rows that became due and
 queues their emails (quota/notices.py) after commit. Grants, the after-usage settlement and
 the reconcile backstop call it.
 """
@@ -14,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accelerator import services as tenant_services
+from accelerator.gate import is_low
 from accelerator.models import Tenant
 from quota.models import QuotaNotice
 from quota.month import MonthSummary, month_summary
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def tenant_enforce(*, tenant_id: int, now: datetime | None = None) -> MonthSummary | None:
-    """Bring a tenant's exhausted state and threshold notices in line with its summary.
+    """Bring a tenant's exhausted and low states and threshold notices in line with its summary.
 
     Idempotent. Holds the tenant row lock while it reads and writes, so two workers evaluating
     the same tenant take turns and the later one sees everything the earlier one saw; a worker
@@ -36,12 +38,13 @@ def tenant_enforce(*, tenant_id: int, now: datetime | None = None) -> MonthSumma
         locked = (
             Tenant.objects.select_for_update(no_key=True)
             .filter(pk=tenant_id)
-            .values_list("pk", "exhausted_at")
+            .values_list("pk", "exhausted_at", "low_at")
             .first()
         )
         if locked is None:
             return None
         was_exhausted = locked[1] is not None
+        was_low = locked[2] is not None
         summary = month_summary(tenant=tenant_id, now=now)
         # Under the lock the state read above is current: write only when it changes.
         if summary.exhausted and not was_exhausted:
@@ -50,6 +53,13 @@ def tenant_enforce(*, tenant_id: int, now: datetime | None = None) -> MonthSumma
         elif was_exhausted and not summary.exhausted:
             tenant_services.tenant_clear_exhausted(tenant_id=tenant_id)
             log.info("tenant %s re-opened (remaining %s B)", tenant_id, summary.remaining)
+        # Low (throttled at the edge) stays set while exhausted: a grant that re-opens a
+        # tenant only a little keeps it throttled.
+        low = is_low(remaining=summary.remaining, allowance=summary.allowance)
+        if low and not was_low:
+            tenant_services.tenant_mark_low(tenant_id=tenant_id, at=now)
+        elif was_low and not low:
+            tenant_services.tenant_clear_low(tenant_id=tenant_id)
         notices_enqueue(notice_ids=_notices_record(tenant_id=tenant_id, summary=summary, now=now))
     return summary
 

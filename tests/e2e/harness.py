@@ -508,6 +508,10 @@ def edge_params(
         cache_max_size=cache_max_size,
         cache_lock_seconds=600,
         resolver="127.0.0.1",
+        # No bandwidth cap for active tenants unless a test asks for one (the low limits stay).
+        tenant_rate=10**12,
+        tenant_request_rate=100000,
+        tenant_request_burst=100000,
     )
     return replace(params, **overrides)
 

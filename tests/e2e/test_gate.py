@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -128,6 +129,25 @@ def test_exhausted_past_grace_refuses_blobs_too(edge, upstream, make_tenant, edg
     assert tenant_clear_exhausted(tenant_id=tenant.pk)
     edge_sync()
     assert blob(edge, tenant.label, small).status == 200
+
+
+def test_after_the_short_grace_a_new_blob_request_is_refused(
+    edge, upstream, make_tenant, edge_sync, settings
+):
+    from accelerator.gate import GateState, gate_table
+
+    settings.GATE_BLOB_GRACE_SECONDS = 1
+    tenant = make_tenant()
+    small = upstream.images["small"]
+    assert tenant_mark_exhausted(tenant_id=tenant.pk)
+    edge_sync()
+    assert blob(edge, tenant.label, small).status == 200  # within the grace
+    deadline = time.monotonic() + 10
+    while gate_table()[tenant.label] != GateState.EXHAUSTED_ALL:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    edge_sync()
+    assert_refusal(blob(edge, tenant.label, small), 429, "TOOMANYREQUESTS", "quota")
 
 
 def test_rotated_label_stops_working_and_new_one_works(

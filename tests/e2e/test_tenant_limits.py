@@ -28,6 +28,8 @@ pytestmark = pytest.mark.e2e
 MB = 1024 * 1024
 CONNECTIONS = 4  # EDGE_TENANT_CONNECTIONS of this edge
 MISS_BURST = 2  # with a rate of 1r/m: three misses at once, then 429
+LOW_RATE = 4 * MB  # EDGE_LOW_RATE: bytes per second per download of a tenant in the low state
+LOW_CONNECTIONS = 2  # EDGE_LOW_CONNECTIONS
 TENANTS = ["conn1", "conn2", "cat1", "cat2", "head1", "miss1", "miss2", "ref1"]
 
 
@@ -59,11 +61,13 @@ def world():
             tenant_connections=CONNECTIONS,
             tenant_miss_rate="1r/m",
             tenant_miss_burst=MISS_BURST,
+            low_rate=LOW_RATE,
+            low_connections=LOW_CONNECTIONS,
         )
     except Exception:
         upstream.stop()
         raise
-    edge.write_gate_map({label: "active" for label in TENANTS})
+    edge.write_gate_map({**{label: "active" for label in TENANTS}, "low1": "low", "low2": "low"})
     yield images, upstream, edge
     edge.stop()
     upstream.stop()
@@ -270,3 +274,43 @@ def test_refusals_beyond_the_rate_are_429_and_logged(world):
     assert_too_many(edge.get("ref1", "/v2/_catalog"))
     lines = [x for x in edge.log_lines() if x["tenant"] == "ref1"]
     assert len(lines) == 61 and {x["status"] for x in lines} == {404, 429}
+
+
+# --- the low state: near the end of the allowance -------------------------------------------
+
+
+def test_a_low_tenant_is_served_at_the_low_rate(world):
+    images, _, edge = world
+    layer = images["wide"].layers[0]
+    path = f"/v2/library/wide/blobs/{layer.digest}"
+    started = time.monotonic()
+    fast = edge.get("conn2", path)  # active, uncapped here: fills the cache if needed
+    fast_seconds = time.monotonic() - started
+    assert fast.status == 200
+    started = time.monotonic()
+    resp = edge.get("low1", path, timeout=60)
+    seconds = time.monotonic() - started
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    # limit_rate R: a body of S bytes takes at least S/R seconds less the two seconds' worth
+    # nginx lets a download run ahead; a generous lower bound of that.
+    floor = 0.8 * (layer.size / LOW_RATE - 2)
+    print(f"active {fast_seconds:.2f} s, low {seconds:.2f} s (at least {floor:.2f} s)")
+    assert seconds >= floor > 1
+    line = [x for x in edge.log_lines() if x["tenant"] == "low1" and x["uri"] == path][-1]
+    assert line["status"] == 200 and line["body_bytes_sent"] == layer.size
+
+
+def test_a_low_tenant_gets_fewer_connections(world):
+    images, _, edge = world
+    layer = images["wide"].layers[0]
+    path = f"/v2/library/wide/blobs/{layer.digest}"
+    assert edge.get("conn2", path).status == 200  # cached
+    sockets = [_slow_get(edge, "low2", path) for _ in range(8)]
+    try:
+        statuses = [_read_head(s)[0] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    print(statuses)
+    assert 1 <= statuses.count(200) <= LOW_CONNECTIONS
+    assert statuses.count(429) == len(sockets) - statuses.count(200)

@@ -103,6 +103,27 @@ def test_usage_after_batch_marks_and_is_idempotent(tenant, other_tenant):
     assert Tenant.objects.get(pk=tenant.pk).exhausted_at == first  # keeps the first time
 
 
+def test_enforcement_marks_low_before_exhausted_and_clears_it(tenant, settings):
+    settings.GATE_LOW_REMAINING_PERCENT = 10
+    base = settings.QUOTA_MONTHLY_BYTES
+    use(tenant, now_month_hour(), base * 89 // 100)
+    tenant_enforce(tenant_id=tenant.pk)
+    assert Tenant.objects.get(pk=tenant.pk).low_at is None
+    use(tenant, now_month_hour(), base // 100)  # 90 % used: 10 % left
+    tenant_enforce(tenant_id=tenant.pk)
+    row = Tenant.objects.get(pk=tenant.pk)
+    assert row.low_at is not None and row.exhausted_at is None
+    first = row.low_at
+    use(tenant, now_month_hour(), base)
+    tenant_enforce(tenant_id=tenant.pk)
+    row = Tenant.objects.get(pk=tenant.pk)
+    assert row.exhausted_at is not None and row.low_at == first  # keeps the first time
+    # A grant large enough re-opens the tenant and ends the throttle.
+    grant_create(tenant=tenant, kind="staff", bytes=5 * base, source_key="test:low")
+    row = Tenant.objects.get(pk=tenant.pk)
+    assert row.exhausted_at is None and row.low_at is None
+
+
 def test_usage_after_batch_ignores_unknown_tenants(tenant):
     usage_after_batch(tenant_ids=[999_999])
     usage_after_batch(tenant_ids=[])
