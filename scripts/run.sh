@@ -10,6 +10,24 @@ cd "$(dirname "$0")/.."
 
 fail() { echo "make run: $*" >&2; exit 1; }
 
+end_all() { # end_all PID...: ask each leader to stop (gunicorn, Celery and nginx stop their
+  # own children; a TERM to a Celery pool child would leave its master waiting forever), give
+  # them 20 s for their warm shutdowns, then kill what is left, group and all.
+  local pid left=("$@") still
+  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    still=()
+    for pid in "${left[@]}"; do kill -0 "$pid" 2>/dev/null && still+=("$pid"); done
+    left=("${still[@]}")
+    [ ${#left[@]} -eq 0 ] && return 0
+    sleep 0.2
+  done
+  for pid in "${left[@]}"; do
+    echo "==> pid $pid did not stop within 20 s; killing it" >&2
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
 scripts/ensure-system.sh nginx=nginx docker-registry=docker-registry msgfmt=gettext
 
 PY=.venv/bin/python
@@ -26,12 +44,14 @@ chmod o+x "$VAR_DIR" || fail "cannot make $VAR_DIR searchable (chmod o+x)"
 # pid file is "<pid> <name>"; a pid is ended only while its command line is still what we
 # started, so a recycled pid is left alone.
 if [ -f "$PIDS_FILE" ]; then
+  left=()
   while read -r pid name; do
     if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name"; then
       echo "==> stopping $name (pid $pid) left by an earlier run"
-      kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+      left+=("$pid")
     fi
   done <"$PIDS_FILE"
+  end_all "${left[@]}"
   rm -f "$PIDS_FILE"
 fi
 
@@ -51,7 +71,7 @@ pids=()
 stop() { # stop [STATUS]: end every process started here, then exit
   trap - INT TERM HUP EXIT
   echo; echo "==> stopping"
-  for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
+  end_all "${pids[@]}"
   wait 2>/dev/null || true
   rm -f "$PIDS_FILE"
   exit "${1:-0}"

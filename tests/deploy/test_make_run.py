@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,7 @@ def _ctrl_c(proc: subprocess.Popen) -> int:
     """Ctrl-C in the terminal: SIGINT to run.sh's process group, then its exit status."""
     os.killpg(proc.pid, signal.SIGINT)
     try:
-        return proc.wait(60)
+        return proc.wait(120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -131,9 +132,16 @@ def _recorded_pids(var: Path) -> list[int]:
     return [int(line.split()[0]) for line in lines if line.strip()]
 
 
-def test_make_run_after_a_manage_command_serves_console_and_edge_and_mail(tmp_path):
-    base = harness.worker_readable_dir("make-run-")
-    var = base / "var"
+@pytest.fixture
+def var() -> Iterator[Path]:
+    """A fresh VAR_DIR under a directory nginx's workers can reach; whatever a failed test's
+    runs left is ended afterwards."""
+    path = harness.worker_readable_dir("make-run-") / "var"
+    yield path
+    _end_leftovers(path)
+
+
+def test_make_run_after_a_manage_command_serves_console_and_edge_and_mail(tmp_path, var):
     env = _env(var)
     # A command before the first run: Django's file cache creates var/ with mode 0700.
     subprocess.run([PY, "manage.py", "check"], cwd=ROOT, env=env, check=True, timeout=120)
@@ -160,43 +168,36 @@ def test_make_run_after_a_manage_command_serves_console_and_edge_and_mail(tmp_pa
         assert len(pids) == 6
     finally:
         status = _ctrl_c(proc)
-        if status != 0:
-            _end_leftovers(var)
     assert status == 0, log.read_text()[-4000:]
     assert "unbound variable" not in log.read_text()
     _wait_for(lambda: not _alive(pids), log)
     assert not (var / "run.pids").exists()
 
 
-def test_make_run_ends_what_an_earlier_killed_run_left(tmp_path):
-    base = harness.worker_readable_dir("make-run-")
-    var = base / "var"
+def test_make_run_ends_what_an_earlier_killed_run_left(tmp_path, var):
     env = _env(var)
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = _start(env, first_log)
-    try:
-        _wait_http(_port(env, "WEB_LISTEN"), "/", host="127.0.0.1", proc=first, log=first_log)
-        left = _recorded_pids(var)
-        # The terminal is gone: run.sh dies without its trap; its children stay behind.
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(30)
-        assert _alive(left)
+    _wait_http(_port(env, "WEB_LISTEN"), "/", host="127.0.0.1", proc=first, log=first_log)
+    left = _recorded_pids(var)
+    # The terminal is gone: run.sh dies without its trap; its children stay behind.
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(30)
+    assert _alive(left)
 
-        second = _start(env, second_log)
-        try:
-            _wait_for(lambda: "left by an earlier run" in second_log.read_text(), second_log)
-            _wait_for(lambda: not _alive(left), second_log)
-            # Only the second run's gunicorn can answer now.
-            console = _wait_http(
-                _port(env, "WEB_LISTEN"), "/", host="127.0.0.1", proc=second, log=second_log
-            )
-            assert console.status == 200
-            assert not set(_recorded_pids(var)) & set(left)
-        finally:
-            status = _ctrl_c(second)
-        assert status == 0, second_log.read_text()[-4000:]
+    second = _start(env, second_log)
+    try:
+        _wait_for(lambda: "left by an earlier run" in second_log.read_text(), second_log)
+        _wait_for(lambda: not _alive(left), second_log)
+        # Only the second run's gunicorn can answer now.
+        console = _wait_http(
+            _port(env, "WEB_LISTEN"), "/", host="127.0.0.1", proc=second, log=second_log
+        )
+        assert console.status == 200
+        assert not set(_recorded_pids(var)) & set(left)
     finally:
-        _end_leftovers(var)
+        status = _ctrl_c(second)
+    assert status == 0, second_log.read_text()[-4000:]
 
 
 @pytest.mark.parametrize(
