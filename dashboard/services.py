@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import transaction
@@ -104,37 +105,41 @@ def _invite_detail(invite: Invite) -> dict:
     }
 
 
-@transaction.atomic
 def staff_invite_approve(*, actor: User, invite: Invite, reason: str) -> StaffAction:
     """Pay a held invite credit. Approving it again pays nothing and returns the first record."""
-    earlier = StaffAction.objects.filter(
-        kind=StaffAction.Kind.INVITE_APPROVE, detail__invite=invite.pk
-    ).first()
-    if earlier is not None:
-        return earlier
-    invite = invite_hold_approve(invite_id=invite.pk)
-    return _record(
+    return _staff_invite_decide(
         actor=actor,
-        tenant=tenant_start(user=invite.invitee),
-        kind=StaffAction.Kind.INVITE_APPROVE,
+        invite=invite,
         reason=reason,
-        detail=_invite_detail(invite),
+        kind=StaffAction.Kind.INVITE_APPROVE,
+        decide=invite_hold_approve,
+    )
+
+
+def staff_invite_reject(*, actor: User, invite: Invite, reason: str) -> StaffAction:
+    """Refuse a held invite credit: nothing is paid. Rejecting it again records nothing new."""
+    return _staff_invite_decide(
+        actor=actor,
+        invite=invite,
+        reason=reason,
+        kind=StaffAction.Kind.INVITE_REJECT,
+        decide=invite_hold_reject,
     )
 
 
 @transaction.atomic
-def staff_invite_reject(*, actor: User, invite: Invite, reason: str) -> StaffAction:
-    """Refuse a held invite credit: nothing is paid. Rejecting it again records nothing new."""
-    earlier = StaffAction.objects.filter(
-        kind=StaffAction.Kind.INVITE_REJECT, detail__invite=invite.pk
-    ).first()
+def _staff_invite_decide(
+    *, actor: User, invite: Invite, reason: str, kind: str, decide: Callable[..., Invite]
+) -> StaffAction:
+    """One decision on a held credit, audited once: a repeat returns the first record."""
+    earlier = StaffAction.objects.filter(kind=kind, detail__invite=invite.pk).first()
     if earlier is not None:
         return earlier
-    invite = invite_hold_reject(invite_id=invite.pk)
+    invite = decide(invite_id=invite.pk)
     return _record(
         actor=actor,
         tenant=tenant_start(user=invite.invitee),
-        kind=StaffAction.Kind.INVITE_REJECT,
+        kind=kind,
         reason=reason,
         detail=_invite_detail(invite),
     )
