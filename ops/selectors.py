@@ -47,7 +47,7 @@ def ops_snapshot() -> Snapshot:
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     top = (
         UsageBucket.objects.filter(hour__gte=month)
-        .values("tenant__label")
+        .values("tenant_id")
         .annotate(b=Sum("bytes"))
         .order_by("-b")[:TOP_TENANTS]
     )
@@ -59,5 +59,6 @@ def ops_snapshot() -> Snapshot:
         tenants={k: v or 0 for k, v in counts.items()},
         invites=invites,
         failures=list(TaskFailure.objects.order_by("task")),
-        top_tenants=[(r["tenant__label"], r["b"] or 0) for r in top],
+        # By id: a label is the tenant's credential (its mirror address), never exported.
+        top_tenants=[(str(r["tenant_id"]), r["b"] or 0) for r in top],
     )

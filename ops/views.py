@@ -32,7 +32,11 @@ def _allowed(addr: str) -> bool:
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    if not _allowed(request.META.get("REMOTE_ADDR", "")):
+    """Prometheus scrapes gunicorn directly. A request that came through the console's nginx
+    (which always sets X-Forwarded-Proto) reaches Django from 127.0.0.1 whoever sent it, so it
+    is refused whatever its address: the public site never serves the platform's figures."""
+    proxied = "HTTP_X_FORWARDED_PROTO" in request.META
+    if proxied or not _allowed(request.META.get("REMOTE_ADDR", "")):
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
     return HttpResponse(metrics_text(), content_type=CONTENT_TYPE)
 

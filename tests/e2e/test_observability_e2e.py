@@ -143,7 +143,7 @@ def test_prometheus_sees_the_pulls(edge, make_tenant, pull_with_skopeo, live_ser
             wait_value(prom_port, f"sum(accel_edge_sent_bytes_total{{{e}}})", sent)
             wait_value(prom_port, f"accel_ingest_log_bytes_total{{{e}}}", log_size)
             wait_value(prom_port, f"accel_ingest_lines_total{{{e}}}", len(lines))
-            wait_value(prom_port, f'accel_tenant_month_bytes{{tenant="{tenant.label}"}}', charged)
+            wait_value(prom_port, f'accel_tenant_month_bytes{{tenant="{tenant.pk}"}}', charged)
             wait_value(prom_port, f"accel_ingest_lag_seconds{{{e}}}", 0)
             # The shipped rules are loaded and evaluated.
             url = f"http://127.0.0.1:{prom_port}/api/v1/rules"

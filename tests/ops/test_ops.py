@@ -10,12 +10,15 @@ import pytest
 from django.utils import timezone
 
 from accelerator.models import Tenant
+from accelerator.services import tenant_start
 from edge.models import EdgeState
 from ingest import parser
 from ingest.models import EdgeIngest, EdgeTraffic
 from ops import request_id
 from ops.logs import JsonFormatter, RequestIdFilter
 from ops.signals import _task_failed
+from quota.periods import floor_hour
+from quota.usage import UsageDelta, usage_apply
 
 LINE = (
     '{{"ts":1764355200.5,"edge":"local","tenant":"{t}","host":"h","method":"GET","uri":"/v2/",'
@@ -58,6 +61,18 @@ def test_metrics_are_refused_from_other_addresses(client, settings):
     settings.METRICS_ALLOWED_IPS = ["192.0.2.0/24"]
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.7").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
+
+
+def test_metrics_are_refused_through_the_console_proxy_and_name_no_label(client, django_user_model):
+    # Through the console's nginx every client arrives from 127.0.0.1, with X-Forwarded-Proto.
+    proxied = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+    assert proxied.status_code == 403
+    user = django_user_model.objects.create_user(email="top@example.com", password="x")
+    tenant = tenant_start(user=user)
+    usage_apply(deltas=[UsageDelta(tenant.pk, "e1", floor_hour(timezone.now()), 5000, 1)])
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert f'accel_tenant_month_bytes{{tenant="{tenant.pk}"}} 5000.0' in text
+    assert tenant.label not in text and "top@example.com" not in text
 
 
 @pytest.mark.django_db
