@@ -77,8 +77,19 @@ class AccountAdapter(DefaultAccountAdapter):
 
 
 def _client_ip(request) -> str | None:
+    """The sign-up's client address. Behind the console's nginx (one hop on loopback, which
+    always sets X-Forwarded-Proto) every request comes from 127.0.0.1: the client is then the
+    last X-Forwarded-For entry, the one that nginx appended (earlier ones are the client's own
+    words). Otherwise REMOTE_ADDR."""
     raw = (request.META.get("REMOTE_ADDR") or "").strip()
     try:
-        return str(ipaddress.ip_address(raw))
+        peer = ipaddress.ip_address(raw)
     except ValueError:
         return None
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if peer.is_loopback and "HTTP_X_FORWARDED_PROTO" in request.META and forwarded:
+        try:
+            return str(ipaddress.ip_address(forwarded.rsplit(",", 1)[-1].strip()))
+        except ValueError:
+            return None
+    return str(peer)

@@ -362,3 +362,26 @@ def test_staff_adding_an_alias_of_an_existing_mailbox_get_a_message_not_an_error
     assert response.status_code == 200
     assert "Another account already uses this mailbox" in response.content.decode()
     assert User.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "recorded"),
+    [
+        # Through the console's nginx: the entry it appended, not what the client claimed.
+        (
+            {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_FOR": "10.0.0.1, 198.51.100.7"},
+            "198.51.100.7",
+        ),
+        ({"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_FOR": "not-an-address"}, None),
+        # Not through it: a client's own X-Forwarded-For counts for nothing.
+        ({"HTTP_X_FORWARDED_FOR": "198.51.100.7"}, "127.0.0.1"),
+    ],
+)
+def test_the_sign_up_ip_behind_the_console_proxy_is_the_clients(client, headers, recorded):
+    client.post(
+        reverse("account_signup"),
+        {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        REMOTE_ADDR="127.0.0.1",
+        **headers,
+    )
+    assert User.objects.get(email="new@example.com").signup_ip == recorded
