@@ -171,8 +171,15 @@ def test_exhausted_tenant_is_refused_within_15s_docker_falls_back_and_a_grant_re
     # The Docker daemon is refused by the mirror and falls back to the next endpoint.
     before = len(daemon.log())
     result = daemon.cli("pull", "accel-small", timeout=120)
-    fallback = [x for x in daemon.log()[before:].splitlines() if NEXT in x]
-    assert fallback and any("toomanyrequests" in x for x in fallback), daemon.log()[-3000:]
+
+    def fallback() -> list[str]:
+        return [x for x in daemon.log()[before:].splitlines() if NEXT in x]
+
+    # The daemon's line is the event; it is read until it shows, within a bound.
+    deadline = time.monotonic() + 30
+    while not any("toomanyrequests" in x for x in fallback()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any("toomanyrequests" in x for x in fallback()), result.stderr + daemon.log()[-3000:]
 
     # A staff grant re-opens the mirror, again through beat alone.
     grant_create(tenant=tenant, kind="staff", bytes=10**9, source_key=f"e2e-{tenant.pk}")
