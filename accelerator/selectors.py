@@ -54,14 +54,16 @@ class ClientSnippet:
     restart: str
 
 
+def mirrored_registries() -> list[str]:
+    """docker.io and the registries in UPSTREAMS, in the operator's order."""
+    return ["docker.io", *(u.name for u in settings.UPSTREAMS)]
+
+
 def client_snippets(*, label: str) -> list[ClientSnippet]:
     url = mirror_url(label=label)
     host = mirror_host(label=label)
     insecure = settings.MIRROR_SCHEME == "http"
-    podman = (
-        '[[registry]]\nprefix = "docker.io"\nlocation = "registry-1.docker.io"\n\n'
-        f'[[registry.mirror]]\nlocation = "{host}"\n' + ("insecure = true\n" if insecure else "")
-    )
+    others = mirrored_registries()[1:]
     return [
         ClientSnippet(
             "docker",
@@ -91,19 +93,82 @@ def client_snippets(*, label: str) -> list[ClientSnippet]:
             '"registry-mirrors": ["%s"]\n' % url,
             _("Click “Apply & restart”"),
         ),
+        *_docker_prefixed(host=host, insecure=insecure, others=others),
         ClientSnippet(
             "containerd",
-            _("containerd"),
-            "/etc/containerd/certs.d/docker.io/hosts.toml",
-            'server = "https://registry-1.docker.io"\n\n'
+            _("containerd (every registry)"),
+            "/etc/containerd/certs.d/_default/hosts.toml",
+            # No server line: containerd falls back to each image's own registry, and asks
+            # this host first with ?ns=<registry> for every one.
             f'[host."{url}"]\n  capabilities = ["pull", "resolve"]\n',
+            _("Needs the config_path line (next tab); then: sudo systemctl restart containerd"),
+        ),
+        ClientSnippet(
+            "containerd-config",
+            _("containerd 1.x: config_path"),
+            "/etc/containerd/config.toml",
+            # Without it the CRI plugin (Kubernetes) ignores certs.d altogether.
+            '[plugins."io.containerd.grpc.v1.cri".registry]\n'
+            '  config_path = "/etc/containerd/certs.d"\n',
             "sudo systemctl restart containerd",
         ),
         ClientSnippet(
-            "podman",
-            _("Podman"),
-            "/etc/containers/registries.conf",
-            podman,
-            _("No restart needed: podman reads it on every pull"),
+            "k3s",
+            _("k3s"),
+            "/etc/rancher/k3s/registries.yaml",
+            "mirrors:\n"
+            + "".join(
+                f'  "{name}":\n    endpoint:\n      - "{url}"\n' for name in mirrored_registries()
+            ),
+            _("sudo systemctl restart k3s (k3s-agent on agent nodes)"),
         ),
+        ClientSnippet(
+            "podman",
+            _("Podman, CRI-O"),
+            "/etc/containers/registries.conf.d/50-accelerator.conf",
+            _podman_dropin(host=host, insecure=insecure, others=others),
+            _(
+                "A new file; keep registries.conf as it is. Podman reads it on every pull; "
+                "CRI-O: sudo systemctl reload crio"
+            ),
+        ),
+    ]
+
+
+def _podman_dropin(*, host: str, insecure: bool, others: list[str]) -> str:
+    """One [[registry]] per registry; each mirror is this host, with the registry's name as a
+    path prefix for all but Docker Hub (the edge routes by it)."""
+    flag = "insecure = true\n" if insecure else ""
+    blocks = [
+        '[[registry]]\nprefix = "docker.io"\nlocation = "registry-1.docker.io"\n\n'
+        f'[[registry.mirror]]\nlocation = "{host}"\n{flag}'
+    ]
+    blocks += [
+        f'[[registry]]\nprefix = "{name}"\nlocation = "{name}"\n\n'
+        f'[[registry.mirror]]\nlocation = "{host}/{name}"\n{flag}'
+        for name in others
+    ]
+    return "\n".join(blocks)
+
+
+def _docker_prefixed(*, host: str, insecure: bool, others: list[str]) -> list[ClientSnippet]:
+    """Docker's registry-mirrors covers Docker Hub only: other registries are pulled by
+    prefixing the image name with this host and the registry's name."""
+    if not others:
+        return []
+    lines = [f"docker pull {host}/{name}/<repository>:<tag>\n" for name in others]
+    note = (
+        _('Plain http: also add "insecure-registries": ["%(host)s"] to /etc/docker/daemon.json')
+        % {"host": host}
+        if insecure
+        else _("Nothing to restart")
+    )
+    return [
+        ClientSnippet(
+            "docker-prefixed",
+            _("Docker: other registries"),
+            _("No file: prefix the image name"),
+            "".join(lines),
+            note,
+        )
     ]

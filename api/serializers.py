@@ -122,12 +122,22 @@ class UsagePointSerializer(serializers.Serializer):
     cache_hits = serializers.IntegerField()
 
 
+class RegistryUsageSerializer(serializers.Serializer):
+    registry = serializers.CharField(help_text=_("docker.io or another registry the edge mirrors."))
+    bytes = serializers.IntegerField()
+    requests = serializers.IntegerField()
+    cache_hits = serializers.IntegerField()
+
+
 class UsageSerializer(serializers.Serializer):
     start = serializers.DateField()
     end = serializers.DateField()
     granularity = serializers.CharField()
     total_bytes = serializers.IntegerField()
     points = UsagePointSerializer(many=True)
+    registries = RegistryUsageSerializer(
+        many=True, help_text=_("The same range's bytes split by registry, most first.")
+    )
 
 
 # --- tokens ---------------------------------------------------------------------------------

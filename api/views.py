@@ -197,6 +197,12 @@ class UsageView(Base):
             "granularity": q["granularity"],
             "total_bytes": sum(p.bytes for p in points),
             "points": [p.__dict__ for p in points],
+            "registries": [
+                r.__dict__
+                for r in quota_selectors.usage_by_registry(
+                    tenant=tenant, start=q["start"], end=q["end"]
+                )
+            ],
         }
         return Response(s.UsageSerializer(data).data)
 

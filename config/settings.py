@@ -7,6 +7,7 @@ production setting must be present, or start-up fails with a message naming what
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -16,6 +17,7 @@ from django.utils.translation import gettext_lazy
 from config.beat import beat_schedule
 from config.edges import EdgesError, edges_parse
 from config.env import ConfigError, env_bool, env_int, env_list, env_str
+from config.upstreams import DOCKER_HUB, UpstreamError, parse_deny, parse_upstreams
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -302,6 +304,17 @@ SPECTACULAR_SETTINGS = {
 UPSTREAM_URL = env_str("UPSTREAM_URL", "https://registry-1.docker.io")
 UPSTREAM_USERNAME = env_str("UPSTREAM_USERNAME", "")
 UPSTREAM_PASSWORD = env_str("UPSTREAM_PASSWORD", "")
+# The other registries, name=url pairs (config/upstreams.py says the rules); each gets its own
+# pull-through registry on EDGE_REGISTRY_LISTEN's port + its position (1, 2, ...).
+try:
+    UPSTREAMS = parse_upstreams(env_str("UPSTREAMS", ""), os.environ)
+    UPSTREAM_DENY = parse_deny(
+        env_str("UPSTREAM_DENY", ""), {DOCKER_HUB, *(u.name for u in UPSTREAMS)}
+    )
+except UpstreamError as exc:
+    raise ConfigError(str(exc)) from None
+# Warn staff when an upstream's pull allowance (its ratelimit-remaining) falls to this share.
+UPSTREAM_RATELIMIT_WARN_PERCENT = env_int("UPSTREAM_RATELIMIT_WARN_PERCENT", 20)
 EDGE_LISTEN = env_str("EDGE_LISTEN", f"127.0.0.1:{MIRROR_PORT}")
 EDGE_REGISTRY_LISTEN = env_str("EDGE_REGISTRY_LISTEN", "127.0.0.1:5000")
 EDGE_REGISTRY_STORAGE_DIR = Path(env_str("EDGE_REGISTRY_STORAGE_DIR", str(VAR_DIR / "registry")))

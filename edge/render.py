@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.upstreams import DOCKER_HUB, NAME_RE, REPOSITORY_RE, URL_RE
+
 PLACEHOLDER_RE = re.compile(r"@@([A-Z_]+)@@")
 # What nginx may see as a gate map key: the lower-case DNS label the tenant map extracts.
 MAP_LABEL_RE = re.compile(r"^[a-z0-9-]{1,63}$")
@@ -24,6 +26,23 @@ _SIZE_RE = re.compile(r"^\d{1,6}[kKmM]?$")
 
 class EdgeConfigError(ValueError):
     """A setting that would produce a broken or unsafe edge configuration."""
+
+
+@dataclass(frozen=True)
+class UpstreamRoute:
+    """A registry besides Docker Hub: its name (the lookup key clients send), its URL and
+    the loopback address of its own pull-through registry."""
+
+    name: str
+    url: str
+    registry_listen: str
+    username: str = ""
+    password: str = ""
+
+    @property
+    def backend(self) -> str:
+        """nginx's upstream group for its registry."""
+        return "registry_" + re.sub(r"[^a-z0-9]", "_", self.name)
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,13 @@ class EdgeParams:
     low_rate: int = 1_000_000
     low_request_rate: int = 2
     low_request_burst: int = 10
+    # The other registries (UPSTREAMS) and the operator's deny list (UPSTREAM_DENY entries,
+    # "<registry>/<repository>").
+    upstreams: tuple[UpstreamRoute, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def registry_names(self) -> list[str]:
+        return [DOCKER_HUB, *(u.name for u in self.upstreams)]
 
     def validate(self) -> None:
         if not _EDGE_NAME_RE.match(self.name):
@@ -132,6 +158,7 @@ class EdgeParams:
                 raise EdgeConfigError(f"EDGE_TENANT_{kind.upper()}_RATE must be like 2r/s or 30r/m")
             if not 0 <= burst <= 100000:
                 raise EdgeConfigError(f"EDGE_TENANT_{kind.upper()}_BURST must be 0 to 100000")
+        self._validate_upstreams()
         if self.worker_user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", self.worker_user):
             raise EdgeConfigError(f"EDGE_WORKER_USER is not a user name: {self.worker_user!r}")
         if self.tls_listen:
@@ -144,6 +171,27 @@ class EdgeParams:
         for path in paths + [p for p in optional if p]:
             if any(c in str(path) for c in " ;'\"{}$\n"):
                 raise EdgeConfigError(f"paths must not contain spaces or nginx syntax: {path}")
+
+    def _validate_upstreams(self) -> None:
+        names = self.registry_names()
+        if len(set(names)) != len(names):
+            raise EdgeConfigError("UPSTREAMS: every registry name must be unique (docker.io too)")
+        listens = [self.registry_listen, *(u.registry_listen for u in self.upstreams)]
+        if len(set(listens)) != len(listens):
+            raise EdgeConfigError("every upstream's registry needs its own listen address")
+        for up in self.upstreams:
+            if not NAME_RE.match(up.name):
+                raise EdgeConfigError(f"UPSTREAMS: {up.name!r} is not a registry host name")
+            if not URL_RE.match(up.url):
+                raise EdgeConfigError(f"UPSTREAMS: {up.name}'s url is not http(s)://host[:port]")
+            if not _LISTEN_RE.match(up.registry_listen):
+                raise EdgeConfigError(f"{up.name}'s registry listen must be host:port")
+            if bool(up.username) != bool(up.password):
+                raise EdgeConfigError(f"{up.name}: set both username and password, or neither")
+        for entry in self.deny:
+            name, _, repository = entry.partition("/")
+            if name not in names or not REPOSITORY_RE.match(repository):
+                raise EdgeConfigError(f"UPSTREAM_DENY: {entry!r} is not <registry>/<repository>")
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
@@ -198,8 +246,43 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "LOW_RATE": str(params.low_rate),
             "LOW_REQUEST_RATE": str(params.low_request_rate),
             "LOW_REQUEST_BURST": str(params.low_request_burst),
+            **_registry_routing(params),
         },
     )
+
+
+def _nginx_re(text: str) -> str:
+    return re.escape(text).replace('"', "")
+
+
+def _registry_routing(params: EdgeParams) -> dict[str, str]:
+    """The map entries and upstream groups that route each registry name (names are
+    validated: DNS characters only, safe inside nginx's quotes and regexes)."""
+    i4, i8 = " " * 8, " " * 4
+    registry, backend, fetch, groups, deny = [], [], [], [], []
+    for name in params.registry_names():
+        # ns= names it (the path is then the repository as it is), or the path prefix does.
+        registry.append(f'{i4}"~^{_nginx_re(name)}\\|[^|]*$" {name};')
+        registry.append(f'{i4}"|{name}" {name};')
+    for up in params.upstreams:
+        backend.append(f"{i4}{up.name} {up.backend};")
+        fetch.append(f'{i4}{up.name} "{up.url.rstrip("/")}";')
+        groups.append(
+            f"{i8}upstream {up.backend} {{\n{i4}server {up.registry_listen};\n"
+            f"{i4}keepalive 16;\n{i8}}}"
+        )
+    for entry in params.deny:
+        name, _, repository = entry.partition("/")
+        pattern = f"^{_nginx_re(name)}:/v2/{_nginx_re(repository)}/(?:manifests|blobs|tags)/"
+        deny.append(f'{i4}"~{pattern}" 1;')
+    none = f"{i4}# none"
+    return {
+        "REGISTRY_MAP": "\n".join(registry),
+        "REGISTRY_BACKEND_MAP": "\n".join(backend) or none,
+        "FETCH_UPSTREAM_MAP": "\n".join(fetch) or none,
+        "REGISTRY_UPSTREAMS": "\n".join(groups) or f"{i8}# no other registries (UPSTREAMS)",
+        "DENY_MAP": "\n".join(deny) or none,
+    }
 
 
 def _client_tls(params: EdgeParams) -> str:
@@ -240,26 +323,45 @@ def first_nameserver(resolv_conf: str) -> str | None:
     return None
 
 
-def registry_conf(template: str, params: EdgeParams, *, http_secret: str) -> str:
+def registry_conf(
+    template: str, params: EdgeParams, *, http_secret: str, upstream: UpstreamRoute | None = None
+) -> str:
+    """Docker Hub's pull-through registry, or with ``upstream`` that registry's (its storage
+    under the storage directory's upstreams/<name>, which Distribution's own tree never uses)."""
     params.validate()
+    url, username, password = (
+        params.upstream_url,
+        params.upstream_username,
+        params.upstream_password,
+    )
+    listen, storage = params.registry_listen, params.storage_dir
+    if upstream is not None:
+        url, username, password = upstream.url, upstream.username, upstream.password
+        listen, storage = upstream.registry_listen, upstream_storage(params, upstream)
     credentials = ""
-    if params.upstream_username:
+    if username:
         # JSON strings are valid YAML double-quoted scalars: any password survives quoting.
-        credentials = (
-            f"  username: {json.dumps(params.upstream_username)}\n"
-            f"  password: {json.dumps(params.upstream_password)}\n"
-        )
+        credentials = f"  username: {json.dumps(username)}\n  password: {json.dumps(password)}\n"
     return fill(
         template,
         {
             "EDGE_NAME": params.name,
-            "STORAGE_DIR": json.dumps(str(params.storage_dir)),
-            "EDGE_REGISTRY_LISTEN": params.registry_listen,
+            "STORAGE_DIR": json.dumps(str(storage)),
+            "EDGE_REGISTRY_LISTEN": listen,
             "HTTP_SECRET": json.dumps(http_secret),
-            "UPSTREAM_URL": json.dumps(params.upstream_url),
+            "UPSTREAM_URL": json.dumps(url),
             "UPSTREAM_CREDENTIALS": credentials,
         },
     )
+
+
+def upstream_storage(params: EdgeParams, upstream: UpstreamRoute) -> Path:
+    return params.storage_dir / "upstreams" / upstream.name
+
+
+def registry_conf_name(upstream: UpstreamRoute | None) -> str:
+    """registry.yml for Docker Hub's registry, registry-<name>.yml for another's."""
+    return "registry.yml" if upstream is None else f"registry-{upstream.name}.yml"
 
 
 def gate_map(table: Mapping[str, str]) -> tuple[str, list[str]]:

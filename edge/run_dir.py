@@ -65,6 +65,25 @@ def edge_params() -> render.EdgeParams:
         low_rate=settings.EDGE_LOW_RATE,
         low_request_rate=settings.EDGE_LOW_REQUEST_RATE,
         low_request_burst=settings.EDGE_LOW_REQUEST_BURST,
+        upstreams=upstream_routes(),
+        deny=tuple(settings.UPSTREAM_DENY),
+    )
+
+
+def upstream_routes() -> tuple[render.UpstreamRoute, ...]:
+    """UPSTREAMS with their registries' addresses: EDGE_REGISTRY_LISTEN's port + 1, + 2, ..."""
+    host, _, port = settings.EDGE_REGISTRY_LISTEN.rpartition(":")
+    if not port.isdigit():
+        raise render.EdgeConfigError("EDGE_REGISTRY_LISTEN must be host:port")
+    return tuple(
+        render.UpstreamRoute(
+            name=up.name,
+            url=up.url,
+            registry_listen=f"{host}:{int(port) + i}",
+            username=up.username,
+            password=up.password,
+        )
+        for i, up in enumerate(settings.UPSTREAMS, start=1)
     )
 
 
@@ -144,14 +163,22 @@ def edge_render(*, params: render.EdgeParams | None = None) -> EdgeFiles:
     params.storage_dir.mkdir(parents=True, exist_ok=True)
     params.cache_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(files.nginx_conf, render.nginx_conf(NGINX_TEMPLATE.read_text(), params))
-    # 0600: it may hold the upstream password.
-    write_atomic(
-        files.registry_conf,
-        render.registry_conf(
-            REGISTRY_TEMPLATE.read_text(), params, http_secret=secrets.token_hex(16)
-        ),
-        mode=0o600,
-    )
+    # 0600: they may hold upstream passwords. One registry per upstream; a removed upstream's
+    # file goes, so the registries started from registry*.yml are exactly the configured ones.
+    template = REGISTRY_TEMPLATE.read_text()
+    wanted = set()
+    for upstream in (None, *params.upstreams):
+        if upstream is not None:
+            render.upstream_storage(params, upstream).mkdir(parents=True, exist_ok=True)
+        path = params.run_dir / render.registry_conf_name(upstream)
+        wanted.add(path.name)
+        conf = render.registry_conf(
+            template, params, http_secret=secrets.token_hex(16), upstream=upstream
+        )
+        write_atomic(path, conf, mode=0o600)
+    for stale in params.run_dir.glob("registry-*.yml"):
+        if stale.name not in wanted:
+            stale.unlink()
     if not files.gate_map.exists():
         write_atomic(files.gate_map, render.gate_map({})[0])
     return files

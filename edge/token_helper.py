@@ -6,9 +6,13 @@ a bearer token per repository scope, anonymous or for an account; tokens are cac
 until shortly before they expire (at most MAX_TOKENS, least recently used first out), and one
 fetch per scope runs at a time.
 
+Every registry of the edge has its own cache: the fetch server's URI carries ``ns=<name>``
+(set by the edge after routing), and an unknown name gets no token (403), nothing dialled.
+
 A data-plane process: no Django, no database. Run with
     python -m edge.token_helper --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io
-(credentials from UPSTREAM_USERNAME / UPSTREAM_PASSWORD in the environment), or
+(credentials from UPSTREAM_USERNAME / UPSTREAM_PASSWORD in the environment; the other
+registries from UPSTREAMS and UPSTREAM_<NAME>_* as config/upstreams.py reads them), or
 `manage.py edge_token`, which takes them from settings.
 """
 
@@ -29,6 +33,8 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from config.upstreams import DOCKER_HUB, Upstream, parse_upstreams
 
 logger = logging.getLogger("edge_token")
 
@@ -63,6 +69,12 @@ def repo_from_uri(uri: str) -> str | None:
     path = urllib.parse.urlsplit(uri).path
     match = REPO_RE.match(path)
     return match.group(1) if match and len(match.group(1)) <= 255 else None
+
+
+def registry_from_uri(uri: str) -> str:
+    """The ns= the edge put on a fetch (Docker Hub when there is none)."""
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query).get("ns")
+    return values[0] if values else DOCKER_HUB
 
 
 @dataclass
@@ -170,13 +182,18 @@ class TokenCache:
             return value
 
 
-def make_handler(cache: TokenCache):
+def make_handler(caches: TokenCache | dict[str, TokenCache]):
+    if isinstance(caches, TokenCache):
+        caches = {DOCKER_HUB: caches}
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802
-            repo = repo_from_uri(self.headers.get("X-Original-URI", ""))
-            if repo is None:
+            uri = self.headers.get("X-Original-URI", "")
+            repo = repo_from_uri(uri)
+            cache = caches.get(registry_from_uri(uri))
+            if repo is None or cache is None:
                 return self._answer(403, "")
             try:
                 value = cache.header_for(repo)
@@ -198,12 +215,20 @@ def make_handler(cache: TokenCache):
     return Handler
 
 
-def serve(listen: str, upstream: str, username: str = "", password: str = "") -> None:
+def serve(
+    listen: str,
+    upstream: str,
+    username: str = "",
+    password: str = "",
+    others: tuple[Upstream, ...] = (),
+) -> None:
     host, _, port = listen.rpartition(":")
-    cache = TokenCache(upstream, username, password)
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), make_handler(cache))
+    caches = {DOCKER_HUB: TokenCache(upstream, username, password)}
+    for other in others:
+        caches[other.name] = TokenCache(other.url, other.username, other.password)
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), make_handler(caches))
     server.daemon_threads = True
-    logger.info("edge token helper on %s for %s", listen, upstream)
+    logger.info("edge token helper on %s for %s", listen, ", ".join(sorted(caches)))
     server.serve_forever()
 
 
@@ -218,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         args.upstream,
         os.environ.get("UPSTREAM_USERNAME", ""),
         os.environ.get("UPSTREAM_PASSWORD", ""),
+        parse_upstreams(os.environ.get("UPSTREAMS", ""), os.environ),
     )
 
 

@@ -95,10 +95,10 @@ def _commit(
     now = timezone.now()
     t0 = time.perf_counter()
     charged, unknown = labels_resolve(batch=batch, retired=retired)
-    hours = {h: datetime.fromtimestamp(h * parser.HOUR, tz=UTC) for _, h in charged}
+    hours = {h: datetime.fromtimestamp(h * parser.HOUR, tz=UTC) for _, h, _r in charged}
     deltas = [
-        UsageDelta(tenant_id, edge, hours[hour], acc[0], acc[1], acc[2])
-        for (tenant_id, hour), acc in charged.items()
+        UsageDelta(tenant_id, edge, hours[hour], acc[0], acc[1], acc[2], registry=registry)
+        for (tenant_id, hour, registry), acc in charged.items()
     ]
     t1 = time.perf_counter()
     usage_apply(deltas=deltas)
@@ -132,7 +132,7 @@ def _commit(
     step.malformed += malformed
     step.unknown += unknown_requests
     step.log_bytes += batch.end - batch.start
-    step.tenant_ids |= {tenant_id for (tenant_id, _), acc in charged.items() if acc[0] > 0}
+    step.tenant_ids |= {key[0] for key, acc in charged.items() if acc[0] > 0}
     if batch.end > batch.start:
         step.progressed = True
     step.caught_up = batch.at_eof and row.state == LogFile.State.CURRENT

@@ -33,7 +33,7 @@ from ingest import parser
 from ingest.models import UnknownTraffic
 
 # (tenant id, hour index) -> [charged bytes, requests, cache hits]
-Charged = dict[tuple[int, float], list[int]]
+Charged = dict[tuple[int, float, str], list[int]]  # (tenant id, hour, registry)
 # (label, hour index, the label was retired) -> [200/206 bytes, requests, cache hits]; a retired
 # label's bytes here are charged to its tenant too
 Unknown = dict[tuple[str, float, bool], list[int]]
@@ -67,7 +67,7 @@ def labels_resolve(*, batch: parser.Batch, retired: dict[str, float]) -> tuple[C
     tenant once; a retired label's lines after its retirement are unknown traffic as well.
     Raises Redo (nothing written yet) when a label's retirement falls inside an hour of this
     batch and the batch was parsed without knowing it."""
-    labels = {label for label, _ in batch.usage} | {label for label, _ in batch.late}
+    labels = {key[0] for key in batch.usage} | {key[0] for key in batch.late}
     current, gone = _labels_lookup(sorted(labels))
     charged: Charged = defaultdict(lambda: [0, 0, 0])
     unknown: Unknown = defaultdict(lambda: [0, 0, 0])
@@ -78,24 +78,26 @@ def labels_resolve(*, batch: parser.Batch, retired: dict[str, float]) -> tuple[C
         target[1] += acc[1]
         target[2] += acc[2]
 
-    for (label, hour), acc in batch.usage.items():
+    for (label, hour, registry), acc in batch.usage.items():
         if label in current:
-            add(charged[(current[label], hour)], acc)
+            add(charged[(current[label], hour, registry)], acc)
             continue
         if label not in gone:
             add(unknown[(label, hour, False)], acc)
             continue
         tenant_id, cutoff = gone[label]
-        add(charged[(tenant_id, hour)], acc)  # whenever stamped: the label is its, forever
+        add(
+            charged[(tenant_id, hour, registry)], acc
+        )  # whenever stamped: the label is its, forever
         if retired.get(label) == cutoff or (hour + 1) * parser.HOUR <= cutoff:
             continue  # split by line when parsed, or the whole hour is before retirement
         if hour * parser.HOUR >= cutoff:
             add(unknown[(label, hour, True)], acc)  # the whole hour after: staff see it too
         else:
             redo[label] = cutoff  # which side of the cutoff, for staff's view only
-    for (label, hour), acc in batch.late.items():
+    for (label, hour, registry), acc in batch.late.items():
         if label in gone and retired.get(label) == gone[label][1]:
-            add(charged[(gone[label][0], hour)], acc)
+            add(charged[(gone[label][0], hour, registry)], acc)
             add(unknown[(label, hour, True)], acc)
         else:  # the retirement we parsed with changed; parse again with the committed one
             redo[label] = gone[label][1] if label in gone else float("inf")

@@ -4,14 +4,18 @@ One JSON object per line, written by nginx with ``escape=json``::
 
     {"ts":1764355200.123,"edge":"local","tenant":"<label or empty>","host":"...",
      "method":"GET","uri":"/v2/...","status":200,"bytes_sent":1234,"body_bytes_sent":1000,
-     "completion":"OK","request_time":0.012,"request_id":"<32 hex>","cache":"HIT"}
+     "completion":"OK","request_time":0.012,"request_id":"<32 hex>","cache":"HIT",
+     "registry":"docker.io"}
+
+``registry`` (the registry the edge routed to, e.g. ``ghcr.io``; empty for a name the edge
+does not mirror) came later: a line without it is Docker Hub's, so older logs still parse.
 
 What a line costs (decided for the whole product, applied here only):
 - every well-formed line is one request;
 - the tenant is charged ``body_bytes_sent`` when the status is 200 or 206: gate refusals and
   errors are free, an aborted download (``completion`` empty) costs what nginx handed out;
 - a cache hit is ``cache == "HIT"``;
-- the bucket is the UTC hour of ``ts``.
+- the bucket is the UTC hour of ``ts`` and the registry.
 
 Every field is parsed and type-checked (msgspec, in C): a line with broken JSON, a missing,
 extra or mistyped field, bytes that are not UTF-8 or more than ``MAX_LINE_BYTES`` is
@@ -59,6 +63,7 @@ class LogRecord(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     request_time: Annotated[float, _M(ge=0)]
     request_id: Annotated[str, _M(max_length=64)]
     cache: Annotated[str, _M(max_length=32)]
+    registry: Annotated[str, _M(max_length=64)] = "docker.io"
 
 
 _decoder = msgspec.json.Decoder(LogRecord)
@@ -114,8 +119,8 @@ def sample_text(raw: bytes) -> str:
     return raw[:SAMPLE_BYTES].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
-# (label, hour index = ts // 3600) -> [charged bytes, requests, cache hits]
-Buckets = dict[tuple[str, float], list[int]]
+# (label, hour index = ts // 3600, registry) -> [charged bytes, requests, cache hits]
+Buckets = dict[tuple[str, float, str], list[int]]
 # The edge's traffic, every well-formed line whoever it was for (the operators' metrics):
 # (status, cache status) -> [requests, bytes_sent]
 Traffic = dict[tuple[int, str], list[int]]
@@ -171,12 +176,12 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
             failed = lines.index(line)
             break
         label = r.tenant
+        key = (label, r.ts // hour, r.registry)
         if label in retired and r.ts >= retired[label]:
-            acc = late.get((label, r.ts // hour))
+            acc = late.get(key)
             if acc is None:
-                acc = late[(label, r.ts // hour)] = [0, 0, 0]
+                acc = late[key] = [0, 0, 0]
         else:
-            key = (label, r.ts // hour)
             acc = usage.get(key)
             if acc is None:
                 acc = usage[key] = [0, 0, 0]

@@ -48,7 +48,8 @@ class Grant(models.Model):
 
 
 class UsageBucket(models.Model):
-    """Traffic of one tenant through one edge in one UTC hour, pre-aggregated."""
+    """Traffic of one tenant through one edge in one UTC hour from one registry,
+    pre-aggregated."""
 
     # No single-column index: the (tenant, hour) index serves tenant lookups, and with both
     # the planner picked the narrower one and read a tenant's whole history for one month.
@@ -57,13 +58,19 @@ class UsageBucket(models.Model):
     )
     edge = models.CharField(max_length=64)
     hour = models.DateTimeField()
+    # The registry the edge routed to (docker.io or a name in UPSTREAMS; "" for a name it does
+    # not mirror, which is refused and free). Rows from before registries were routed are
+    # Docker Hub's.
+    registry = models.CharField(max_length=64, default="docker.io")
     bytes = models.BigIntegerField(default=0)
     requests = models.BigIntegerField(default=0)
     cache_hits = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "edge", "hour"], name="usage_bucket_key"),
+            models.UniqueConstraint(
+                fields=["tenant", "edge", "hour", "registry"], name="usage_bucket_key"
+            ),
         ]
         # (tenant, hour) serves the month sums; (hour) the staff dashboard's daily totals.
         indexes = [

@@ -73,6 +73,36 @@ def usage_series(
 
 
 @dataclass(frozen=True)
+class RegistryUsage:
+    registry: str  # docker.io or a name in UPSTREAMS
+    bytes: int
+    requests: int
+    cache_hits: int
+
+
+def usage_by_registry(*, tenant: Tenant | int, start: date, end: date) -> list[RegistryUsage]:
+    """A tenant's traffic from `start` to `end` (UTC days, inclusive) split by registry, most
+    bytes first. Only registries that served bytes: refusals (a registry the edge does not
+    mirror among them) are free and not a split of anything."""
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    rows = (
+        UsageBucket.objects.filter(
+            tenant_id=tenant if isinstance(tenant, int) else tenant.pk,
+            hour__gte=since,
+            hour__lt=until,
+        )
+        .values("registry")
+        .annotate(b=Sum("bytes"), r=Sum("requests"), c=Sum("cache_hits"))
+        .filter(b__gt=0)
+        .order_by("-b", "registry")
+    )
+    return [
+        RegistryUsage(row["registry"], int(row["b"]), int(row["r"]), int(row["c"])) for row in rows
+    ]
+
+
+@dataclass(frozen=True)
 class DayUsage:
     day: date
     bytes: int

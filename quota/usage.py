@@ -14,6 +14,7 @@ from datetime import date, datetime
 
 from django.db import connection, transaction
 
+from config.upstreams import DOCKER_HUB
 from quota.models import UsageBucket, UsageMonth
 from quota.periods import month_start
 
@@ -26,6 +27,7 @@ class UsageDelta:
     bytes: int
     requests: int
     cache_hits: int = 0
+    registry: str = DOCKER_HUB  # the registry the edge routed to (UPSTREAMS' names)
 
 
 def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
@@ -37,9 +39,9 @@ def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
     (UsageMonth) is updated in the same transaction: the two tables always agree.
     """
     # One row per key: an upsert statement may not touch the same row twice.
-    buckets: dict[tuple[int, str, datetime], list[int]] = {}
+    buckets: dict[tuple[int, str, datetime, str], list[int]] = {}
     for d in deltas:
-        total = buckets.setdefault((d.tenant_id, d.edge, d.hour), [0, 0, 0])
+        total = buckets.setdefault((d.tenant_id, d.edge, d.hour, d.registry), [0, 0, 0])
         total[0] += d.bytes
         total[1] += d.requests
         total[2] += d.cache_hits
@@ -47,7 +49,7 @@ def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
         return
     rows = [(*key, *buckets[key]) for key in sorted(buckets)]
     months: dict[tuple[int, date], int] = defaultdict(int)
-    for tenant_id, _edge, hour, nbytes, _requests, _hits in rows:
+    for tenant_id, _edge, hour, _registry, nbytes, _requests, _hits in rows:
         months[(tenant_id, month_start(hour).date())] += nbytes
     month_rows = sorted(months.items())
     with transaction.atomic(), connection.cursor() as cursor:
@@ -58,7 +60,7 @@ def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
 
 
 _BUCKET_UPDATE = (
-    "ON CONFLICT (tenant_id, edge, hour) DO UPDATE SET "
+    "ON CONFLICT (tenant_id, edge, hour, registry) DO UPDATE SET "
     "bytes = {t}.bytes + EXCLUDED.bytes, "
     "requests = {t}.requests + EXCLUDED.requests, "
     "cache_hits = {t}.cache_hits + EXCLUDED.cache_hits"
@@ -75,9 +77,9 @@ def _upsert_set_based(cursor, rows, month_rows) -> None:
     table = UsageBucket._meta.db_table
     mtable = UsageMonth._meta.db_table
     cursor.execute(
-        f"INSERT INTO {table} (tenant_id, edge, hour, bytes, requests, cache_hits) "
-        "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[], "
-        "%s::bigint[], %s::bigint[]) " + _BUCKET_UPDATE.format(t=table),
+        f"INSERT INTO {table} (tenant_id, edge, hour, registry, bytes, requests, cache_hits) "
+        "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], "
+        "%s::bigint[], %s::bigint[], %s::bigint[]) " + _BUCKET_UPDATE.format(t=table),
         [list(column) for column in zip(*rows, strict=True)],
     )
     cursor.execute(
@@ -101,9 +103,9 @@ def _upsert_row_by_row(cursor, rows, month_rows) -> None:
     adapt_dt = connection.ops.adapt_datetimefield_value
     adapt_d = connection.ops.adapt_datefield_value
     cursor.executemany(
-        f"INSERT INTO {table} (tenant_id, edge, hour, bytes, requests, cache_hits) "
-        "VALUES (%s, %s, %s, %s, %s, %s) " + _BUCKET_UPDATE.format(t=table),
-        [(t, e, adapt_dt(h), b, r, c) for t, e, h, b, r, c in rows],
+        f"INSERT INTO {table} (tenant_id, edge, hour, registry, bytes, requests, cache_hits) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) " + _BUCKET_UPDATE.format(t=table),
+        [(t, e, adapt_dt(h), g, b, r, c) for t, e, h, g, b, r, c in rows],
     )
     cursor.executemany(
         f"INSERT INTO {mtable} (tenant_id, month, bytes) VALUES (%s, %s, %s) "

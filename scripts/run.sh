@@ -113,6 +113,12 @@ registry_supervised() {
   done
 }
 start registry run.sh registry_supervised "$EDGE_RUN_DIR/registry.yml"
+# One more per registry in UPSTREAMS (registry-<name>.yml, rendered above).
+for conf in "$EDGE_RUN_DIR"/registry-*.yml; do
+  [ -e "$conf" ] || continue
+  name=$(basename "$conf" .yml)
+  start "$name" run.sh registry_supervised "$conf"
+done
 # Bearer tokens for the blob cache's fetches from UPSTREAM_URL (no database needed).
 start edge-token edge_token $PY manage.py edge_token
 start nginx nginx "$NGINX" -p "$EDGE_RUN_DIR/" -c "$EDGE_RUN_DIR/nginx.conf" \

@@ -7,6 +7,7 @@ ledger's numbers without that view knowing about them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django import template
@@ -16,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from quota import charts
 from quota.month import month_summary
-from quota.selectors import grants_for_tenant, usage_daily
+from quota.selectors import grants_for_tenant, usage_by_registry, usage_daily
 from quota.units import format_bytes
 
 register = template.Library()
@@ -67,4 +68,10 @@ def quota_console(tenant) -> dict:
         "chart_points": [(d.day.isoformat(), d.bytes) for d in days],
         "chart_title": title % {"total": si_bytes(sum(d.bytes for d in days))},
         "grants": grants_for_tenant(tenant=tenant),
+        # This month's traffic per registry (the same month as the figures above).
+        "by_registry": usage_by_registry(
+            tenant=tenant,
+            start=summary.month_start.date(),
+            end=(summary.resets_at - timedelta(seconds=1)).date(),
+        ),
     }

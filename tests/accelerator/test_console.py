@@ -57,8 +57,10 @@ def test_console_shows_configuration_for_every_client(owner_client, owner):
         "/etc/docker/daemon.json",
         "/etc/default/docker",
         "/var/lib/boot2docker/profile",
-        "/etc/containerd/certs.d/docker.io/hosts.toml",
-        "/etc/containers/registries.conf",
+        "/etc/containerd/certs.d/_default/hosts.toml",
+        'config_path = "/etc/containerd/certs.d"',
+        "/etc/containers/registries.conf.d/50-accelerator.conf",
+        "/etc/rancher/k3s/registries.yaml",
         "systemctl restart docker",
     ]:
         assert expected in body, expected

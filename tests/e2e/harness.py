@@ -407,6 +407,8 @@ class Edge:
     mirror_domain: str
     name: str = field(default="")
     token: Proc | None = None
+    # The pull-through registry of each registry in UPSTREAMS, by name.
+    upstream_registries: dict[str, Registry] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -465,6 +467,8 @@ class Edge:
     def stop(self) -> None:
         self.nginx.stop(signal.SIGQUIT)
         self.registry.stop()
+        for registry in self.upstream_registries.values():
+            registry.stop()
         if self.token is not None:
             self.token.stop()
 
@@ -486,9 +490,11 @@ def edge_params(
     worker_processes: str = "2",
     registry_port: int | None = None,
     cache_max_size: str = "2g",
+    upstreams: dict[str, str] | None = None,
     **overrides,
 ) -> edge_config.EdgeParams:
-    """overrides: any other EdgeParams field (e.g. tenant_connections=4)."""
+    """overrides: any other EdgeParams field (e.g. tenant_connections=4). upstreams: the
+    UPSTREAMS setting as {name: url}, each registry on a port of its own."""
     run_dir = workdir / "edge"
     params = edge_config.EdgeParams(
         name=name,
@@ -512,6 +518,10 @@ def edge_params(
         tenant_rate=10**12,
         tenant_request_rate=100000,
         tenant_request_burst=100000,
+        upstreams=tuple(
+            edge_config.UpstreamRoute(name, url, f"127.0.0.1:{free_port()}")
+            for name, url in (upstreams or {}).items()
+        ),
     )
     return replace(params, **overrides)
 
@@ -529,7 +539,10 @@ def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
             params.upstream_url,
         ],
         log=log,
-        env={"PYTHONPATH": str(ROOT)},
+        env={
+            "PYTHONPATH": str(ROOT),
+            "UPSTREAMS": ",".join(f"{u.name}={u.url}" for u in params.upstreams),
+        },
     )
     wait_port(int(params.token_listen.rsplit(":", 1)[1]), proc=proc)
     return proc
@@ -645,19 +658,53 @@ def start_edge(workdir: Path, **kw) -> Edge:
     registry_port = int(params.registry_listen.rsplit(":", 1)[1])
     wait_port(registry_port, proc=reg_proc)
     registry = Registry(reg_proc, registry_port, params.storage_dir, run_dir / "registry.yml")
+    started: list = [registry]
     try:
+        others = {}
+        for up in params.upstreams:
+            others[up.name] = start_upstream_registry(workdir, params, up)
+            started.append(others[up.name])
         token = start_token_helper(params, workdir / "edge-token.log")
-    except Exception:
-        registry.stop()
-        raise
-    try:
+        started.append(token)
         nginx = start_nginx(params)
     except Exception:
-        registry.stop()
-        token.stop()
+        for proc in started:
+            proc.stop()
         raise
     port = int(params.listen.rsplit(":", 1)[1])
-    return Edge(params, nginx, registry, port, params.mirror_domain, params.name, token=token)
+    return Edge(
+        params,
+        nginx,
+        registry,
+        port,
+        params.mirror_domain,
+        params.name,
+        token=token,
+        upstream_registries=others,
+    )
+
+
+def start_upstream_registry(
+    workdir: Path, params: edge_config.EdgeParams, up: edge_config.UpstreamRoute
+) -> Registry:
+    """The pull-through registry of one registry in UPSTREAMS, rendered like edge_render."""
+    conf = params.run_dir / edge_config.registry_conf_name(up)
+    conf.write_text(
+        edge_config.registry_conf(
+            (DEPLOY / "registry" / "proxy.yml.template").read_text(),
+            params,
+            http_secret="e2e",
+            upstream=up,
+        )
+    )
+    proc = Proc.start(
+        f"proxy-registry-{up.name}",
+        [which("docker-registry"), "serve", str(conf)],
+        log=workdir / f"proxy-registry-{up.name}.log",
+    )
+    port = int(up.registry_listen.rsplit(":", 1)[1])
+    wait_port(port, proc=proc)
+    return Registry(proc, port, edge_config.upstream_storage(params, up), conf)
 
 
 def nginx_cmd(run_dir: Path) -> list[str]:

@@ -21,9 +21,11 @@ def record(
     cache: str = "MISS",
     edge: str = "local",
     rid: int = 0,
+    registry: str | None = None,
 ) -> dict:
-    """One line as the edge's nginx writes it."""
-    return {
+    """One line as the edge's nginx writes it (without ``registry``: as it did before the
+    edge routed registries)."""
+    rec = {
         "ts": round(ts, 3),
         "edge": edge,
         "tenant": label,
@@ -38,6 +40,9 @@ def record(
         "request_id": f"{rid:032x}",
         "cache": cache,
     }
+    if registry is not None:
+        rec["registry"] = registry
+    return rec
 
 
 def encode(rec: dict) -> bytes:

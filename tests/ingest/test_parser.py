@@ -16,7 +16,13 @@ LABELS = ["aaaa1111", "bbbb2222", "cccc3333", ""]
 
 
 def _totals(batch: parser.Batch) -> dict[tuple[str, int], list[int]]:
-    return {(label, int(hour)): acc for (label, hour), acc in batch.usage.items()}
+    """Per (label, hour), every registry together."""
+    out: dict[tuple[str, int], list[int]] = {}
+    for (label, hour, _registry), acc in batch.usage.items():
+        cur = out.setdefault((label, int(hour)), [0, 0, 0])
+        for i in range(3):
+            cur[i] += acc[i]
+    return out
 
 
 def _read_all(data: bytes, **kw) -> list[parser.Batch]:
@@ -236,7 +242,9 @@ def test_retired_labels_are_split_at_their_retirement():
     lines.append(record(ts=3650.0, label="cur", body=1))
     b = _read_all(b"".join(encode(r) for r in lines), retired={"old": 3800.0})[0]
     assert _totals(b) == {("old", 1): [30, 3, 0], ("cur", 1): [1, 1, 0]}
-    assert {(label, int(h)): acc for (label, h), acc in b.late.items()} == {("old", 1): [20, 2, 0]}
+    assert {(label, int(h)): acc for (label, h, _r), acc in b.late.items()} == {
+        ("old", 1): [20, 2, 0]
+    }
     assert b.last_ts == 3650.0
 
 

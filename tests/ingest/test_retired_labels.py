@@ -66,7 +66,7 @@ def _parse(lines: list[dict], retired: dict[str, float]) -> parser.Batch:
 
 def _sum(charged) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
-    for (tenant_id, _hour), acc in charged.items():
+    for (tenant_id, _hour, _registry), acc in charged.items():
         cur = out.setdefault(tenant_id, [0, 0, 0])
         for i in range(3):
             cur[i] += acc[i]

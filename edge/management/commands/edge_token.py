@@ -20,4 +20,5 @@ class Command(BaseCommand):
             settings.UPSTREAM_URL,
             settings.UPSTREAM_USERNAME,
             settings.UPSTREAM_PASSWORD,
+            settings.UPSTREAMS,
         )
