@@ -952,3 +952,91 @@ def start_dockerd(root: Path, *, mirrors: Sequence[str]) -> DockerDaemon:
         time.sleep(0.1)
     daemon.stop()
     raise TimeoutError(f"dockerd did not answer within 30s:\n{proc.log_tail()}")
+
+
+# --- containerd and podman (registries beyond Docker Hub) -----------------------------------
+
+CONTAINERD_CONFIG = """version = 2
+root = {root}
+state = {state}
+# Only what pulling needs: no CRI, no kernel snapshotters (the native one copies files).
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.overlayfs",
+  "io.containerd.internal.v1.opt"]
+[grpc]
+  address = {sock}
+[ttrpc]
+  address = {ttrpc}
+[debug]
+  address = ""
+[metrics]
+  address = ""
+"""
+
+
+@dataclass
+class Containerd:
+    """A private containerd; ``pull`` runs ``ctr images pull --hosts-dir`` against it."""
+
+    proc: Proc
+    root: Path
+    socket: Path
+
+    def pull(self, ref: str, hosts_dir: Path, *, timeout: float = 180):
+        cmd = [which("ctr"), "--address", str(self.socket), "images", "pull"]
+        cmd += ["--hosts-dir", str(hosts_dir), "--snapshotter", "native", ref]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=20)
+
+
+def start_containerd(root: Path) -> Containerd:
+    root.mkdir(parents=True, exist_ok=True)
+    sock = root / "c.sock"
+    config = root / "config.toml"
+    config.write_text(
+        CONTAINERD_CONFIG.format(
+            root=json.dumps(str(root / "root")),
+            state=json.dumps(str(root / "state")),
+            sock=json.dumps(str(sock)),
+            ttrpc=json.dumps(str(root / "t.sock")),
+        )
+    )
+    proc = Proc.start(
+        "containerd", [which("containerd"), "--config", str(config)], log=root / "c.log"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"containerd exited:\n{proc.log_tail()}")
+        if sock.exists():
+            version = subprocess.run(
+                [which("ctr"), "--address", str(sock), "version"], capture_output=True, timeout=10
+            )
+            if version.returncode == 0:
+                return Containerd(proc, root, sock)
+        time.sleep(0.1)
+    proc.stop()
+    raise TimeoutError(f"containerd did not answer within 30s:\n{proc.log_tail()}")
+
+
+def podman_pull(root: Path, registries_conf: str, ref: str, *, timeout: float = 180):
+    """podman pull with its own storage (vfs) and the given registries.conf text."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "registries.conf").write_text(registries_conf)
+    (root / "storage.conf").write_text(
+        f'[storage]\ndriver = "vfs"\nrunroot = "{root}/run"\ngraphroot = "{root}/graph"\n'
+    )
+    (root / "tmp").mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "CONTAINERS_REGISTRIES_CONF": str(root / "registries.conf"),
+        "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
+        "TMPDIR": str(root / "tmp"),
+    }
+    cmd = [which("podman"), "--cgroup-manager=cgroupfs", "--events-backend=file"]
+    cmd += ["--tmpdir", str(root / "tmp"), "pull", ref]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
