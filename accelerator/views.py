@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from accelerator import selectors, services
+from accelerator import selectors, services, status
 
 
 @login_not_required
@@ -26,7 +26,20 @@ def console(request: HttpRequest) -> HttpResponse:
         context["mirror_url"] = selectors.mirror_url(label=tenant.label)
         context["snippets"] = selectors.client_snippets(label=tenant.label)
         context["rotate_within"] = selectors.rotation_grace_seconds()
+        context.update(status.status_context(tenant=tenant))
     return render(request, "accelerator/console.html", context)
+
+
+@require_GET
+def console_status(request: HttpRequest) -> JsonResponse:
+    """The status card for the console's poll (static/js/status.js): small, never cached."""
+    tenant = selectors.tenant_for_user(user=request.user)
+    if tenant is None:
+        raise Http404
+    state, html = status.status_html(tenant=tenant, request=request)
+    response = JsonResponse({"state": state, "html": html})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_POST
