@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from accelerator.models import RetiredLabel, Tenant
+from accelerator.models import RetiredLabel, Tenant, TenantActivity
 
 
 @admin.register(Tenant)
@@ -15,3 +15,9 @@ class TenantAdmin(admin.ModelAdmin):
 class RetiredLabelAdmin(admin.ModelAdmin):
     list_display = ["label", "tenant", "retired_at"]
     search_fields = ["label"]
+
+
+@admin.register(TenantActivity)
+class TenantActivityAdmin(admin.ModelAdmin):
+    list_display = ["tenant", "client", "client_version", "last_seen_at", "last_refusal_reason"]
+    readonly_fields = [f.name for f in TenantActivity._meta.fields]

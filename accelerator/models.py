@@ -43,3 +43,30 @@ class RetiredLabel(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+
+class TenantActivity(models.Model):
+    """What the edge saw of a tenant, for its status page and the API: written by ingestion
+    once per batch (accelerator.activity), never per request."""
+
+    tenant = models.OneToOneField(
+        Tenant, on_delete=models.CASCADE, primary_key=True, related_name="activity"
+    )
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    # The latest client (accelerator.clients): the raw User-Agent as nginx logged it, bounded.
+    user_agent = models.CharField(max_length=256, blank=True)
+    client = models.CharField(max_length=16, blank=True)
+    client_version = models.CharField(max_length=48, blank=True)
+    client_cli_version = models.CharField(max_length=48, blank=True)
+    last_pull_at = models.DateTimeField(null=True, blank=True)
+    # The 20 latest pulls, oldest first: accelerator.clients.Pull.as_dict() each.
+    recent_pulls = models.JSONField(default=list, blank=True)
+    last_refusal_reason = models.CharField(max_length=16, blank=True)
+    last_refusal_at = models.DateTimeField(null=True, blank=True)
+    last_refusal_path = models.CharField(max_length=300, blank=True)
+    # At most one refusal email a day (compare-and-set on this column).
+    refusal_emailed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"activity of tenant {self.tenant_id}"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from accelerator.models import RetiredLabel, Tenant
+from accelerator.models import RetiredLabel, Tenant, TenantActivity
 from accounts.models import User
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -172,3 +173,79 @@ def _docker_prefixed(*, host: str, insecure: bool, others: list[str]) -> list[Cl
             note,
         )
     ]
+
+
+# --- what the edge saw: the status card and the API's accelerator resource -------------------
+_CLIENT_NAMES = {
+    "docker": "Docker",
+    "containerd": "containerd",
+    "podman": "Podman",
+    "skopeo": "skopeo",
+}
+
+
+@dataclass(frozen=True)
+class ConsoleCommand:
+    key: str
+    title: str
+    command: str
+
+
+def setup_url(*, label: str) -> str:
+    return f"{settings.SITE_URL.rstrip('/')}/setup/{label}.sh"
+
+
+def setup_commands(*, label: str) -> list[ConsoleCommand]:
+    """The one-line setup, detecting every client, then one per client."""
+    line = f"curl -fsSL {setup_url(label=label)} | sudo sh"
+    return [
+        ConsoleCommand("all", _("Every client found on the machine"), line),
+        ConsoleCommand("docker", "Docker", f"{line} -s -- docker"),
+        ConsoleCommand("containerd", "containerd", f"{line} -s -- containerd"),
+        ConsoleCommand("podman", "Podman", f"{line} -s -- podman"),
+    ]
+
+
+def first_pull_commands() -> list[ConsoleCommand]:
+    """A pull that goes through the accelerator, per client: the console waits for it."""
+    return [
+        ConsoleCommand("docker", "Docker", "docker pull hello-world"),
+        ConsoleCommand(
+            "containerd",
+            "containerd",
+            "sudo ctr images pull --hosts-dir /etc/containerd/certs.d "
+            "docker.io/library/hello-world:latest",
+        ),
+        ConsoleCommand("podman", "Podman", "podman pull docker.io/library/hello-world"),
+    ]
+
+
+def client_display(*, client: str, version: str) -> str:
+    """ "Docker 24.0.7", "containerd 1.6.20", or the generic name of an unknown client."""
+    name = _CLIENT_NAMES.get(client)
+    if name is None:
+        return str(_("another client"))
+    return f"{name} {version}".strip()
+
+
+def activity_for(*, tenant: Tenant) -> TenantActivity | None:
+    return TenantActivity.objects.filter(tenant=tenant).first()
+
+
+def recent_pulls(*, activity: TenantActivity | None) -> list[dict]:
+    """The latest pulls, newest first, with aware datetimes (the stored list is oldest first)."""
+    if activity is None:
+        return []
+    out = []
+    for p in reversed(activity.recent_pulls):
+        if not isinstance(p, dict):
+            continue
+        out.append(
+            {
+                "repository": p.get("repository", ""),
+                "reference": p.get("reference", ""),
+                "bytes": p.get("bytes", 0),
+                "at": datetime.fromtimestamp(p.get("last", 0), tz=UTC),
+            }
+        )
+    return out

@@ -43,6 +43,28 @@ class PageQuerySerializer(StrictSerializer):
 
 
 # --- the user's own account -------------------------------------------------------------------
+class ClientSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["docker", "containerd", "podman", "skopeo", "other"])
+    version = serializers.CharField()
+    cli_version = serializers.CharField()  # Docker: the CLI named in UpstreamClient(...)
+    name = serializers.CharField()
+    user_agent = serializers.CharField()
+
+
+class RefusalSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=["exhausted", "suspended", "rotated", "rate_limited"])
+    message = serializers.CharField()
+    at = serializers.DateTimeField()
+    path = serializers.CharField()
+
+
+class PullSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    reference = serializers.CharField()  # the tag, else the digest; "" when only blobs were seen
+    bytes = serializers.IntegerField()
+    at = serializers.DateTimeField()
+
+
 class AcceleratorSerializer(serializers.Serializer):
     label = serializers.CharField()
     state = serializers.CharField()
@@ -51,6 +73,12 @@ class AcceleratorSerializer(serializers.Serializer):
     mirror_url = serializers.CharField()
     created_at = serializers.DateTimeField()
     snippets = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    setup_url = serializers.CharField()
+    first_seen_at = serializers.DateTimeField(allow_null=True)
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    client = ClientSerializer(allow_null=True)
+    last_refusal = RefusalSerializer(allow_null=True)
+    recent_pulls = PullSerializer(many=True)
 
 
 class AcceleratorRotatedSerializer(AcceleratorSerializer):

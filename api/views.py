@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from accelerator import selectors as accelerator_selectors
 from accelerator import services as accelerator_services
 from accelerator.models import Tenant
+from accelerator.refusals import refusal_text
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.models import Invite
@@ -88,6 +89,41 @@ def _accelerator_data(tenant: Tenant | None) -> dict | None:
             }
             for x in accelerator_selectors.client_snippets(label=tenant.label)
         ],
+        "setup_url": accelerator_selectors.setup_url(label=tenant.label),
+        **_activity_data(tenant),
+    }
+
+
+def _activity_data(tenant: Tenant) -> dict:
+    """What the edge saw (README: "Is my accelerator working?"); nulls before the first request."""
+    a = accelerator_selectors.activity_for(tenant=tenant)
+    if a is None:
+        return {
+            "first_seen_at": None,
+            "last_seen_at": None,
+            "client": None,
+            "last_refusal": None,
+            "recent_pulls": [],
+        }
+    return {
+        "first_seen_at": a.first_seen_at,
+        "last_seen_at": a.last_seen_at,
+        "client": {
+            "kind": a.client or "other",
+            "version": a.client_version,
+            "cli_version": a.client_cli_version,
+            "name": accelerator_selectors.client_display(client=a.client, version=a.client_version),
+            "user_agent": a.user_agent,
+        },
+        "last_refusal": None
+        if a.last_refusal_at is None
+        else {
+            "reason": a.last_refusal_reason,
+            "message": refusal_text(a.last_refusal_reason),
+            "at": a.last_refusal_at,
+            "path": a.last_refusal_path,
+        },
+        "recent_pulls": accelerator_selectors.recent_pulls(activity=a),
     }
 
 

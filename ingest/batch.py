@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ingest import parser
+from ingest.activity import activity_add
 from ingest.files import file_next
 from ingest.labels import labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
@@ -106,6 +107,7 @@ def _commit(
     step.resolve_seconds += t1 - t0
     step.buckets += len(deltas)
     unknown_requests = unknown_traffic_add(edge=edge, unknown=unknown)
+    activity_add(batch=batch)
     malformed = batch.malformed_total
     if malformed:
         _malformed_add(edge=edge, row=row, batch=batch, now=now)

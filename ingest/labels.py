@@ -178,3 +178,7 @@ def _labels_lookup(names: list[str]) -> tuple[dict[str, int], dict[str, tuple[in
         ):
             gone[label] = (tenant_id, at.timestamp())
     return current, gone
+
+
+# Public name for other ingestion modules (the tenants' activity resolves labels the same way).
+labels_lookup = _labels_lookup

@@ -5,10 +5,11 @@ One JSON object per line, written by nginx with ``escape=json``::
     {"ts":1764355200.123,"edge":"local","tenant":"<label or empty>","host":"...",
      "method":"GET","uri":"/v2/...","status":200,"bytes_sent":1234,"body_bytes_sent":1000,
      "completion":"OK","request_time":0.012,"request_id":"<32 hex>","cache":"HIT",
-     "registry":"docker.io"}
+     "registry":"docker.io","ua":"docker/24.0.7 ..."}
 
 ``registry`` (the registry the edge routed to, e.g. ``ghcr.io``; empty for a name the edge
 does not mirror) came later: a line without it is Docker Hub's, so older logs still parse.
+``ua`` (the client's User-Agent, at most 256 characters) is the last field and optional too.
 
 What a line costs (decided for the whole product, applied here only):
 - every well-formed line is one request;
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, BinaryIO
 
 import msgspec
+
+from accelerator.clients import REFUSAL_STATUSES, Pull, pull_add, pull_path
 
 MAX_LINE_BYTES = 64 * 1024  # nginx lines are < 10 KB; anything longer is garbage
 CHUNK_BYTES = 1 << 22
@@ -64,6 +67,9 @@ class LogRecord(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     request_id: Annotated[str, _M(max_length=64)]
     cache: Annotated[str, _M(max_length=32)]
     registry: Annotated[str, _M(max_length=64)] = "docker.io"
+    # Optional: lines written before the field existed have none. Unbounded here (nginx cuts
+    # it at 256): a long agent must never make a charged line unreadable.
+    ua: str = ""
 
 
 _decoder = msgspec.json.Decoder(LogRecord)
@@ -126,6 +132,47 @@ Buckets = dict[tuple[str, float, str], list[int]]
 Traffic = dict[tuple[int, str], list[int]]
 
 
+class Seen:
+    """What a batch says of one label, for the tenant's status page: first and last request,
+    the latest client, its pulls and its last refusal per status. Only labelled lines."""
+
+    __slots__ = ("first", "last", "agent", "pulls", "refusals")
+
+    def __init__(self, ts: float) -> None:
+        self.first = ts
+        self.last = ts
+        self.agent = ""
+        self.pulls: list[Pull] = []
+        self.refusals: dict[int, tuple[float, str]] = {}  # status -> (ts, uri)
+
+    def note(self, r: LogRecord) -> None:
+        ts = r.ts
+        if ts < self.first:
+            self.first = ts
+        if ts >= self.last:
+            self.last = ts
+            if r.ua:
+                self.agent = r.ua
+        elif not self.agent and r.ua:
+            self.agent = r.ua
+        status = r.status
+        if status == 200 or status == 206:
+            path = pull_path(r.uri)
+            if path is not None:
+                repo, kind, ref = path
+                pull_add(
+                    self.pulls,
+                    repo=repo,
+                    ref=ref if kind == "manifests" else "",
+                    nbytes=r.body_bytes_sent,
+                    ts=ts,
+                )
+        elif status in REFUSAL_STATUSES:
+            old = self.refusals.get(status)
+            if old is None or ts >= old[0]:
+                self.refusals[status] = (ts, r.uri[:300])
+
+
 @dataclass
 class Batch:
     """What one pass over [start, end) of a file produced. ``end`` is always just after a
@@ -141,6 +188,8 @@ class Batch:
     traffic: Traffic = field(default_factory=dict)
     malformed: dict[str, int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
+    # label -> what the tenant's status page shows (accelerator.activity stores it)
+    seen: dict[str, Seen] = field(default_factory=dict)
     last_ts: float | None = None
     at_eof: bool = False  # nothing left but, at most, an unfinished line
 
@@ -164,6 +213,7 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
     usage = batch.usage
     late = batch.late
     traffic = batch.traffic
+    seen = batch.seen
     errors = (msgspec.DecodeError, ValueError)
     hour = float(HOUR)
     r = None
@@ -196,6 +246,11 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
             tacc = traffic[(status, r.cache)] = [0, 0]
         tacc[0] += 1
         tacc[1] += r.bytes_sent
+        if label:
+            s = seen.get(label)
+            if s is None:
+                s = seen[label] = Seen(r.ts)
+            s.note(r)
     if r is not None:
         batch.last_ts = r.ts
     return failed

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-system.sh pg_isready=postgresql-client redis-cli=redis-tools \
   nginx=nginx docker-registry=docker-registry skopeo=skopeo dockerd=docker.io chromium=chromium msgfmt=gettext \
-  prometheus=prometheus promtool=prometheus prometheus-nginx-exporter=prometheus-nginx-exporter
+  prometheus=prometheus promtool=prometheus prometheus-nginx-exporter=prometheus-nginx-exporter \
+  shellcheck=shellcheck
 scripts/ensure-services.sh
 # The translations (locale/*.po) are compiled here; *.mo files are never committed.
 .venv/bin/python manage.py compilemessages --ignore=.venv --ignore=var -v0

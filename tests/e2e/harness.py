@@ -917,17 +917,23 @@ class DockerDaemon:
         self.proc.stop(timeout=20)
 
 
-def start_dockerd(root: Path, *, mirrors: Sequence[str]) -> DockerDaemon:
+def start_dockerd(
+    root: Path, *, mirrors: Sequence[str], config_file: Path | None = None
+) -> DockerDaemon:
+    """A private dockerd. With ``config_file``, dockerd reads that daemon.json as it is (it
+    must set "deprecated-key-path" under ``root``/data); otherwise one is written with
+    ``mirrors``."""
     data, execroot, client = root / "data", root / "exec", root / "client"
     for d in (data, execroot, client):
         d.mkdir(parents=True, exist_ok=True)
     (client / "config.json").write_text("{}")
-    config = root / "daemon.json"
-    config.write_text(
-        json.dumps(
-            {"deprecated-key-path": str(data / "key.json"), "registry-mirrors": list(mirrors)}
+    config = config_file or root / "daemon.json"
+    if config_file is None:
+        config.write_text(
+            json.dumps(
+                {"deprecated-key-path": str(data / "key.json"), "registry-mirrors": list(mirrors)}
+            )
         )
-    )
     sock = root / "docker.sock"
     cmd = [
         which("dockerd"),
@@ -943,15 +949,18 @@ def start_dockerd(root: Path, *, mirrors: Sequence[str]) -> DockerDaemon:
     ]
     proc = Proc.start("dockerd", cmd, log=root / "dockerd.log")
     daemon = DockerDaemon(proc, root, sock, tuple(mirrors))
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise RuntimeError(f"dockerd exited:\n{proc.log_tail()}")
-        if sock.exists() and daemon.cli("version", timeout=10).returncode == 0:
-            return daemon
+        try:
+            if sock.exists() and daemon.cli("version", timeout=10).returncode == 0:
+                return daemon
+        except subprocess.TimeoutExpired:  # a loaded machine: ask again until the deadline
+            continue
         time.sleep(0.1)
     daemon.stop()
-    raise TimeoutError(f"dockerd did not answer within 30s:\n{proc.log_tail()}")
+    raise TimeoutError(f"dockerd did not answer within 60s:\n{proc.log_tail()}")
 
 
 # --- containerd and podman (registries beyond Docker Hub) -----------------------------------

@@ -1,0 +1,35 @@
+"""A batch's labels, as the tenants' activity (accelerator.activity): resolved once per batch."""
+
+from __future__ import annotations
+
+from accelerator.activity import ActivityDelta, activity_record
+from ingest import parser
+from ingest.labels import labels_lookup
+
+
+def activity_add(*, batch: parser.Batch) -> None:
+    """Record what the batch saw of each tenant (caller's transaction). Unknown labels are
+    dropped: they are no tenant's, and staff see their traffic as unknown already."""
+    if not batch.seen:
+        return
+    current, gone = labels_lookup(sorted(batch.seen))
+    deltas = []
+    for label, seen in batch.seen.items():
+        if label in current:
+            tenant_id, retired = current[label], False
+        elif label in gone:
+            tenant_id, retired = gone[label][0], True
+        else:
+            continue
+        deltas.append(
+            ActivityDelta(
+                tenant_id=tenant_id,
+                retired=retired,
+                first=seen.first,
+                last=seen.last,
+                agent=seen.agent,
+                pulls=seen.pulls,
+                refusals=seen.refusals,
+            )
+        )
+    activity_record(deltas=deltas)

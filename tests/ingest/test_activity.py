@@ -1,0 +1,167 @@
+"""Ingestion keeps each tenant's activity: first and last request, client, pulls, refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from django.utils import timezone
+
+from accelerator.models import RetiredLabel, Tenant, TenantActivity
+from ingest.models import MalformedCount
+from ingest.services import ingest_edge
+from quota.models import UsageBucket
+from tests.ingest.conftest import EDGE, make_tenants
+from tests.ingest.logs import record
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DOCKER = (
+    "docker/20.10.24+dfsg1 go/go1.19.8 git-commit/5d6db84 kernel/6.1.0 os/linux arch/amd64 "
+    "UpstreamClient(Docker-Client/20.10.24+dfsg1 \\(linux\\))"
+)
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+
+
+def line(label: str, ts: float, uri: str, *, status=200, body=100, method="GET", ua=DOCKER, **kw):
+    r = record(ts=ts, label=label, status=status, body=body, **kw)
+    r.update(method=method, uri=uri)
+    if ua is not None:
+        r["ua"] = ua
+    return orjson.dumps(r) + b"\n"
+
+
+def docker_pull(label: str, ts: float, repo="library/nginx", tag="latest") -> bytes:
+    return b"".join(
+        [
+            line(label, ts, "/v2/", body=2),
+            line(label, ts + 0.1, f"/v2/{repo}/manifests/{tag}", method="HEAD", body=0),
+            line(label, ts + 0.2, f"/v2/{repo}/manifests/{D1}", body=1000),
+            line(label, ts + 0.3, f"/v2/{repo}/blobs/{D2}", body=50_000),
+        ]
+    )
+
+
+def test_a_pull_shows_client_times_and_the_pull_and_old_lines_without_ua_still_count(
+    django_user_model, log_path
+):
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    t0 = timezone.now().timestamp() - 30
+    # An old-format line (no "ua") is read and charged, and shows no client.
+    log_path.write_bytes(line(label, t0, "/v2/", body=2, ua=None) + docker_pull(label, t0 + 5))
+    ingest_edge(edge=EDGE, path=log_path)
+    a = TenantActivity.objects.get(tenant_id=tid)
+    assert a.first_seen_at == datetime.fromtimestamp(round(t0, 3), tz=UTC)
+    assert a.last_seen_at == datetime.fromtimestamp(round(t0 + 5.3, 3), tz=UTC)
+    assert (a.client, a.client_version, a.client_cli_version) == (
+        "docker",
+        "20.10.24+dfsg1",
+        "20.10.24+dfsg1",
+    )
+    assert [(p["repository"], p["reference"], p["bytes"]) for p in a.recent_pulls] == [
+        ("library/nginx", "latest", 51_000)
+    ]
+    assert sum(UsageBucket.objects.filter(tenant_id=tid).values_list("bytes", flat=True)) == (
+        2 + 2 + 0 + 1000 + 50_000
+    )
+    assert not MalformedCount.objects.exists()
+    # A replayed ingestion changes nothing; a later batch moves last seen only.
+    ingest_edge(edge=EDGE, path=log_path)
+    assert TenantActivity.objects.get(tenant_id=tid).recent_pulls == a.recent_pulls
+    with log_path.open("ab") as f:
+        f.write(line(label, t0 + 20, "/v2/", body=2, ua="containerd/1.6.20~ds1"))
+    ingest_edge(edge=EDGE, path=log_path)
+    b = TenantActivity.objects.get(tenant_id=tid)
+    assert b.first_seen_at == a.first_seen_at and b.last_seen_at > a.last_seen_at
+    assert (b.client, b.client_version) == ("containerd", "1.6.20~ds1")
+    assert len(b.recent_pulls) == 1
+
+
+@pytest.fixture
+def eager_tasks():
+    from config.celery import app
+
+    old = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = old
+
+
+def test_refusals_with_their_reasons_and_one_email_a_day(
+    django_user_model, log_path, mailoutbox, eager_tasks
+):
+    labels = make_tenants(django_user_model, 2)
+    (a_label, a_id), (b_label, b_id) = labels.items()
+    now = timezone.now()
+    Tenant.objects.filter(pk=a_id).update(exhausted_at=now - timedelta(minutes=1))
+    t = now.timestamp() - 10
+    log_path.write_bytes(
+        docker_pull(a_label, t - 100)
+        + line(a_label, t, "/v2/library/redis/manifests/7", method="HEAD", status=429, body=0)
+        # b: a per-accelerator limit (not exhausted): shown, but no email
+        + line(b_label, t, f"/v2/library/redis/blobs/{D2}", status=429, body=0)
+    )
+    ingest_edge(edge=EDGE, path=log_path)
+    a = TenantActivity.objects.get(tenant_id=a_id)
+    assert (a.last_refusal_reason, a.last_refusal_path) == (
+        "exhausted",
+        "/v2/library/redis/manifests/7",
+    )
+    assert TenantActivity.objects.get(tenant_id=b_id).last_refusal_reason == "rate_limited"
+    assert len(mailoutbox) == 1
+    assert mailoutbox[0].to == [django_user_model.objects.get(tenant__pk=a_id).email]
+    assert "quota used up" in mailoutbox[0].body
+    # More refusals the same day: no second email.
+    with log_path.open("ab") as f:
+        f.write(line(a_label, t + 5, "/v2/library/redis/manifests/7", status=429, body=0))
+    ingest_edge(edge=EDGE, path=log_path)
+    assert TenantActivity.objects.get(tenant_id=a_id).last_refusal_at > a.last_refusal_at
+    assert len(mailoutbox) == 1
+
+
+def test_a_rotated_address_still_in_use_is_a_refusal_of_its_tenant(django_user_model, log_path):
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    RetiredLabel.objects.create(label="oldlabel1", tenant_id=tid)
+    t = timezone.now().timestamp()
+    log_path.write_bytes(
+        line("oldlabel1", t, "/v2/library/nginx/manifests/latest", status=404, body=0)
+        # A 404 on the current address is an unknown image, not a refusal.
+        + line(label, t + 1, "/v2/library/nope/manifests/latest", status=404, body=0)
+    )
+    ingest_edge(edge=EDGE, path=log_path)
+    a = TenantActivity.objects.get(tenant_id=tid)
+    assert a.last_refusal_reason == "rotated"
+    assert a.recent_pulls == []
+
+
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "x" * 5000,  # longer than nginx ever writes: kept bounded, the line still charged
+        '"},"tenant":"other',  # JSON inside the agent stays a string
+        "\u0000\u202e<script>alert(1)</script>",
+    ],
+)
+def test_hostile_agents_are_stored_bounded_and_the_line_is_still_charged(
+    django_user_model, log_path, ua
+):
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    t = timezone.now().timestamp()
+    log_path.write_bytes(line(label, t, f"/v2/library/x/blobs/{D2}", body=777, ua=ua))
+    ingest_edge(edge=EDGE, path=log_path)
+    a = TenantActivity.objects.get(tenant_id=tid)
+    assert a.user_agent == "".join(c for c in ua if c.isprintable())[:256]
+    assert a.client == "other"
+    assert sum(UsageBucket.objects.filter(tenant_id=tid).values_list("bytes", flat=True)) == 777
+
+
+def test_a_mistyped_ua_is_a_malformed_line(django_user_model, log_path):
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    r = record(ts=timezone.now().timestamp(), label=label)
+    r["ua"] = 12
+    log_path.write_bytes(orjson.dumps(r) + b"\n")
+    ingest_edge(edge=EDGE, path=log_path)
+    assert MalformedCount.objects.get().kind == "field"
+    assert not TenantActivity.objects.filter(tenant_id=tid).exists()
