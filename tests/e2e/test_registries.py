@@ -57,6 +57,10 @@ def regs() -> Iterator[Setup]:
     for part in ("nginx", "docker-registry"):
         require(harness.which(part) is not None, f"{part} is not installed")
     workdir = harness.worker_readable_dir("e2e-registries-")
+    # podman run as root keeps a blob-info cache there (no option moves it): gone afterwards
+    # unless it was there before.
+    podman_cache = Path("/var/lib/containers")
+    podman_cache_existed = podman_cache.exists()
     arch = harness.host_arch()
     content = {
         "docker.io": {("library/accel-reg", "latest"): b"from docker hub"},
@@ -88,6 +92,8 @@ def regs() -> Iterator[Setup]:
         for fake in fakes.values():
             fake.registry.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if not podman_cache_existed:
+            shutil.rmtree(podman_cache, ignore_errors=True)
 
 
 @pytest.fixture
