@@ -102,6 +102,10 @@ def test_probe_reads_the_headers_with_a_head_and_staff_are_warned(
     assert 'data-testid="allowance-warning" data-registry="docker.io"' in body
     assert 'data-testid="allowance-warning" data-registry="ghcr.io"' not in body
     assert "not reported by this registry" in body
+    metrics = client.get("/metrics").content.decode()
+    assert 'accel_upstream_ratelimit_remaining{edge="edge-a",registry="docker.io"} 15.0' in metrics
+    assert 'accel_upstream_ratelimit_limit{edge="edge-a",registry="docker.io"} 100.0' in metrics
+    assert 'registry="ghcr.io"' not in metrics  # it reports none
 
     # A second reading overwrites the first; above the threshold, no warning.
     settings.UPSTREAM_RATELIMIT_WARN_PERCENT = 10
