@@ -352,6 +352,19 @@ def test_a_denied_repository_is_refused_by_tag_and_by_digest(regs, tenant):
             assert response.status == 403, (method, path)
             if method == "GET":
                 assert response.json()["errors"][0]["code"] == "DENIED"
+    # Spellings that could slip past a string match are refused before routing, or denied.
+    for path in (
+        "/v2/ghcr.io/org/blocked/manifests/1.0?ns=",
+        "/v2/org/blocked/manifests/1.0?ns=ghcr.io&ns=quay.io",
+        "/v2/ghcr.io//org/blocked/manifests/1.0",
+        "/v2/ghcr.io/org//blocked/manifests/1.0",
+        "/v2/ghcr.io/org/./blocked/manifests/1.0",
+        "/v2/ghcr.io/org/%62locked/manifests/1.0",
+        "/v2/ghcr%2eio/org/blocked/manifests/1.0",
+        "/v2/org/blocked/manifests/1%2e0?ns=ghcr.io",
+        "/v2/ghcr.io/ORG/blocked/manifests/1.0",
+    ):
+        assert regs.edge.get(tenant.label, path).status in (400, 403, 404), path
     # The same repository name at another registry is not denied.
     assert regs.edge.get(tenant.label, "/v2/org/blocked/manifests/1.0?ns=quay.io").status == 404
     sentinel = f"sentinel{secrets.token_hex(4)}"
