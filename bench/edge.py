@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -98,6 +99,71 @@ def latencies(targets: dict[str, tuple[int, str, str, str]], n: int) -> dict[str
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+# The edge's template before registries were routed (issue 15): the baseline of the routing
+# figures. Override with BENCH_EDGE_BASELINE_REF (any git revision).
+BASELINE_REF = os.environ.get("BENCH_EDGE_BASELINE_REF", "59fe2f8")
+
+
+def routing_figures(edge, work: Path, upstream, host: str, manifest: str, n: int) -> None:
+    """Manifest GET latency through the edge: Docker Hub's plain path, ?ns=ghcr.io and the
+    /v2/ghcr.io/ prefix, each ÷ the same GET through an nginx rendered from the template
+    without routing (same registry, same run, requests interleaved)."""
+    old = subprocess.run(
+        ["git", "show", f"{BASELINE_REF}:deploy/nginx/edge.conf.template"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if old.returncode != 0:
+        print(f"  routing figures skipped: no template at {BASELINE_REF} ({old.stderr.strip()})")
+        return
+    params = replace(
+        harness.edge_params(
+            work / "norouting", upstream_url=upstream.url, name="bench", mirror_domain=DOMAIN
+        ),
+        registry_listen=edge.params.registry_listen,
+        token_listen=edge.params.token_listen,
+        tenant_head_rate="100000r/s",
+        tenant_head_burst=100000,
+    )
+    run = params.run_dir
+    for sub in ("logs", "tmp"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    params.cache_dir.mkdir(parents=True, exist_ok=True)
+    (run / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])
+    (run / "nginx.conf").write_text(edge_config.nginx_conf(old.stdout, params))
+    nginx = harness.Proc.start("nginx-norouting", harness.nginx_cmd(run), log=run / "nginx.out")
+    try:
+        harness.wait_port(int(params.listen.rsplit(":", 1)[1]), proc=nginx)
+        ghcr = edge.upstream_registries["ghcr.io"]
+        digest = manifest.rsplit("/", 1)[1]
+        targets = {
+            "baseline": (int(params.listen.rsplit(":", 1)[1]), host, "GET", manifest),
+            "docker.io": (edge.port, host, "GET", manifest),
+            "ns": (edge.port, host, "GET", f"{manifest}?ns=ghcr.io"),
+            "prefix": (edge.port, host, "GET", f"/v2/ghcr.io/library/warm/manifests/{digest}"),
+            "bare docker.io": (edge.registry.port, "127.0.0.1", "GET", manifest),
+            "bare ghcr.io": (ghcr.port, "127.0.0.1", "GET", manifest),
+        }
+        latencies(targets, 20)  # warm: ghcr.io's registry stores the manifest on first GET
+        got = latencies(targets, n)
+    finally:
+        nginx.stop(signal.SIGQUIT)
+    print("  manifest GET: " + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in got.items()))
+    for key, label in (
+        ("docker.io", "Docker Hub, plain path"),
+        ("ns", "?ns=ghcr.io"),
+        ("prefix", "/v2/ghcr.io/ prefix"),
+    ):
+        figure(
+            f"manifest latency with routing ÷ without ({label})",
+            got[key] / got["baseline"],
+            "×",
+            "<= 1.05",
+            f"{got[key] * 1e6:.0f} vs {got['baseline'] * 1e6:.0f} µs, by digest, median of {n}",
+        )
+
+
 def main() -> int:
     for tool in ("docker-registry", "nginx", "curl"):
         if not harness.which(tool):
@@ -130,6 +196,9 @@ def main() -> int:
             mirror_domain=DOMAIN,
             tenant_head_rate="100000r/s",
             tenant_head_burst=100000,
+            # A second registry (the routing figures): its own pull-through registry, the same
+            # stand-in upstream behind it.
+            upstreams={"ghcr.io": upstream.url},
         )
         procs.append(edge)
         edge.write_gate_map({LABEL: "active"})
@@ -286,6 +355,9 @@ def main() -> int:
             f"refusal {large['refused'] * 1e6:.0f} µs",
         )
         figure("gate map reload, 100,000 tenants", reload_s, "s", "", "SIGHUP until new workers")
+
+        # --- the routing's cost on manifest latency -----------------------------------------
+        routing_figures(edge, work, upstream, host, f"/v2/library/warm/manifests/{warm.digest}", n)
 
         # --- upstream reads per blob -------------------------------------------------------
         def cold_pulls(name: str, clients: int) -> tuple[int, int]:

@@ -24,6 +24,7 @@ def beat_schedule(
     gate_sync_seconds: int,
     reconcile_seconds: int,
     dashboard_cache_seconds: int,
+    allowance_seconds: int = 0,
 ) -> dict[str, Entry]:
     """The whole schedule. Without edges: one edge (edge_name), its entries on the default
     queue (or ingest_queue); with edges: one ingestion and one gate-sync entry per edge, each
@@ -40,6 +41,17 @@ def beat_schedule(
             "schedule": max(dashboard_cache_seconds // 2, 5),
         },
     }
+    if allowance_seconds > 0:
+        # Each edge reads the upstreams' ratelimit headers from its own address (the one they
+        # count), so the probe runs on the edge's queue.
+        for name in edges or [""]:
+            schedule[f"upstream-allowance:{name}" if name else "upstream-allowance"] = {
+                "task": "edge.tasks.upstream_allowance_probe",
+                "schedule": float(allowance_seconds),
+                "kwargs": {"edge": name} if name else {},
+                "options": {"expires": float(allowance_seconds)}
+                | ({"queue": edge_queue(name)} if name else {}),
+            }
     if edges:
         schedule |= _edges_entries(
             edges=edges, ingest_seconds=ingest_seconds, gate_sync_seconds=gate_sync_seconds

@@ -17,7 +17,13 @@ from django.utils.translation import gettext_lazy
 from config.beat import beat_schedule
 from config.edges import EdgesError, edges_parse
 from config.env import ConfigError, env_bool, env_int, env_list, env_str
-from config.upstreams import DOCKER_HUB, UpstreamError, parse_deny, parse_upstreams
+from config.upstreams import (
+    DOCKER_HUB,
+    UpstreamError,
+    parse_deny,
+    parse_probes,
+    parse_upstreams,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -315,6 +321,16 @@ except UpstreamError as exc:
     raise ConfigError(str(exc)) from None
 # Warn staff when an upstream's pull allowance (its ratelimit-remaining) falls to this share.
 UPSTREAM_RATELIMIT_WARN_PERCENT = env_int("UPSTREAM_RATELIMIT_WARN_PERCENT", 20)
+# What each edge HEADs to read an upstream's ratelimit headers (<registry>=<repository>:<tag>;
+# Docker's documented probe image), and how often (0: never).
+try:
+    UPSTREAM_RATELIMIT_PROBES = parse_probes(
+        env_list("UPSTREAM_RATELIMIT_PROBES", ["docker.io=ratelimitpreview/test:latest"]),
+        {DOCKER_HUB, *(u.name for u in UPSTREAMS)},
+    )
+except UpstreamError as exc:
+    raise ConfigError(str(exc)) from None
+UPSTREAM_RATELIMIT_PROBE_SECONDS = env_int("UPSTREAM_RATELIMIT_PROBE_SECONDS", 300)
 EDGE_LISTEN = env_str("EDGE_LISTEN", f"127.0.0.1:{MIRROR_PORT}")
 EDGE_REGISTRY_LISTEN = env_str("EDGE_REGISTRY_LISTEN", "127.0.0.1:5000")
 EDGE_REGISTRY_STORAGE_DIR = Path(env_str("EDGE_REGISTRY_STORAGE_DIR", str(VAR_DIR / "registry")))
@@ -440,4 +456,5 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
     gate_sync_seconds=EDGE_GATE_SYNC_SECONDS,
     reconcile_seconds=LEDGER_RECONCILE_SECONDS,
     dashboard_cache_seconds=DASHBOARD_CACHE_SECONDS,
+    allowance_seconds=UPSTREAM_RATELIMIT_PROBE_SECONDS if UPSTREAM_RATELIMIT_PROBES else 0,
 )

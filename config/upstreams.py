@@ -103,6 +103,24 @@ def parse_upstreams(text: str, environ: Mapping[str, str]) -> tuple[Upstream, ..
     return tuple(upstreams)
 
 
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def parse_probes(entries: list[str], names: set[str]) -> dict[str, tuple[str, str]]:
+    """UPSTREAM_RATELIMIT_PROBES -> {registry: (repository, tag)}, registries of this edge."""
+    probes: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        name, _, ref = entry.partition("=")
+        repository, _, tag = ref.rpartition(":")
+        if name not in names or not REPOSITORY_RE.match(repository) or not TAG_RE.match(tag):
+            raise UpstreamError(
+                f"UPSTREAM_RATELIMIT_PROBES: {entry[:80]!r} is not <registry>=<repository>:<tag> "
+                "of a registry this edge mirrors"
+            )
+        probes[name] = (repository, tag)
+    return probes
+
+
 def parse_deny(text: str, names: set[str]) -> tuple[str, ...]:
     """UPSTREAM_DENY: comma-separated ``<registry>/<repository>``, each of a known registry."""
     entries: list[str] = []

@@ -19,6 +19,7 @@ from django.utils import timezone
 from accelerator.models import Tenant
 from accounts.models import Invite, User
 from dashboard.models import StaffAction
+from edge.models import UpstreamAllowance
 from ingest.models import EdgeIngest, MalformedCount, MalformedSample, UnknownTraffic
 from quota.models import UsageBucket
 from quota.month import month_summary
@@ -251,6 +252,22 @@ def held_invites() -> QuerySet[Invite]:
 
 def held_invites_count() -> int:
     return Invite.objects.filter(status=Invite.Status.HELD).count()
+
+
+# --- upstream allowances (the edge app's readings) -------------------------------------------
+@dataclass(frozen=True)
+class Allowance:
+    row: UpstreamAllowance
+    warn: bool  # at or below UPSTREAM_RATELIMIT_WARN_PERCENT of the limit left
+
+
+def upstream_allowances() -> list[Allowance]:
+    """Every edge's last reading of every probed upstream, by edge then registry."""
+    percent = settings.UPSTREAM_RATELIMIT_WARN_PERCENT
+    return [
+        Allowance(row, row.warn(percent))
+        for row in UpstreamAllowance.objects.order_by("edge", "registry")
+    ]
 
 
 # --- ingestion (tables owned by the ingest app) ----------------------------------------------

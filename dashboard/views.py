@@ -84,6 +84,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "totals": selectors.dashboard_totals(traffic=traffic),
         "actions": selectors.recent_actions(limit=10),
         "held_invites": selectors.held_invites_count(),
+        "allowances": selectors.upstream_allowances(),
+        "allowance_warn_percent": settings.UPSTREAM_RATELIMIT_WARN_PERCENT,
         "computed_at": traffic["computed_at"],
         "figures": mark_safe(_figures_html(request, traffic)),  # our own rendered template
         "search": TenantSearchForm(),

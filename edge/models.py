@@ -19,3 +19,29 @@ class EdgeState(models.Model):
 
     def __str__(self) -> str:
         return self.edge
+
+
+class UpstreamAllowance(models.Model):
+    """An upstream's pull allowance as this edge last read it (edge/allowance.py)."""
+
+    edge = models.CharField(max_length=64)
+    registry = models.CharField(max_length=64)
+    limit = models.BigIntegerField(null=True, blank=True)  # ratelimit-limit; None: not sent
+    remaining = models.BigIntegerField(null=True, blank=True)  # ratelimit-remaining
+    window_seconds = models.IntegerField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["edge", "registry"], name="upstream_allowance_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.edge} {self.registry}: {self.remaining}/{self.limit}"
+
+    def warn(self, percent: int) -> bool:
+        """At or below ``percent`` % of the limit left (or none left at all)."""
+        if self.limit is None or self.remaining is None:
+            return False
+        return self.remaining * 100 <= self.limit * percent

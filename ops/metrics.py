@@ -149,6 +149,17 @@ def platform_metrics(s: Snapshot) -> Iterator[Metric]:
     window.add_metric([], settings.UPSTREAM_PULL_WINDOW_SECONDS)
     yield from (limit, window)
 
+    # As each edge last read them from the upstream's ratelimit headers (edge/allowance.py).
+    labels = ["edge", "registry"]
+    rl_limit = gauge("accel_upstream_ratelimit_limit", "An upstream's ratelimit-limit.", labels)
+    rl_left = gauge(
+        "accel_upstream_ratelimit_remaining", "An upstream's ratelimit-remaining.", labels
+    )
+    for a in s.allowances:
+        rl_limit.add_metric([a.edge, a.registry], a.limit or 0)
+        rl_left.add_metric([a.edge, a.registry], a.remaining or 0)
+    yield from (rl_limit, rl_left)
+
 
 def metrics_text() -> bytes:
     registry = CollectorRegistry()

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accelerator.models import Tenant
 from accounts.models import Invite
-from edge.models import EdgeState
+from edge.models import EdgeState, UpstreamAllowance
 from ingest.models import EdgeIngest, EdgeTraffic
 from ops.models import TaskFailure
 from quota.models import UsageBucket
@@ -32,6 +32,7 @@ class Snapshot:
     invites: dict[str, int]
     failures: list[TaskFailure]
     top_tenants: list[tuple[str, int]]
+    allowances: tuple[UpstreamAllowance, ...] = ()
 
 
 def ops_snapshot() -> Snapshot:
@@ -61,4 +62,7 @@ def ops_snapshot() -> Snapshot:
         failures=list(TaskFailure.objects.order_by("task")),
         # By id: a label is the tenant's credential (its mirror address), never exported.
         top_tenants=[(str(r["tenant_id"]), r["b"] or 0) for r in top],
+        allowances=tuple(
+            UpstreamAllowance.objects.filter(limit__isnull=False).order_by("edge", "registry")
+        ),
     )

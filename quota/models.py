@@ -61,7 +61,7 @@ class UsageBucket(models.Model):
     # The registry the edge routed to (docker.io or a name in UPSTREAMS; "" for a name it does
     # not mirror, which is refused and free). Rows from before registries were routed are
     # Docker Hub's.
-    registry = models.CharField(max_length=64, default="docker.io")
+    registry = models.CharField(max_length=64, default="docker.io", db_default="docker.io")
     bytes = models.BigIntegerField(default=0)
     requests = models.BigIntegerField(default=0)
     cache_hits = models.BigIntegerField(default=0)

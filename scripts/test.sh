@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-system.sh pg_isready=postgresql-client redis-cli=redis-tools \
   nginx=nginx docker-registry=docker-registry skopeo=skopeo dockerd=docker.io chromium=chromium msgfmt=gettext \
+  containerd=containerd ctr=containerd podman=podman \
   prometheus=prometheus promtool=prometheus prometheus-nginx-exporter=prometheus-nginx-exporter \
   shellcheck=shellcheck
 scripts/ensure-services.sh

@@ -119,3 +119,21 @@ def test_settings_refuse_to_start_naming_the_setting(env) -> None:
     assert "ConfigError" in result.stderr and (
         "UPSTREAMS" in result.stderr or "UPSTREAM_DENY" in result.stderr
     )
+
+
+def test_ratelimit_probes_and_headers() -> None:
+    from config.upstreams import parse_probes
+    from edge.allowance import parse_ratelimit
+
+    names = {"docker.io", "ghcr.io"}
+    assert parse_probes(["docker.io=ratelimitpreview/test:latest"], names) == {
+        "docker.io": ("ratelimitpreview/test", "latest")
+    }
+    for bad in ("quay.io=a/b:c", "docker.io=a/b", "docker.io=A/b:c", "docker.io=a/b:c;d", "x"):
+        with pytest.raises(UpstreamError, match="UPSTREAM_RATELIMIT_PROBES"):
+            parse_probes([bad], names)
+    assert parse_ratelimit("100;w=21600") == (100, 21600)
+    assert parse_ratelimit(" 76 ; w=21600") == (76, 21600)
+    assert parse_ratelimit("5000") == (5000, None)
+    for bad in (None, "", "-1", "abc", "1e9;w=x"[:0]):
+        assert parse_ratelimit(bad) == (None, None)

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='usagebucket',
             name='registry',
-            field=models.CharField(default='docker.io', max_length=64),
+            field=models.CharField(db_default='docker.io', default='docker.io', max_length=64),
         ),
         migrations.AddConstraint(
             model_name='usagebucket',

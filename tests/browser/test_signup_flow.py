@@ -44,7 +44,7 @@ def test_signup_to_accelerator_in_a_browser(page, live_server):
     assert page.evaluate("navigator.clipboard.readText()") == url
 
     # Each client's snippet is one click away and carries the URL.
-    page.get_by_role("tab", name="containerd").click()
+    page.get_by_role("tab", name="containerd (every registry)").click()
     assert url in page.get_by_test_id("snippet-containerd").inner_text()
 
     page.once("dialog", lambda dialog: dialog.accept())

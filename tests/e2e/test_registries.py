@@ -50,6 +50,48 @@ class Setup:
     edge: harness.Edge
     fakes: dict[str, Fake]  # by registry name (docker.io, ghcr.io, quay.io)
     workdir: Path
+    # quay.io is reached through an nginx that answers every request with 503 (or 429) while
+    # this file holds that status: an upstream that is there but refuses.
+    quay_refuses: Path
+
+
+# In front of quay.io's stand-in: refuses everything while the flag file names a status.
+FRONT = """daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{}}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            if (-f {d}/refuse-503) {{
+                return 503;
+            }}
+            if (-f {d}/refuse-429) {{
+                return 429;
+            }}
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_set_header Host $http_host;
+        }}
+    }}
+}}
+"""
+
+
+def start_front(workdir: Path, upstream_port: int) -> tuple[harness.Proc, str]:
+    front = workdir / "front-quay"
+    (front / "tmp").mkdir(parents=True)
+    port = harness.free_port()
+    (front / "nginx.conf").write_text(FRONT.format(d=front, port=port, upstream=upstream_port))
+    cmd = [harness.which("nginx"), "-p", f"{front}/", "-c", str(front / "nginx.conf")]
+    proc = harness.Proc.start(
+        "front-quay", [*cmd, "-e", str(front / "error.log")], log=front / "out"
+    )
+    harness.wait_port(port, proc=proc)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +99,10 @@ def regs() -> Iterator[Setup]:
     for part in ("nginx", "docker-registry"):
         require(harness.which(part) is not None, f"{part} is not installed")
     workdir = harness.worker_readable_dir("e2e-registries-")
+    # podman run as root keeps a blob-info cache there (no option moves it): gone afterwards
+    # unless it was there before.
+    podman_cache = Path("/var/lib/containers")
+    podman_cache_existed = podman_cache.exists()
     arch = harness.host_arch()
     content = {
         "docker.io": {("library/accel-reg", "latest"): b"from docker hub"},
@@ -64,7 +110,7 @@ def regs() -> Iterator[Setup]:
         "quay.io": {("team/app", "2.0"): b"from quay, somewhat longer" * 40},
     }
     fakes: dict[str, Fake] = {}
-    edge = None
+    edge = front = None
     try:
         for name, repos in content.items():
             registry = harness.start_registry(workdir / f"fake-{name}", name=f"fake-{name}")
@@ -73,21 +119,26 @@ def regs() -> Iterator[Setup]:
                 image = harness.make_image(files={"f": data + name.encode()}, arch=arch)
                 harness.push_image(registry.port, repo, tag, image)
                 fakes[name].images[(repo, tag)] = image
+        front, quay_url = start_front(workdir, fakes["quay.io"].registry.port)
         edge = harness.start_edge(
             workdir,
             upstream_url=fakes["docker.io"].registry.url,
-            upstreams={n: fakes[n].registry.url for n in ("ghcr.io", "quay.io")},
+            upstreams={"ghcr.io": fakes["ghcr.io"].registry.url, "quay.io": quay_url},
             deny=(DENIED,),
             name=EDGE,
             mirror_domain="m.localhost",
         )
-        yield Setup(edge, fakes, workdir)
+        yield Setup(edge, fakes, workdir, workdir / "front-quay")
     finally:
         if edge is not None:
             edge.stop()
+        if front is not None:
+            front.stop()
         for fake in fakes.values():
             fake.registry.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if not podman_cache_existed:
+            shutil.rmtree(podman_cache, ignore_errors=True)
 
 
 @pytest.fixture
@@ -301,12 +352,65 @@ def test_a_denied_repository_is_refused_by_tag_and_by_digest(regs, tenant):
             assert response.status == 403, (method, path)
             if method == "GET":
                 assert response.json()["errors"][0]["code"] == "DENIED"
+    # Spellings that could slip past a string match are refused before routing, or denied.
+    for path in (
+        "/v2/ghcr.io/org/blocked/manifests/1.0?ns=",
+        "/v2/org/blocked/manifests/1.0?ns=ghcr.io&ns=quay.io",
+        "/v2/ghcr.io//org/blocked/manifests/1.0",
+        "/v2/ghcr.io/org//blocked/manifests/1.0",
+        "/v2/ghcr.io/org/./blocked/manifests/1.0",
+        "/v2/ghcr.io/org/%62locked/manifests/1.0",
+        "/v2/ghcr%2eio/org/blocked/manifests/1.0",
+        "/v2/org/blocked/manifests/1%2e0?ns=ghcr.io",
+        "/v2/ghcr.io/ORG/blocked/manifests/1.0",
+    ):
+        assert regs.edge.get(tenant.label, path).status in (400, 403, 404), path
     # The same repository name at another registry is not denied.
     assert regs.edge.get(tenant.label, "/v2/org/blocked/manifests/1.0?ns=quay.io").status == 404
     sentinel = f"sentinel{secrets.token_hex(4)}"
     regs.edge.get(tenant.label, f"/v2/ghcr.io/{sentinel}/x/manifests/latest")
     wait_in_log(ghcr, sentinel)
     assert asked_for_it() == before
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_an_upstream_refusing_with_503_or_429_still_serves_what_was_pulled(regs, tenant, status):
+    require(harness.which("containerd") is not None, "containerd is not installed")
+    hosts_dir = fresh(regs, "certs.d")
+    (hosts_dir / "_default").mkdir(parents=True)
+    (hosts_dir / "_default" / "hosts.toml").write_text(snippet(tenant.label, "containerd"))
+    flag = regs.quay_refuses / f"refuse-{status}"
+
+    def pull() -> None:
+        ctd = harness.start_containerd(fresh(regs, "containerd"))
+        try:
+            result = ctd.pull("quay.io/team/app:2.0", hosts_dir)
+            assert result.returncode == 0, result.stderr[-2000:]
+        finally:
+            ctd.stop()
+
+    pull()
+    flag.write_text("")
+    try:
+        # The refusal is real: the stand-in answers it to anyone who asks.
+        port = int(regs.edge.params.upstreams[1].url.rsplit(":", 1)[1])
+        assert harness.request(port, "GET", "/v2/", host="127.0.0.1").status == status
+        pull()
+    finally:
+        flag.unlink()
+    lines = [
+        line
+        for line in tenant_lines(regs.edge, tenant.label)
+        if line["uri"].startswith("/v2/team/app/manifests/")
+    ]
+    assert lines and all(line["status"] == 200 for line in lines)
+    # Besides our own check (one line), the edge's registry asked and was refused.
+    refused = [
+        line
+        for line in (regs.quay_refuses / "access.log").read_text().splitlines()
+        if f'HTTP/1.1" {status} ' in line
+    ]
+    assert len(refused) >= 2, refused
 
 
 def test_every_upstream_stopped_tags_already_pulled_still_pull_with_each_client(
