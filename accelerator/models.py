@@ -23,6 +23,10 @@ class Tenant(models.Model):
     exhausted_at = models.DateTimeField(null=True, blank=True)
     # Set by quota enforcement when little is left (accelerator.gate.is_low): the edge throttles.
     low_at = models.DateTimeField(null=True, blank=True)
+    # Set by quota enforcement past 80 % of the month's allowance (used rounded down to 1 % of
+    # it, so the edge's map changes rarely): manifest answers carry a Warning header.
+    warn_used = models.BigIntegerField(null=True, blank=True)
+    warn_allowance = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped by every change the gate must learn; the edge sync reads it.
     updated_at = models.DateTimeField(auto_now=True, db_index=True)

@@ -126,3 +126,13 @@ def tenant_clear_low(*, tenant_id: int) -> bool:
             low_at=None, updated_at=timezone.now()
         )
     )
+
+
+def tenant_set_usage_warning(*, tenant_id: int, used: int | None, allowance: int | None) -> bool:
+    """What the edge's Warning header says of the month (None, None: no warning). Writes only a
+    change, so the edge's map (and nginx's reload) changes only when the text does."""
+    return bool(
+        Tenant.objects.filter(pk=tenant_id)
+        .exclude(warn_used=used, warn_allowance=allowance)
+        .update(warn_used=used, warn_allowance=allowance, updated_at=timezone.now())
+    )

@@ -22,6 +22,7 @@ from accelerator.gate import gate_table
 from edge import render
 from edge.run_dir import edge_files, write_atomic
 from edge.state import edge_state_record
+from edge.usage_warning import warning_map_write
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,14 @@ def gate_sync(*, run_dir: Path | None = None) -> GateSync:
         current = None
     tenants = text.count("\n") - 1
     if current == text:
-        _record(tenants=tenants, reloaded=False)
-        return GateSync(tenants=tenants, changed=False, reloaded=False, skipped=tuple(skipped))
+        # The usage warnings change without the gate (edge.usage_warning).
+        warned = warning_map_write(run_dir=files.run_dir)
+        reloaded = warned and nginx_reload(pid_file=files.pid_file)
+        _record(tenants=tenants, reloaded=reloaded)
+        return GateSync(tenants=tenants, changed=warned, reloaded=reloaded, skipped=tuple(skipped))
     files.run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(files.gate_map, text)
+    warning_map_write(run_dir=files.run_dir)
     reloaded = nginx_reload(pid_file=files.pid_file)
     logger.info("gate map: %d tenants written, nginx reloaded=%s", tenants, reloaded)
     _record(tenants=tenants, reloaded=reloaded)

@@ -60,8 +60,23 @@ def tenant_enforce(*, tenant_id: int, now: datetime | None = None) -> MonthSumma
             tenant_services.tenant_mark_low(tenant_id=tenant_id, at=now)
         elif was_low and not low:
             tenant_services.tenant_clear_low(tenant_id=tenant_id)
+        _usage_warning(tenant_id=tenant_id, summary=summary)
         notices_enqueue(notice_ids=_notices_record(tenant_id=tenant_id, summary=summary, now=now))
     return summary
+
+
+def _usage_warning(*, tenant_id: int, summary: MonthSummary) -> None:
+    """From 80 % of the allowance (the threshold email's rule), the edge adds a Warning to
+    manifest answers. ``used`` is rounded down to 1 % of the allowance: the text, and so the
+    edge's map, changes at most a hundred times a month."""
+    allowance = summary.allowance
+    if allowance > 0 and summary.charged * 5 >= allowance * 4:
+        step = max(1, allowance // 100)
+        used: int | None = summary.charged // step * step
+        limit: int | None = allowance
+    else:
+        used = limit = None
+    tenant_services.tenant_set_usage_warning(tenant_id=tenant_id, used=used, allowance=limit)
 
 
 def _notices_record(*, tenant_id: int, summary: MonthSummary, now: datetime) -> list[int]:

@@ -68,6 +68,8 @@ def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
             )
         )
         | tenants_maybe_in_debt(month=month)
+        # A warning from last month's usage goes with the month.
+        | set(Tenant.objects.filter(warn_used__isnull=False).values_list("pk", flat=True))
     )
     exhausted = 0
     for tenant_id in sorted(candidates):
