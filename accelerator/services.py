@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -126,3 +127,25 @@ def tenant_clear_low(*, tenant_id: int) -> bool:
             low_at=None, updated_at=timezone.now()
         )
     )
+
+
+def tenants_set_quota_states(
+    *,
+    at: datetime,
+    mark_exhausted: Sequence[int] = (),
+    clear_exhausted: Sequence[int] = (),
+    mark_low: Sequence[int] = (),
+    clear_low: Sequence[int] = (),
+) -> None:
+    """tenant_mark_exhausted and its siblings for many tenants: one statement per change, with
+    the same idempotence (a first time is kept; clearing a clear state changes nothing)."""
+    now = timezone.now()
+    changes = (
+        (mark_exhausted, {"exhausted_at__isnull": True}, {"exhausted_at": at}),
+        (clear_exhausted, {"exhausted_at__isnull": False}, {"exhausted_at": None}),
+        (mark_low, {"low_at__isnull": True}, {"low_at": at}),
+        (clear_low, {"low_at__isnull": False}, {"low_at": None}),
+    )
+    for ids, where, values in changes:
+        if ids:
+            Tenant.objects.filter(pk__in=list(ids), **where).update(**values, updated_at=now)

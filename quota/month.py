@@ -319,11 +319,18 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
         draw = _draw_month(base=base, month=m, carried_in=carried, segments=parts, grants=grants)
         carried = draw.overspent  # what nothing paid is the next month's debt
 
+    return _result(base=base, current=current, draw=draw, grants=grants, now=now)
+
+
+def _result(
+    *, base: int, current: datetime, draw: _MonthDraw, grants: Sequence[_GrantState], now: datetime
+) -> MonthSummary:
+    """The summary of the current month once it is drawn (``draw``; grants drawn in place)."""
     bonus_left = sum(g.balance for g in grants if g.in_force_at(now))
     remaining = max(0, base - draw.carried_in - draw.used) + bonus_left
     return MonthSummary(
         month_start=current,
-        resets_at=resets_at,
+        resets_at=next_month(current),
         used=draw.used,
         base=base,
         bonus_used=draw.bonus_used,
@@ -333,6 +340,63 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
         overspent=draw.overspent,
         carried_in=draw.carried_in,
     )
+
+
+def _summary_without_grants(*, rollup: dict[date, int], now: datetime) -> MonthSummary:
+    """The same rule for a tenant that never had a grant (by now): no month has a cut point,
+    so every month is its rollup row, drawn from the base alone, the debt carried along."""
+    base = settings.QUOTA_MONTHLY_BYTES
+    current = month_start(now)
+    first = min([current, *(datetime(m.year, m.month, 1, tzinfo=UTC) for m in rollup)])
+    carried = 0
+    draw = _MonthDraw(carried_in=0, used=0, bonus_used=0, overspent=0)
+    for m in _months_between(first, current):
+        draw = _draw_month(
+            base=base,
+            month=m,
+            carried_in=carried,
+            segments=[(m, rollup.get(m.date(), 0))],
+            grants=(),
+        )
+        carried = draw.overspent
+    return _result(base=base, current=current, draw=draw, grants=(), now=now)
+
+
+def month_summaries(*, tenant_ids: Sequence[int], now: datetime | None = None) -> dict:
+    """month_summary of many tenants at once: tenant id -> MonthSummary (ids of tenants that
+    do not exist are summarised as tenants without usage).
+
+    Set-based for the tenants without a grant (most of them): two queries, whatever their
+    number (their grants, every rollup row of theirs up to this month). A tenant with a grant
+    is summarised alone (month_summary: cut points, cached checkpoint), by the same rule.
+    """
+    now = utc(now or timezone.now())
+    ids = sorted(set(tenant_ids))
+    if not ids:
+        return {}
+    current = month_start(now).date()
+    with_grants: set[int] = set()
+    for i in range(0, len(ids), _IN_LIST):  # bounded parameter lists (SQLite's limit)
+        with_grants.update(
+            Grant.objects.filter(tenant_id__in=ids[i : i + _IN_LIST], created_at__lte=now)
+            .order_by()
+            .values_list("tenant_id", flat=True)
+            .distinct()
+        )
+    rollups: dict[int, dict[date, int]] = defaultdict(dict)
+    plain = [i for i in ids if i not in with_grants]
+    for i in range(0, len(plain), _IN_LIST):
+        for tenant_id, month, nbytes in UsageMonth.objects.filter(
+            tenant_id__in=plain[i : i + _IN_LIST], month__lte=current
+        ).values_list("tenant_id", "month", "bytes"):
+            rollups[tenant_id][month] = nbytes
+    summaries = {t: _summary_without_grants(rollup=rollups[t], now=now) for t in plain}
+    for tenant_id in sorted(with_grants):
+        summaries[tenant_id] = _summary(tenant_id=tenant_id, now=now)
+    return summaries
+
+
+_IN_LIST = 5_000
 
 
 def month_summary(*, tenant: Tenant | int, now: datetime | None = None) -> MonthSummary:
