@@ -12,6 +12,7 @@ from django.utils.translation import ngettext
 
 from accelerator.labels import new_label
 from accelerator.models import RetiredLabel, Tenant
+from accelerator.sql import ids_in
 from accounts.models import User
 
 _LABEL_ATTEMPTS = 8
@@ -148,4 +149,4 @@ def tenants_set_quota_states(
     )
     for ids, where, values in changes:
         if ids:
-            Tenant.objects.filter(pk__in=list(ids), **where).update(**values, updated_at=now)
+            Tenant.objects.filter(pk__in=ids_in(ids), **where).update(**values, updated_at=now)

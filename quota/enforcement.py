@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accelerator import services as tenant_services
 from accelerator.gate import is_low
 from accelerator.models import Tenant
+from accelerator.sql import ids_in
 from quota.models import QuotaNotice
 from quota.month import MonthSummary, month_summaries
 from quota.notices import notices_enqueue
@@ -64,7 +65,7 @@ def _enforce_chunk(*, tenant_ids: list[int], now: datetime) -> dict[int, MonthSu
     with transaction.atomic():
         locked = list(
             Tenant.objects.select_for_update(no_key=True)
-            .filter(pk__in=tenant_ids)
+            .filter(pk__in=ids_in(tenant_ids))
             .order_by("pk")
             .values_list("pk", "exhausted_at", "low_at")
         )
@@ -106,37 +107,68 @@ def _notices_record(*, summaries: dict[int, MonthSummary], now: datetime) -> lis
     Returns the ids of the rows this call created pending (the ones whose email must go). Of
     thresholds reached together, only the highest is pending (one email), the others skipped.
     """
+    warn, full = int(QuotaNotice.Threshold.WARN), int(QuotaNotice.Threshold.EXHAUSTED)
+    pending, skipped = str(QuotaNotice.Status.PENDING), str(QuotaNotice.Status.SKIPPED)
     due: list[tuple[int, date, int, str]] = []
     for tenant_id, summary in summaries.items():
-        reached = []
-        if summary.charged > 0 and summary.charged * 5 >= summary.allowance * 4:
-            reached.append(QuotaNotice.Threshold.WARN)
-        if summary.exhausted:
-            reached.append(QuotaNotice.Threshold.EXHAUSTED)
+        reached_warn = summary.charged > 0 and summary.charged * 5 >= summary.allowance * 4
+        if not (reached_warn or summary.exhausted):
+            continue
         month = summary.month_start.date()
-        for threshold in reached:
-            status = (
-                QuotaNotice.Status.PENDING
-                if threshold == max(reached)
-                else QuotaNotice.Status.SKIPPED
-            )
-            due.append((tenant_id, month, int(threshold), str(status)))
+        if summary.exhausted:
+            due.append((tenant_id, month, full, pending))
+            if reached_warn:
+                due.append((tenant_id, month, warn, skipped))
+        else:
+            due.append((tenant_id, month, warn, pending))
     if not due:
         return []
     existing = set()
     for month in {m for _t, m, _th, _s in due}:
         existing |= set(
             QuotaNotice.objects.filter(
-                month=month, tenant_id__in=sorted({t for t, m, _th, _s in due if m == month})
+                month=month, tenant_id__in=ids_in({t for t, m, _th, _s in due if m == month})
             ).values_list("tenant_id", "threshold")
         )
     # The caller holds these tenants' row locks, and only enforcement records notices: no
     # other writer can insert one of these rows meanwhile.
+    new = [row for row in due if (row[0], row[2]) not in existing]
+    if not new:
+        return []
+    if connection.vendor == "postgresql":
+        return _notices_insert(rows=new, now=now)
     created = QuotaNotice.objects.bulk_create(
         [
             QuotaNotice(tenant_id=t, month=m, threshold=th, status=st, created_at=now)
-            for t, m, th, st in due
-            if (t, th) not in existing
+            for t, m, th, st in new
         ]
     )
-    return [n.pk for n in created if n.status == QuotaNotice.Status.PENDING]
+    return [n.pk for n in created if n.status == pending]
+
+
+def _notices_insert(*, rows: list[tuple[int, date, int, str]], now: datetime) -> list[int]:
+    """PostgreSQL: the rows in one statement (numbers as text the server splits, as in
+    quota.usage); returns the ids of the pending ones."""
+    table = QuotaNotice._meta.db_table
+    pending = str(QuotaNotice.Status.PENDING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (tenant_id, month, threshold, status, created_at) "
+            "SELECT t, (to_timestamp(m) AT TIME ZONE 'UTC')::date, th, "
+            "CASE WHEN p = 1 THEN %s ELSE %s END, %s FROM unnest("
+            + ", ".join(["string_to_array(%s, ',')::bigint[]"] * 4)
+            + ") AS u(t, m, th, p) RETURNING id, status",
+            [
+                pending,
+                str(QuotaNotice.Status.SKIPPED),
+                now,
+                ",".join(str(t) for t, _m, _th, _s in rows),
+                ",".join(
+                    str(int(datetime(m.year, m.month, m.day, tzinfo=UTC).timestamp()))
+                    for _t, m, _th, _s in rows
+                ),
+                ",".join(str(th) for _t, _m, th, _s in rows),
+                ",".join("1" if st == pending else "0" for _t, _m, _th, st in rows),
+            ],
+        )
+        return sorted(pk for pk, status in cursor.fetchall() if status == pending)

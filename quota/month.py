@@ -80,6 +80,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accelerator.models import Tenant
+from accelerator.sql import ids_in
 from quota.models import Grant, UsageBucket, UsageMonth
 from quota.periods import ceil_hour, floor_hour, month_start, next_month, utc
 
@@ -342,15 +343,26 @@ def _result(
     )
 
 
-def _summary_without_grants(*, rollup: dict[date, int], now: datetime) -> MonthSummary:
+def _summary_without_grants(
+    *,
+    rollup: dict[date, int],
+    now: datetime,
+    current: datetime,
+    months: dict[date, list[datetime]],
+) -> MonthSummary:
     """The same rule for a tenant that never had a grant (by now): no month has a cut point,
-    so every month is its rollup row, drawn from the base alone, the debt carried along."""
+    so every month is its rollup row, drawn from the base alone, the debt carried along.
+    ``months``: the months from a first one to ``current``, by first month (shared)."""
     base = settings.QUOTA_MONTHLY_BYTES
-    current = month_start(now)
-    first = min([current, *(datetime(m.year, m.month, 1, tzinfo=UTC) for m in rollup)])
+    first = min(rollup, default=current.date())
+    span = months.get(first)
+    if span is None:
+        span = months[first] = _months_between(
+            datetime(first.year, first.month, 1, tzinfo=UTC), current
+        )
     carried = 0
     draw = _MonthDraw(carried_in=0, used=0, bonus_used=0, overspent=0)
-    for m in _months_between(first, current):
+    for m in span:
         draw = _draw_month(
             base=base,
             month=m,
@@ -375,28 +387,27 @@ def month_summaries(*, tenant_ids: Sequence[int], now: datetime | None = None) -
     if not ids:
         return {}
     current = month_start(now).date()
-    with_grants: set[int] = set()
-    for i in range(0, len(ids), _IN_LIST):  # bounded parameter lists (SQLite's limit)
-        with_grants.update(
-            Grant.objects.filter(tenant_id__in=ids[i : i + _IN_LIST], created_at__lte=now)
-            .order_by()
-            .values_list("tenant_id", flat=True)
-            .distinct()
-        )
+    with_grants = set(
+        Grant.objects.filter(tenant_id__in=ids_in(ids), created_at__lte=now)
+        .order_by()
+        .values_list("tenant_id", flat=True)
+        .distinct()
+    )
     rollups: dict[int, dict[date, int]] = defaultdict(dict)
     plain = [i for i in ids if i not in with_grants]
-    for i in range(0, len(plain), _IN_LIST):
-        for tenant_id, month, nbytes in UsageMonth.objects.filter(
-            tenant_id__in=plain[i : i + _IN_LIST], month__lte=current
-        ).values_list("tenant_id", "month", "bytes"):
-            rollups[tenant_id][month] = nbytes
-    summaries = {t: _summary_without_grants(rollup=rollups[t], now=now) for t in plain}
+    for tenant_id, month, nbytes in UsageMonth.objects.filter(
+        tenant_id__in=ids_in(plain), month__lte=current
+    ).values_list("tenant_id", "month", "bytes"):
+        rollups[tenant_id][month] = nbytes
+    start = month_start(now)
+    months: dict[date, list[datetime]] = {}
+    summaries = {
+        t: _summary_without_grants(rollup=rollups[t], now=now, current=start, months=months)
+        for t in plain
+    }
     for tenant_id in sorted(with_grants):
         summaries[tenant_id] = _summary(tenant_id=tenant_id, now=now)
     return summaries
-
-
-_IN_LIST = 5_000
 
 
 def month_summary(*, tenant: Tenant | int, now: datetime | None = None) -> MonthSummary:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accelerator.models import Tenant
+from accelerator.sql import ids_in
 from accounts.models import Invite
 from quota.enforcement import tenants_enforce
 from quota.invites import invite_credit, invites_credit_pending
@@ -32,7 +33,9 @@ def usage_after_batch(*, tenant_ids: Iterable[int]) -> None:
     """
     ids = sorted(set(tenant_ids))
     tenants_enforce(tenant_ids=ids)
-    user_ids = Tenant.objects.filter(pk__in=ids, user__invited_by__status=Invite.Status.PENDING)
+    user_ids = Tenant.objects.filter(
+        pk__in=ids_in(ids), user__invited_by__status=Invite.Status.PENDING
+    )
     for user_id in user_ids.values_list("user_id", flat=True):
         invite_credit(invitee_id=user_id)
 
