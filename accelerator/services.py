@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.utils.translation import ngettext
 
 from accelerator.labels import new_label
 from accelerator.models import RetiredLabel, Tenant
+from accelerator.sql import ids_in
 from accounts.models import User
 
 _LABEL_ATTEMPTS = 8
@@ -128,11 +130,38 @@ def tenant_clear_low(*, tenant_id: int) -> bool:
     )
 
 
-def tenant_set_usage_warning(*, tenant_id: int, used: int | None, allowance: int | None) -> bool:
-    """What the edge's Warning header says of the month (None, None: no warning). Writes only a
-    change, so the edge's map (and nginx's reload) changes only when the text does."""
-    return bool(
-        Tenant.objects.filter(pk=tenant_id)
-        .exclude(warn_used=used, warn_allowance=allowance)
-        .update(warn_used=used, warn_allowance=allowance, updated_at=timezone.now())
+def tenants_set_usage_warnings(*, warnings: Mapping[int, tuple[int | None, int | None]]) -> None:
+    """What the edge's Warning header says of the month, per tenant id: (used, allowance), or
+    (None, None) for no warning. The caller passes changes only (it holds the rows' locks), so
+    the edge's map, and nginx's reload, change only when a text does. One statement per 1,000."""
+    now = timezone.now()
+    Tenant.objects.bulk_update(
+        [
+            Tenant(pk=pk, warn_used=used, warn_allowance=allowance, updated_at=now)
+            for pk, (used, allowance) in sorted(warnings.items())
+        ],
+        ["warn_used", "warn_allowance", "updated_at"],
+        batch_size=1000,
     )
+
+
+def tenants_set_quota_states(
+    *,
+    at: datetime,
+    mark_exhausted: Sequence[int] = (),
+    clear_exhausted: Sequence[int] = (),
+    mark_low: Sequence[int] = (),
+    clear_low: Sequence[int] = (),
+) -> None:
+    """tenant_mark_exhausted and its siblings for many tenants: one statement per change, with
+    the same idempotence (a first time is kept; clearing a clear state changes nothing)."""
+    now = timezone.now()
+    changes = (
+        (mark_exhausted, {"exhausted_at__isnull": True}, {"exhausted_at": at}),
+        (clear_exhausted, {"exhausted_at__isnull": False}, {"exhausted_at": None}),
+        (mark_low, {"low_at__isnull": True}, {"low_at": at}),
+        (clear_low, {"low_at__isnull": False}, {"low_at": None}),
+    )
+    for ids, where, values in changes:
+        if ids:
+            Tenant.objects.filter(pk__in=ids_in(ids), **where).update(**values, updated_at=now)

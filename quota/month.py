@@ -80,6 +80,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accelerator.models import Tenant
+from accelerator.sql import ids_in
 from quota.models import Grant, UsageBucket, UsageMonth
 from quota.periods import ceil_hour, floor_hour, month_start, next_month, utc
 
@@ -319,11 +320,18 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
         draw = _draw_month(base=base, month=m, carried_in=carried, segments=parts, grants=grants)
         carried = draw.overspent  # what nothing paid is the next month's debt
 
+    return _result(base=base, current=current, draw=draw, grants=grants, now=now)
+
+
+def _result(
+    *, base: int, current: datetime, draw: _MonthDraw, grants: Sequence[_GrantState], now: datetime
+) -> MonthSummary:
+    """The summary of the current month once it is drawn (``draw``; grants drawn in place)."""
     bonus_left = sum(g.balance for g in grants if g.in_force_at(now))
     remaining = max(0, base - draw.carried_in - draw.used) + bonus_left
     return MonthSummary(
         month_start=current,
-        resets_at=resets_at,
+        resets_at=next_month(current),
         used=draw.used,
         base=base,
         bonus_used=draw.bonus_used,
@@ -333,6 +341,73 @@ def _summary(*, tenant_id: int, now: datetime) -> MonthSummary:
         overspent=draw.overspent,
         carried_in=draw.carried_in,
     )
+
+
+def _summary_without_grants(
+    *,
+    rollup: dict[date, int],
+    now: datetime,
+    current: datetime,
+    months: dict[date, list[datetime]],
+) -> MonthSummary:
+    """The same rule for a tenant that never had a grant (by now): no month has a cut point,
+    so every month is its rollup row, drawn from the base alone, the debt carried along.
+    ``months``: the months from a first one to ``current``, by first month (shared)."""
+    base = settings.QUOTA_MONTHLY_BYTES
+    first = min(rollup, default=current.date())
+    span = months.get(first)
+    if span is None:
+        span = months[first] = _months_between(
+            datetime(first.year, first.month, 1, tzinfo=UTC), current
+        )
+    carried = 0
+    draw = _MonthDraw(carried_in=0, used=0, bonus_used=0, overspent=0)
+    for m in span:
+        draw = _draw_month(
+            base=base,
+            month=m,
+            carried_in=carried,
+            segments=[(m, rollup.get(m.date(), 0))],
+            grants=(),
+        )
+        carried = draw.overspent
+    return _result(base=base, current=current, draw=draw, grants=(), now=now)
+
+
+def month_summaries(*, tenant_ids: Sequence[int], now: datetime | None = None) -> dict:
+    """month_summary of many tenants at once: tenant id -> MonthSummary (ids of tenants that
+    do not exist are summarised as tenants without usage).
+
+    Set-based for the tenants without a grant (most of them): two queries, whatever their
+    number (their grants, every rollup row of theirs up to this month). A tenant with a grant
+    is summarised alone (month_summary: cut points, cached checkpoint), by the same rule.
+    """
+    now = utc(now or timezone.now())
+    ids = sorted(set(tenant_ids))
+    if not ids:
+        return {}
+    current = month_start(now).date()
+    with_grants = set(
+        Grant.objects.filter(tenant_id__in=ids_in(ids), created_at__lte=now)
+        .order_by()
+        .values_list("tenant_id", flat=True)
+        .distinct()
+    )
+    rollups: dict[int, dict[date, int]] = defaultdict(dict)
+    plain = [i for i in ids if i not in with_grants]
+    for tenant_id, month, nbytes in UsageMonth.objects.filter(
+        tenant_id__in=ids_in(plain), month__lte=current
+    ).values_list("tenant_id", "month", "bytes"):
+        rollups[tenant_id][month] = nbytes
+    start = month_start(now)
+    months: dict[date, list[datetime]] = {}
+    summaries = {
+        t: _summary_without_grants(rollup=rollups[t], now=now, current=start, months=months)
+        for t in plain
+    }
+    for tenant_id in sorted(with_grants):
+        summaries[tenant_id] = _summary(tenant_id=tenant_id, now=now)
+    return summaries
 
 
 def month_summary(*, tenant: Tenant | int, now: datetime | None = None) -> MonthSummary:

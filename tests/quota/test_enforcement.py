@@ -319,3 +319,122 @@ def test_a_failed_send_is_retried_later(tenant, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert notice_send(notice_id=notice.pk) is True
     assert len(mail.outbox) == 1
+
+
+# --- enforcement of many tenants at once (a batch's settlement) -------------------------------
+
+
+def _many_tenants(n: int, prefix: str) -> list[int]:
+    from accelerator.labels import new_label
+    from accounts.models import User
+
+    users = User.objects.bulk_create(
+        [User(email=f"{prefix}{i}@example.com", password="!") for i in range(n)]
+    )
+    tenants = Tenant.objects.bulk_create([Tenant(user=u, label=new_label()) for u in users])
+    return [t.pk for t in tenants]
+
+
+def _mixed_usage(ids: list[int], base: int, now) -> None:
+    """Every case the month rule distinguishes, in turn: nothing used, 30 %, 85 % (the 80 %
+    email), 92 % (low), 100 % (exhausted), a debt brought from last month, a debt and usage,
+    a grant that re-opens, a grant that expired, and usage only last month."""
+    this_hour = floor_hour(now)
+    last_month = month_start(now) - timedelta(days=3)
+    for i, tenant_id in enumerate(ids):
+        case = i % 10
+        if case == 1:
+            use(tenant_id, this_hour, base * 30 // 100)
+        elif case == 2:
+            use(tenant_id, this_hour, base * 85 // 100)
+        elif case == 3:
+            use(tenant_id, this_hour, base * 92 // 100)
+        elif case == 4:
+            use(tenant_id, this_hour, base)
+        elif case == 5:
+            use(tenant_id, last_month, 2 * base + 7)
+        elif case == 6:
+            use(tenant_id, last_month, base + base // 2)
+            use(tenant_id, this_hour, base // 3)
+        elif case == 7:
+            use(tenant_id, this_hour, base + 1)
+            Grant.objects.create(tenant_id=tenant_id, kind="staff", bytes=base, source_key=f"g{i}")
+        elif case == 8:
+            Grant.objects.create(
+                tenant_id=tenant_id,
+                kind="promo",
+                bytes=base,
+                source_key=f"g{i}",
+                created_at=now - timedelta(days=40),
+                expires_at=now - timedelta(days=1),
+            )
+            use(tenant_id, this_hour, base)
+        elif case == 9:
+            use(tenant_id, last_month, base // 2)
+
+
+def test_a_batch_of_tenants_is_enforced_as_each_alone_would_be(
+    eager_tasks, django_capture_on_commit_callbacks, settings
+):
+    from accelerator.gate import is_low
+    from quota.month import month_summaries
+
+    base = settings.QUOTA_MONTHLY_BYTES
+    ids = _many_tenants(40, "batch")
+    now = timezone.now()
+    _mixed_usage(ids, base, now)
+    with django_capture_on_commit_callbacks(execute=True):
+        usage_after_batch(tenant_ids=[*ids, 999_999])  # an unknown id changes nothing
+
+    alone = {t: month_summary(tenant=t) for t in ids}
+    assert month_summaries(tenant_ids=ids) == alone
+    rows = dict(Tenant.objects.filter(pk__in=ids).values_list("pk", "exhausted_at"))
+    lows = dict(Tenant.objects.filter(pk__in=ids).values_list("pk", "low_at"))
+    for t, s in alone.items():
+        assert (rows[t] is not None) == s.exhausted, (t, s)
+        assert (lows[t] is not None) == is_low(remaining=s.remaining, allowance=s.allowance)
+    assert sum(s.exhausted for s in alone.values()) >= 12  # the cases above do exhaust some
+    # One email per tenant that reached a threshold: the highest one reached (80 % skipped
+    # when 100 % came with it).
+    want = set()
+    for t, s in alone.items():
+        warn = s.charged > 0 and s.charged * 5 >= s.allowance * 4
+        if s.exhausted:
+            want |= {(t, 100, "sent")} | ({(t, 80, "skipped")} if warn else set())
+        elif warn:
+            want.add((t, 80, "sent"))
+    assert set(QuotaNotice.objects.values_list("tenant_id", "threshold", "status")) == want
+    emails = sum(1 for _t, _th, status in want if status == "sent")
+    assert len(mail.outbox) == emails
+    assert {m.to[0] for m in mail.outbox} == set(
+        Tenant.objects.filter(pk__in={t for t, _th, st in want if st == "sent"}).values_list(
+            "user__email", flat=True
+        )
+    )
+
+    # Again: nothing changes, no email goes twice, first times are kept.
+    before = set(Tenant.objects.filter(pk__in=ids).values_list("pk", "exhausted_at", "low_at"))
+    with django_capture_on_commit_callbacks(execute=True):
+        usage_after_batch(tenant_ids=ids)
+    after = set(Tenant.objects.filter(pk__in=ids).values_list("pk", "exhausted_at", "low_at"))
+    assert after == before
+    assert len(mail.outbox) == emails
+
+
+def test_a_batch_settlement_costs_the_same_queries_for_10_or_100_tenants(settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    base = settings.QUOTA_MONTHLY_BYTES
+    now = timezone.now()
+    counts = []
+    for n, prefix in ((10, "few"), (100, "many")):
+        ids = _many_tenants(n, prefix)
+        for tenant_id in ids:  # every one of them exhausted by this batch
+            use(tenant_id, floor_hour(now), base)
+        with CaptureQueriesContext(connection) as queries:
+            usage_after_batch(tenant_ids=ids)
+        counts.append(len(queries))
+        assert Tenant.objects.filter(pk__in=ids, exhausted_at__isnull=False).count() == n
+    assert counts[0] == counts[1], counts
+    assert counts[1] < 20, counts
