@@ -143,6 +143,20 @@ ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm", "add_email": "accounts.forms.AddEmailForm"}
 # allauth's rate limits are on by default and stored in the Django cache above.
 
+# --- the client address -----------------------------------------------------------------------
+# How many reverse proxies in front of gunicorn append to X-Forwarded-For: the client is the
+# entry that many from the end; earlier entries are the client's own words. The one source of
+# "the client address" for allauth's rate limits, the sign-up IP and DRF's throttles. 0: use
+# REMOTE_ADDR (gunicorn faced directly, `make run`); production defaults to 1, the console's
+# nginx (deploy/nginx/console.conf.template), which appends the address it saw.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0 if DEBUG else 1)
+if not 0 <= TRUSTED_PROXY_COUNT <= 5:
+    raise ConfigError(
+        f"TRUSTED_PROXY_COUNT must be between 0 and 5 (proxies in front of gunicorn), "
+        f"not {TRUSTED_PROXY_COUNT}"
+    )
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
+
 # --- email ----------------------------------------------------------------------------------
 # In development every email (verification, invites, quota notices), whichever process sends
 # it (gunicorn or a Celery worker), lands in one mailbox: a file per message in EMAIL_FILE_PATH.
@@ -280,6 +294,9 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON},
+    # Never None: DRF would then key the anonymous throttle on the whole client-supplied
+    # X-Forwarded-For, which a client changes at will.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
