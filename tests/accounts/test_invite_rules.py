@@ -259,7 +259,12 @@ def test_non_staff_cannot_see_or_decide_held_credits(client, owner, held):
 
 
 def _api(user):
-    secret = token_create(user=user, name="t", expires_at=timezone.now() + timedelta(days=1)).secret
+    secret = token_create(
+        scopes=("read", "write", "staff") if user.is_staff else ("read", "write"),
+        user=user,
+        name="t",
+        expires_at=timezone.now() + timedelta(days=1),
+    ).secret
     client = Client()
     return lambda method, url, body=None: getattr(client, method)(
         url, body or {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret}"
