@@ -3,10 +3,9 @@ and recipient of allauth's emails."""
 
 from __future__ import annotations
 
-import ipaddress
-
-from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.adapter import DefaultAccountAdapter, get_adapter
 from django import forms
+from django.core.exceptions import PermissionDenied
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -60,9 +59,7 @@ class AccountAdapter(DefaultAccountAdapter):
         """Record the invite the visitor came with, once the account exists.
 
         The account keeps the language it was created in (the selector changes it later), so
-        emails sent by tasks, such as the quota warnings, arrive in that language. The sign-up
-        IP is the client address Django sees (REMOTE_ADDR): behind a proxy that is the proxy's
-        until trusted proxies are configured.
+        emails sent by tasks, such as the quota warnings, arrive in that language.
         """
         if not user.language:
             user.language = language_pick(translation.get_language())
@@ -77,19 +74,10 @@ class AccountAdapter(DefaultAccountAdapter):
 
 
 def _client_ip(request) -> str | None:
-    """The sign-up's client address. Behind the console's nginx (one hop on loopback, which
-    always sets X-Forwarded-Proto) every request comes from 127.0.0.1: the client is then the
-    last X-Forwarded-For entry, the one that nginx appended (earlier ones are the client's own
-    words). Otherwise REMOTE_ADDR."""
-    raw = (request.META.get("REMOTE_ADDR") or "").strip()
+    """The sign-up's client address: allauth's, the one its rate limits key on
+    (TRUSTED_PROXY_COUNT decides which X-Forwarded-For entry is the client's). None when
+    there is no valid one."""
     try:
-        peer = ipaddress.ip_address(raw)
-    except ValueError:
+        return get_adapter(request).get_client_ip(request)
+    except PermissionDenied:
         return None
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if peer.is_loopback and "HTTP_X_FORWARDED_PROTO" in request.META and forwarded:
-        try:
-            return str(ipaddress.ip_address(forwarded.rsplit(",", 1)[-1].strip()))
-        except ValueError:
-            return None
-    return str(peer)

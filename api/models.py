@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from api.tokens import SCOPES, scopes_parse
+
 
 class PersonalAccessToken(models.Model):
     user = models.ForeignKey(
@@ -21,9 +23,19 @@ class PersonalAccessToken(models.Model):
     expires_at = models.DateTimeField(_("expires at"))
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Space-separated subset of api.tokens.SCOPES (read, write, staff); see api/permissions.py.
+    scopes = models.CharField(_("scopes"), max_length=32, default="read")
 
     class Meta:
         indexes = [models.Index(fields=["user", "created_at"], name="pat_user_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return scopes_parse(self.scopes)
+
+    @property
+    def scope_list(self) -> list[str]:
+        return [scope for scope in SCOPES if scope in self.scope_set]

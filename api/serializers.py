@@ -12,6 +12,7 @@ from rest_framework import serializers
 from accelerator.models import Tenant
 from accounts.models import Invite
 from api.models import PersonalAccessToken
+from api.tokens import SCOPES
 from dashboard.models import StaffAction
 from quota.models import Grant
 
@@ -170,14 +171,34 @@ class UsageSerializer(serializers.Serializer):
 
 # --- tokens ---------------------------------------------------------------------------------
 class TokenSerializer(serializers.ModelSerializer):
+    scopes = serializers.ListField(
+        source="scope_list", child=serializers.ChoiceField(choices=SCOPES), read_only=True
+    )
+
     class Meta:
         model = PersonalAccessToken
-        fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
 
 class TokenCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     expires_in_days = serializers.IntegerField(min_value=1, default=90)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=SCOPES),
+        min_length=1,
+        max_length=len(SCOPES),
+        default=["read"],
+        help_text=_("read (GET), write (other methods), staff (the staff API; staff only)."),
+    )
 
     def validate_name(self, value: str) -> str:
         value = value.strip()

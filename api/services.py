@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,13 +13,25 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from api.models import PersonalAccessToken
-from api.tokens import DISPLAY_PREFIX_LEN, token_digest, token_generate
+from api.tokens import (
+    DISPLAY_PREFIX_LEN,
+    SCOPES,
+    scopes_format,
+    token_digest,
+    token_generate,
+)
 
 
 @dataclass(frozen=True)
 class IssuedToken:
     token: PersonalAccessToken
     secret: str  # shown to the user once, never stored
+
+
+class TokenScopeRefused(Exception):
+    def __init__(self, message) -> None:
+        self.message = message
+        super().__init__(str(message))
 
 
 class TokenLimitReached(Exception):
@@ -29,11 +42,20 @@ class TokenLimitReached(Exception):
         super().__init__(str(self.message))
 
 
-def token_create(*, user: User, name: str, expires_at: datetime) -> IssuedToken:
-    """A new token for `user`. Only its digest is stored; the secret is returned once.
+def token_create(
+    *, user: User, name: str, expires_at: datetime, scopes: Iterable[str]
+) -> IssuedToken:
+    """A new token for `user` with `scopes`. Only its digest is stored; the secret is returned
+    once.
 
-    Raises TokenLimitReached when the user already has API_TOKEN_MAX_LIVE live tokens.
+    Raises TokenScopeRefused for no scope, an unknown one, or `staff` for a non-staff user;
+    TokenLimitReached when the user already has API_TOKEN_MAX_LIVE live tokens.
     """
+    wanted = frozenset(scopes)
+    if not wanted or not wanted <= set(SCOPES):
+        raise TokenScopeRefused(_("Choose one or more of the scopes read, write and staff."))
+    if "staff" in wanted and not user.is_staff:
+        raise TokenScopeRefused(_("Only staff can give a token the staff scope."))
     with transaction.atomic():
         # The user's row serializes concurrent creations, so the limit cannot be overrun.
         User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
@@ -42,10 +64,12 @@ def token_create(*, user: User, name: str, expires_at: datetime) -> IssuedToken:
         ).count()
         if live >= settings.API_TOKEN_MAX_LIVE:
             raise TokenLimitReached()
-        return _token_insert(user=user, name=name, expires_at=expires_at)
+        return _token_insert(user=user, name=name, expires_at=expires_at, scopes=wanted)
 
 
-def _token_insert(*, user: User, name: str, expires_at: datetime) -> IssuedToken:
+def _token_insert(
+    *, user: User, name: str, expires_at: datetime, scopes: frozenset[str]
+) -> IssuedToken:
     secret = token_generate()
     token = PersonalAccessToken.objects.create(
         user=user,
@@ -53,6 +77,7 @@ def _token_insert(*, user: User, name: str, expires_at: datetime) -> IssuedToken
         prefix=secret[:DISPLAY_PREFIX_LEN],
         digest=token_digest(secret),
         expires_at=expires_at,
+        scopes=scopes_format(scopes),
     )
     return IssuedToken(token=token, secret=secret)
 
@@ -69,6 +94,14 @@ def token_revoke(*, user: User, token_id: int) -> bool:
         revoked_at=timezone.now()
     )
     return True
+
+
+def token_revoke_all(*, user: User) -> int:
+    """Revoke every live token of `user` (a password change or reset: whoever knew the old
+    password may have minted one). Idempotent; returns how many were revoked now."""
+    return PersonalAccessToken.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
 
 
 def token_touch(*, token: PersonalAccessToken, now: datetime) -> None:

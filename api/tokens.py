@@ -22,3 +22,25 @@ def token_is_well_formed(raw: str) -> bool:
 
 def token_digest(raw: str) -> str:
     return hashlib.sha256(raw.encode("ascii")).hexdigest()
+
+
+# Scopes: `read` for safe methods, `write` for the others, `staff` in addition for the staff
+# API (/api/v1/staff/, staff users only). A token holds a subset, stored space-separated.
+SCOPES = ("read", "write", "staff")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def scopes_parse(text: str) -> frozenset[str]:
+    """The scopes in a stored value; unknown words are dropped (they grant nothing)."""
+    return frozenset(word for word in text.split() if word in SCOPES)
+
+
+def scopes_format(scopes: frozenset[str] | set[str]) -> str:
+    return " ".join(scope for scope in SCOPES if scope in scopes)
+
+
+def scopes_needed(*, method: str, staff_api: bool) -> frozenset[str]:
+    needed = {"read" if method.upper() in SAFE_METHODS else "write"}
+    if staff_api:
+        needed.add("staff")
+    return frozenset(needed)

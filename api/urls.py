@@ -1,6 +1,6 @@
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from api import views, web
 
@@ -66,7 +66,7 @@ urlpatterns = [
     path(
         "api/docs/",
         login_not_required(
-            SpectacularSwaggerView.as_view(url_name="api_schema", permission_classes=[])
+            SpectacularSwaggerSplitView.as_view(url_name="api_schema", permission_classes=[])
         ),
         name="api_docs",
     ),

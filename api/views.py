@@ -24,7 +24,7 @@ from accounts import services as account_services
 from accounts.models import Invite
 from api import selectors, services
 from api import serializers as s
-from api.permissions import SessionOnly, StaffOr404
+from api.permissions import RecentLogin, SessionOnly, StaffOr404, TokenScopes
 from dashboard import selectors as dashboard_selectors
 from dashboard import services as dashboard_services
 from quota import selectors as quota_selectors
@@ -47,11 +47,18 @@ class LoginExempt:
         return login_not_required(super().as_view(**initkwargs))
 
 
-class Base(LoginExempt, APIView):
+class Scoped:
+    """Every API view also checks the token's scopes (api.permissions.TokenScopes)."""
+
+    def get_permissions(self):
+        return [*super().get_permissions(), TokenScopes()]
+
+
+class Base(LoginExempt, Scoped, APIView):
     pass
 
 
-class ListBase(LoginExempt, generics.ListAPIView):
+class ListBase(LoginExempt, Scoped, generics.ListAPIView):
     pagination_class = Pagination
     query_serializer = s.PageQuerySerializer
 
@@ -282,7 +289,7 @@ class InvitesView(Base):
 # --- tokens ---------------------------------------------------------------------------------
 class TokenListView(ListBase):
     serializer_class = s.TokenSerializer
-    permission_classes = [SessionOnly]
+    permission_classes = [SessionOnly, RecentLogin]
 
     @extend_schema(parameters=[s.PageQuerySerializer])
     def get(self, request, *args, **kwargs):
@@ -298,8 +305,13 @@ class TokenListView(ListBase):
         form.is_valid(raise_exception=True)
         try:
             issued = services.token_create(
-                user=request.user, name=form.validated_data["name"], expires_at=form.expires_at()
+                user=request.user,
+                name=form.validated_data["name"],
+                expires_at=form.expires_at(),
+                scopes=form.validated_data["scopes"],
             )
+        except services.TokenScopeRefused as refused:
+            raise serializers.ValidationError({"scopes": [str(refused.message)]}) from None
         except services.TokenLimitReached as refused:
             raise serializers.ValidationError(
                 {"non_field_errors": [str(refused.message)]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,34 +15,35 @@ from django.views.decorators.http import require_http_methods, require_POST
 from api import selectors, services
 from api.forms import TokenForm
 
-_NEW_TOKEN = "api_new_token"
 
-
+# Minting needs a recent password check: allauth asks for the password, then replays this POST.
 @require_http_methods(["GET", "POST"])
+@reauthentication_required(allow_get=True)
 def tokens(request: HttpRequest) -> HttpResponse:
-    form = TokenForm(request.POST or None)
+    form = TokenForm(request.POST or None, user=request.user)
+    issued = None
     if request.method == "POST" and form.is_valid():
         try:
             issued = services.token_create(
                 user=request.user,
                 name=form.cleaned_data["name"],
                 expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
+                scopes=form.cleaned_data["scopes"],
             )
-        except services.TokenLimitReached as refused:
+        except (services.TokenLimitReached, services.TokenScopeRefused) as refused:
             form.add_error(None, refused.message)
         else:
-            # Post/redirect/get, so a reload cannot create a second token. The secret rides in
-            # the session until the next page view, which shows it once and forgets it.
-            request.session[_NEW_TOKEN] = {"name": issued.token.name, "secret": issued.secret}
-            return redirect("api_tokens_page")
+            # The secret is in this response only, never in the session or the database;
+            # a fresh form below so the page cannot resubmit the same fields by accident.
+            form = TokenForm(user=request.user)
     context = {
         "form": form,
-        "issued": request.session.pop(_NEW_TOKEN, None) if request.method == "GET" else None,
+        "issued": issued,
         "tokens": selectors.token_list(user=request.user),
         "now": timezone.now(),
     }
     response = render(request, "api/tokens.html", context, status=400 if form.errors else 200)
-    # The secret is in this response only; keep it out of shared caches and history.
+    # Keep the secret out of shared caches and history.
     response["Cache-Control"] = "no-store"
     return response
 

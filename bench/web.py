@@ -217,7 +217,10 @@ def clients() -> tuple[list[str], list[str], str]:
     PersonalAccessToken.objects.filter(name="bench", revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
-    tokens = [token_create(user=t.user, name="bench", expires_at=expires).secret for t in tenants]
+    tokens = [
+        token_create(scopes=("read", "write"), user=t.user, name="bench", expires_at=expires).secret
+        for t in tenants
+    ]
     staff, _ = User.objects.get_or_create(email="staff@bench.example", defaults={"is_staff": True})
     return sessions, tokens, session_for(staff)
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "api",
     "dashboard",
     "ops",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -73,6 +75,7 @@ MIDDLEWARE = [
     "accounts.language.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
 
@@ -94,6 +97,25 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Content-Security-Policy (django-csp) ----------------------------------------------------
+# Scripts, styles and everything else from this site only: no inline script or style (a
+# script injected into a page runs nowhere), no plugins, no framing, forms post here only.
+# data: images are Swagger UI's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 
 # --- database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "")
@@ -150,6 +172,20 @@ ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 # of an existing account's address as that address.
 ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm", "add_email": "accounts.forms.AddEmailForm"}
 # allauth's rate limits are on by default and stored in the Django cache above.
+
+# --- the client address -----------------------------------------------------------------------
+# How many reverse proxies in front of gunicorn append to X-Forwarded-For: the client is the
+# entry that many from the end; earlier entries are the client's own words. The one source of
+# "the client address" for allauth's rate limits, the sign-up IP and DRF's throttles. 0: use
+# REMOTE_ADDR (gunicorn faced directly, `make run`); production defaults to 1, the console's
+# nginx (deploy/nginx/console.conf.template), which appends the address it saw.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0 if DEBUG else 1)
+if not 0 <= TRUSTED_PROXY_COUNT <= 5:
+    raise ConfigError(
+        f"TRUSTED_PROXY_COUNT must be between 0 and 5 (proxies in front of gunicorn), "
+        f"not {TRUSTED_PROXY_COUNT}"
+    )
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 # --- email ----------------------------------------------------------------------------------
 # In development every email (verification, invites, quota notices), whichever process sends
@@ -288,6 +324,9 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON},
+    # Never None: DRF would then key the anonymous throttle on the whole client-supplied
+    # X-Forwarded-For, which a client changes at will.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -74,6 +74,40 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Every Content-Security-Policy violation in any browser context of a test fails that test: the
+# page's own report (securitypolicyviolation) and Chromium's console error, whichever arrives.
+CSP_VIOLATIONS: list[str] = []
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} `
+    + `in ${e.documentURI} (${e.sourceFile}:${e.lineNumber})`);
+});
+"""
+
+
+def _watch_csp(context) -> None:
+    context.expose_function("__cspViolation", lambda text: CSP_VIOLATIONS.append(text))
+    context.add_init_script(_CSP_LISTENER)
+    context.on(
+        "console",
+        lambda msg: (
+            CSP_VIOLATIONS.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violation():
+    CSP_VIOLATIONS.clear()
+    yield
+    if CSP_VIOLATIONS:
+        found = list(CSP_VIOLATIONS)
+        CSP_VIOLATIONS.clear()
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(found))
+
+
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's Chromium driven by Playwright (its own browser download does not work here)."""
@@ -88,6 +122,15 @@ def chromium():
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        # Every context, the tests' own extra ones included, watches for CSP violations.
+        new_context = browser.new_context
+
+        def watched_context(**kwargs):
+            context = new_context(**kwargs)
+            _watch_csp(context)
+            return context
+
+        browser.new_context = watched_context
         yield browser
         browser.close()
 

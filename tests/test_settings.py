@@ -74,6 +74,10 @@ def test_production_settings_refuse_to_start_without(missing):
         ({"SITE_URL": "http://accelerator.example.io"}, "SITE_URL must be the console's https"),
         ({"EDGES": "east,east"}, "EDGES: 'east' is listed twice"),
         ({"EDGES": "east,we st"}, "not an edge name"),
+        ({"TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT must be between 0 and 5"),
+        ({"TRUSTED_PROXY_COUNT": "99"}, "TRUSTED_PROXY_COUNT must be between 0 and 5"),
+        ({"TRUSTED_PROXY_COUNT": "one"}, "TRUSTED_PROXY_COUNT must be a whole number"),
+        ({"TRUSTED_PROXY_COUNT": "1; DROP"}, "TRUSTED_PROXY_COUNT must be a whole number"),
     ],
 )
 def test_production_settings_refuse_unsafe_values(override, message):
@@ -101,3 +105,26 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"), [({}, "1 1"), ({"TRUSTED_PROXY_COUNT": "2"}, "2 2")]
+)
+def test_one_proxy_count_drives_allauth_and_drf(override, expected):
+    clean = {
+        k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and k not in NOT_INHERITED
+    }
+    clean.pop("TRUSTED_PROXY_COUNT", None)
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.ALLAUTH_TRUSTED_PROXY_COUNT, s.REST_FRAMEWORK['NUM_PROXIES'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **PRODUCTION_ENV, **override},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.split("\n")[0] == expected, result.stderr

@@ -1,5 +1,10 @@
 // Copy buttons, tabs and confirmations. No framework, no CDN.
 (function () {
+  // Widths from data attributes, set through the CSSOM: the CSP allows no inline style.
+  document.querySelectorAll("[data-percent]").forEach(function (bar) {
+    var percent = Math.max(0, Math.min(100, Number(bar.dataset.percent) || 0));
+    bar.style.width = percent + "%";
+  });
   function copyText(text, button) {
     var done = function () {
       var old = button.textContent; button.textContent = "✓"; button.dataset.copied = text;

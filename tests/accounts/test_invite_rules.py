@@ -259,7 +259,12 @@ def test_non_staff_cannot_see_or_decide_held_credits(client, owner, held):
 
 
 def _api(user):
-    secret = token_create(user=user, name="t", expires_at=timezone.now() + timedelta(days=1)).secret
+    secret = token_create(
+        scopes=("read", "write", "staff") if user.is_staff else ("read", "write"),
+        user=user,
+        name="t",
+        expires_at=timezone.now() + timedelta(days=1),
+    ).secret
     client = Client()
     return lambda method, url, body=None: getattr(client, method)(
         url, body or {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret}"
@@ -365,23 +370,42 @@ def test_staff_adding_an_alias_of_an_existing_mailbox_get_a_message_not_an_error
 
 
 @pytest.mark.parametrize(
-    ("headers", "recorded"),
+    ("proxies", "forwarded", "recorded"),
     [
-        # Through the console's nginx: the entry it appended, not what the client claimed.
-        (
-            {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_FOR": "10.0.0.1, 198.51.100.7"},
-            "198.51.100.7",
-        ),
-        ({"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_FOR": "not-an-address"}, None),
-        # Not through it: a client's own X-Forwarded-For counts for nothing.
-        ({"HTTP_X_FORWARDED_FOR": "198.51.100.7"}, "127.0.0.1"),
+        # Behind one proxy (the console's nginx): the entry it appended, not the client's words.
+        (1, "10.0.0.1, 198.51.100.7", "198.51.100.7"),
+        (1, "2001:db8::1", "2001:db8::1"),
+        # Two proxies: the entry the outer one appended.
+        (2, "10.0.0.1, 198.51.100.7, 192.0.2.5", "198.51.100.7"),
+        # No proxy trusted: a client's own X-Forwarded-For counts for nothing.
+        (0, "198.51.100.7", "127.0.0.1"),
     ],
 )
-def test_the_sign_up_ip_behind_the_console_proxy_is_the_clients(client, headers, recorded):
+def test_the_sign_up_ip_is_the_client_address_the_trusted_proxies_saw(
+    client, settings, proxies, forwarded, recorded
+):
+    settings.ALLAUTH_TRUSTED_PROXY_COUNT = proxies
     client.post(
         reverse("account_signup"),
         {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
         REMOTE_ADDR="127.0.0.1",
-        **headers,
+        HTTP_X_FORWARDED_FOR=forwarded,
     )
     assert User.objects.get(email="new@example.com").signup_ip == recorded
+
+
+@pytest.mark.parametrize("forwarded", ["not-an-address", "", " , ", "1.2.3.4, <script>"])
+def test_a_hostile_forwarded_address_creates_no_account_and_no_500(client, settings, forwarded):
+    settings.ALLAUTH_TRUSTED_PROXY_COUNT = 1
+    response = client.post(
+        reverse("account_signup"),
+        {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        REMOTE_ADDR="127.0.0.1",
+        HTTP_X_FORWARDED_FOR=forwarded,
+    )
+    if forwarded == "":
+        # An empty header is no header: REMOTE_ADDR, an account as usual.
+        assert User.objects.get(email="new@example.com").signup_ip == "127.0.0.1"
+    else:
+        assert response.status_code == 403
+        assert not User.objects.filter(email="new@example.com").exists()

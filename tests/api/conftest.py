@@ -3,10 +3,25 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from accelerator.services import tenant_start
 from api.services import token_create
+from tests.conftest import PASSWORD
+
+
+def reauthenticate(client) -> None:
+    """Confirm the password again (allauth's re-authentication), as minting a token asks."""
+    resp = client.post(reverse("account_reauthenticate"), {"password": PASSWORD})
+    assert resp.status_code == 302, resp.content[:500]
+
+
+@pytest.fixture
+def minting_client(owner_client):
+    """The owner's browser session, with the recent password check minting needs."""
+    reauthenticate(owner_client)
+    return owner_client
 
 
 @pytest.fixture
@@ -17,7 +32,10 @@ def owner_tenant(owner):
 @pytest.fixture
 def owner_token(owner):
     return token_create(
-        user=owner, name="ci", expires_at=timezone.now() + timedelta(days=30)
+        scopes=("read", "write"),
+        user=owner,
+        name="ci",
+        expires_at=timezone.now() + timedelta(days=30),
     ).secret
 
 

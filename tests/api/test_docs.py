@@ -55,3 +55,8 @@ def test_swagger_ui_assets_come_from_this_site(client, settings, tmp_path):
         resp = client.get(url)
         assert resp.status_code == 200, url
         assert len(b"".join(resp.streaming_content) if resp.streaming else resp.content) > 1000
+    # The page's own start-up script is a file from this site too (no inline script: the CSP).
+    assert "<script>" not in html
+    assert "/api/docs/?script=" in scripts
+    start = client.get("/api/docs/?script=")
+    assert start.status_code == 200 and b"SwaggerUIBundle" in start.content

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _token(user) -> str:
-    return token_create(user=user, name="t", expires_at=timezone.now() + timedelta(days=1)).secret
+    return token_create(
+        scopes=("read", "write"), user=user, name="t", expires_at=timezone.now() + timedelta(days=1)
+    ).secret
 
 
 def test_me_before_and_after_start(owner, owner_token, api):

@@ -25,7 +25,12 @@ def test_invites_get_shows_link_and_stats(owner, owner_token, stranger, api):
     assert body["stats"]["signed_up"] == 1 and body["stats"]["cap"] == settings.INVITE_CAP
     assert len(body["invitees"]) == 1 and body["invitees"][0]["email"] != stranger.email
     # The stranger sees their own, empty, invites.
-    other = token_create(user=stranger, name="t", expires_at=timezone.now() + timedelta(days=1))
+    other = token_create(
+        scopes=("read", "write"),
+        user=stranger,
+        name="t",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
     assert api(other.secret).get("/api/v1/invites/").json()["invitees"] == []
 
 

@@ -36,7 +36,10 @@ def api_schema(db, staff, owner):
     signals.request_finished.disconnect(close_old_connections)
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     secret = token_create(
-        user=staff, name="fuzz", expires_at=timezone.now() + timedelta(days=1)
+        scopes=("read", "write"),
+        user=staff,
+        name="fuzz",
+        expires_at=timezone.now() + timedelta(days=1),
     ).secret
     _TOKEN["staff"] = secret
     yield schema

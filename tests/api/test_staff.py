@@ -20,7 +20,12 @@ pytestmark = pytest.mark.django_db
 
 
 def _token(user) -> str:
-    return token_create(user=user, name="t", expires_at=timezone.now() + timedelta(days=1)).secret
+    return token_create(
+        scopes=("read", "write", "staff") if user.is_staff else ("read", "write"),
+        user=user,
+        name="t",
+        expires_at=timezone.now() + timedelta(days=1),
+    ).secret
 
 
 def _staff_urls(pk: int) -> list[tuple[str, str]]:

@@ -16,14 +16,17 @@ pytestmark = pytest.mark.django_db
 ME = "/api/v1/me/"
 
 
-def test_console_issues_token_once_and_stores_only_its_hash(owner_client, owner, api):
-    resp = owner_client.post("/console/tokens/", {"name": "laptop", "expires_in_days": "30"})
-    assert resp.status_code == 302  # post/redirect/get: a reload creates nothing
-    resp = owner_client.get(resp["Location"])
+def test_console_issues_token_once_and_stores_only_its_hash(minting_client, owner, api):
+    owner_client = minting_client
+    resp = owner_client.post(
+        "/console/tokens/", {"name": "laptop", "expires_in_days": "30", "scopes": ["read"]}
+    )
+    # The secret is in the answer to the POST itself, never in the session.
+    assert resp.status_code == 200
     assert resp["Cache-Control"] == "no-store"
     token = PersonalAccessToken.objects.get(user=owner)
-    secret = resp.context["issued"]["secret"]
-    assert secret not in str(owner_client.session.items())  # forgotten once shown
+    secret = resp.context["issued"].secret
+    assert secret not in str(dict(owner_client.session.items()))
     assert secret.startswith("mat_") and secret in resp.content.decode()
     assert token.digest == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in {token.digest, token.prefix, token.name}
@@ -36,9 +39,11 @@ def test_console_issues_token_once_and_stores_only_its_hash(owner_client, owner,
     assert token.last_used_at is not None
 
 
-def test_several_named_tokens_per_user(owner_client, owner):
+def test_several_named_tokens_per_user(minting_client, owner):
     for name in ["ci", "laptop", "ci"]:
-        owner_client.post("/console/tokens/", {"name": name, "expires_in_days": "7"})
+        minting_client.post(
+            "/console/tokens/", {"name": name, "expires_in_days": "7", "scopes": ["read"]}
+        )
     assert sorted(
         PersonalAccessToken.objects.filter(user=owner).values_list("name", flat=True)
     ) == [
@@ -58,17 +63,27 @@ def test_several_named_tokens_per_user(owner_client, owner):
         ({"name": "ok", "expires_in_days": "9999"}, "expires_in_days"),
         ({"name": "ok", "expires_in_days": "ten"}, "expires_in_days"),
         ({"name": "ok"}, "expires_in_days"),
+        ({"name": "ok", "expires_in_days": "30"}, "scopes"),
+        ({"name": "ok", "expires_in_days": "30", "scopes": ["admin"]}, "scopes"),
+        ({"name": "ok", "expires_in_days": "30", "scopes": ["read", "staff"]}, "scopes"),
+        ({"name": "ok", "expires_in_days": "30", "scopes": ["read write"]}, "scopes"),
     ],
 )
-def test_console_token_form_refuses_bad_values(owner_client, owner, data, field):
-    resp = owner_client.post("/console/tokens/", data)
+def test_console_token_form_refuses_bad_values(minting_client, owner, data, field):
+    data = {"scopes": ["read"], **data} if field != "scopes" else data
+    resp = minting_client.post("/console/tokens/", data)
     assert resp.status_code == 400
     assert resp.context["form"].errors[field]
     assert not PersonalAccessToken.objects.filter(user=owner).exists()
 
 
 def test_expired_token_is_refused(owner, api):
-    issued = token_create(user=owner, name="old", expires_at=timezone.now() + timedelta(days=1))
+    issued = token_create(
+        scopes=("read", "write"),
+        user=owner,
+        name="old",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
     PersonalAccessToken.objects.filter(pk=issued.token.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -145,7 +160,8 @@ def test_a_token_cannot_manage_tokens(owner_token, api):
     assert PersonalAccessToken.objects.count() == 1
 
 
-def test_session_manages_tokens_through_the_api(owner_client, owner, api):
+def test_session_manages_tokens_through_the_api(minting_client, owner, api):
+    owner_client = minting_client
     resp = owner_client.post(
         "/api/v1/tokens/", {"name": "script", "expires_in_days": 5}, content_type="application/json"
     )
@@ -166,10 +182,16 @@ def test_session_manages_tokens_through_the_api(owner_client, owner, api):
         ({"name": "", "expires_in_days": 0}, {"name", "expires_in_days"}),
         ({"name": "x", "expires_in_days": "soon"}, {"expires_in_days"}),
         ({"expires_in_days": 10**6}, {"name", "expires_in_days"}),
+        ({"name": "x", "scopes": []}, {"scopes"}),
+        ({"name": "x", "scopes": "read"}, {"scopes"}),
+        ({"name": "x", "scopes": ["root"]}, {"scopes"}),
+        ({"name": "x", "scopes": ["staff"]}, {"scopes"}),
+        ({"name": "x", "scopes": ["read"] * 4}, {"scopes"}),
+        ({"name": "x", "scopes": [None]}, {"scopes"}),
     ],
 )
-def test_api_token_create_refuses_bad_fields(owner_client, data, fields):
-    resp = owner_client.post("/api/v1/tokens/", data, content_type="application/json")
+def test_api_token_create_refuses_bad_fields(minting_client, data, fields):
+    resp = minting_client.post("/api/v1/tokens/", data, content_type="application/json")
     assert resp.status_code == 400
     assert set(resp.json()) == fields
     assert all(resp.json()[f] for f in fields)
@@ -181,16 +203,26 @@ def test_login_with_password_then_session_auth_works(client, owner):
     assert client.get(ME).json()["email"] == owner.email
 
 
-def test_live_token_limit(owner_client, owner, settings):
+def test_live_token_limit(minting_client, owner, settings):
+    owner_client = minting_client
     settings.API_TOKEN_MAX_LIVE = 2
-    expired = token_create(user=owner, name="old", expires_at=timezone.now() + timedelta(days=1))
+    expired = token_create(
+        scopes=("read", "write"),
+        user=owner,
+        name="old",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
     PersonalAccessToken.objects.filter(pk=expired.token.pk).update(
         expires_at=timezone.now() - timedelta(days=1)
     )
     for name in ["a", "b"]:
-        resp = owner_client.post("/console/tokens/", {"name": name, "expires_in_days": "5"})
-        assert resp.status_code == 302
-    refused = owner_client.post("/console/tokens/", {"name": "c", "expires_in_days": "5"})
+        resp = owner_client.post(
+            "/console/tokens/", {"name": name, "expires_in_days": "5", "scopes": ["read"]}
+        )
+        assert resp.status_code == 200
+    refused = owner_client.post(
+        "/console/tokens/", {"name": "c", "expires_in_days": "5", "scopes": ["read"]}
+    )
     assert refused.status_code == 400 and "most allowed" in refused.content.decode()
     api_refused = owner_client.post(
         "/api/v1/tokens/", {"name": "c"}, content_type="application/json"
@@ -200,8 +232,10 @@ def test_live_token_limit(owner_client, owner, settings):
     # Revoking one makes room again.
     token = PersonalAccessToken.objects.get(name="a")
     owner_client.post(f"/console/tokens/{token.pk}/revoke/")
-    resp = owner_client.post("/console/tokens/", {"name": "c", "expires_in_days": "5"})
-    assert resp.status_code == 302
+    resp = owner_client.post(
+        "/console/tokens/", {"name": "c", "expires_in_days": "5", "scopes": ["read"]}
+    )
+    assert resp.status_code == 200 and resp.context["issued"]
 
 
 def test_session_writes_need_the_csrf_token_but_bearer_writes_do_not(owner, owner_token, api):

@@ -128,7 +128,12 @@ def test_api_errors_follow_the_language(client, owner):
     assert re.search(r"[\u4e00-\u9fff]", anon.json()["detail"])
     assert "credentials" in client.get("/api/v1/quota/").json()["detail"]
     # Ours: no accelerator yet; a malformed token; a token where only a session may act.
-    token = token_create(user=owner, name="t", expires_at=timezone.now() + timedelta(days=1))
+    token = token_create(
+        scopes=("read", "write"),
+        user=owner,
+        name="t",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
     bearer = {"authorization": f"Bearer {token.secret}"}
     none = client.get("/api/v1/quota/", headers={**bearer, "accept-language": ZH})
     assert none.status_code == 404 and none.json()["detail"] == "请先开通您的加速器。"
@@ -145,7 +150,12 @@ def test_api_validation_errors_follow_the_language(client, owner):
     from accelerator.services import tenant_start
 
     tenant_start(user=owner)
-    token = token_create(user=owner, name="t", expires_at=timezone.now() + timedelta(days=1))
+    token = token_create(
+        scopes=("read", "write"),
+        user=owner,
+        name="t",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
     headers = {"authorization": f"Bearer {token.secret}", "accept-language": ZH}
     resp = client.get("/api/v1/usage/?start=2026-02-01&end=2026-01-01", headers=headers)
     assert resp.status_code == 400

@@ -38,7 +38,12 @@ def world(owner, stranger, staff, django_user_model):
     account_services.invite_accept(
         invitee=friend, code=account_services.invite_code_get(user=owner)
     )
-    token_create(user=owner, name="ci", expires_at=timezone.now() + timedelta(days=30))
+    token_create(
+        scopes=("read", "write"),
+        user=owner,
+        name="ci",
+        expires_at=timezone.now() + timedelta(days=30),
+    )
     return {"tenant": tenant}
 
 
