@@ -150,6 +150,9 @@ ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm", "add_email": "accounts.f
 # everyone on the account page and asked at login once enabled.
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Mirror Accelerator"
+# A code from the period before or after is accepted too (RFC 6238 5.2: transmission delay and
+# a phone's clock a little off); each code still works only once.
+MFA_TOTP_TOLERANCE = 1
 # Staff reach /staff/ and /admin/ only with TOTP, used in this session's login. On in
 # production (config/production.py); off here so a first run and the tests can make staff.
 STAFF_MFA_REQUIRED = False
