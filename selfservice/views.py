@@ -19,10 +19,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from api import serializers as api_serializers
+from api.views import StaffActionBase
 from dashboard.forms import ReasonForm
 from dashboard.views import staff_only
 from selfservice import deletion
@@ -127,3 +130,23 @@ def staff_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if tenant is not None:
         return redirect("dashboard_tenant", pk=tenant.pk)
     return redirect("dashboard")
+
+
+class StaffDeleteView(StaffActionBase):
+    """/api/v1/staff/tenants/<id>/delete-account/: the dashboard's deletion, by tenant id like
+    the other staff actions."""
+
+    @extend_schema(
+        request=api_serializers.ReasonSerializer,
+        responses={201: api_serializers.StaffActionSerializer},
+    )
+    def post(self, request, pk: int):
+        """Delete the tenant's account (deactivated now, erased after the grace period)."""
+        return super().post(request, pk)
+
+    def act(self, *, actor, tenant, data):
+        if tenant.user_id == actor.pk:
+            raise serializers.ValidationError(
+                {"non_field_errors": [_("Delete your own account from your account page.")]}
+            )
+        return deletion.staff_account_delete(actor=actor, user=tenant.user, reason=data["reason"])

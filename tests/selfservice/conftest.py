@@ -61,4 +61,9 @@ def api(client):
         def get(self, url, data=None):
             return client.get(url, data, headers=self.headers)
 
+        def post(self, url, data=None):
+            return client.post(
+                url, data or {}, content_type="application/json", headers=self.headers
+            )
+
     return Api

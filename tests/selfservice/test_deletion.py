@@ -273,3 +273,40 @@ def test_the_purge_command_and_task_erase_due_accounts(owner, owned):
 def test_the_grace_period_is_a_setting(owner, owned):
     deletion = account_delete(user=owner)
     assert deletion.purge_after - deletion.requested_at == timedelta(days=2)
+
+
+def test_staff_api_deletes_by_tenant_and_audits(staff, owner, owned, api):
+    token = token_create(user=staff, name="ops", expires_at=timezone.now() + timedelta(days=1))
+    url = f"/api/v1/staff/tenants/{owned['tenant'].pk}/delete-account/"
+    resp = api(token.secret).post(url, {"reason": "court order"})
+    assert resp.status_code == 201 and resp.json()["kind"] == "delete_account"
+    owner.refresh_from_db()
+    assert not owner.is_active
+    assert StaffAction.objects.filter(kind="delete_account", reason="court order").count() == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"reason": ""},
+        {"reason": "  "},
+        {"reason": "x" * 2001},
+        {"reason": ["a"]},
+        {"reason": "ok", "extra": 1},
+    ],
+)
+def test_staff_api_refuses_bad_bodies(staff, owner, owned, api, body):
+    token = token_create(user=staff, name="ops", expires_at=timezone.now() + timedelta(days=1))
+    url = f"/api/v1/staff/tenants/{owned['tenant'].pk}/delete-account/"
+    assert api(token.secret).post(url, body).status_code == 400
+    owner.refresh_from_db()
+    assert owner.is_active and not StaffAction.objects.exists()
+
+
+def test_staff_api_is_not_there_for_users(owner, stranger, owned, api):
+    token = token_create(user=stranger, name="x", expires_at=timezone.now() + timedelta(days=1))
+    url = f"/api/v1/staff/tenants/{owned['tenant'].pk}/delete-account/"
+    assert api(token.secret).post(url, {"reason": "x"}).status_code == 404
+    owner.refresh_from_db()
+    assert owner.is_active
