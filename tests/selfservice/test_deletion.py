@@ -310,3 +310,25 @@ def test_staff_api_is_not_there_for_users(owner, stranger, owned, api):
     assert api(token.secret).post(url, {"reason": "x"}).status_code == 404
     owner.refresh_from_db()
     assert owner.is_active
+
+
+def test_an_account_without_an_accelerator_is_deleted_and_erased(logged_in, owner):
+    assert _delete(logged_in, owner).status_code == 302
+    deletion = AccountDeletion.objects.get(user=owner)
+    assert accounts_purge_due(now=deletion.purge_after + timedelta(seconds=1)) == 1
+    owner.refresh_from_db()
+    assert owner.email == erased_email(owner.pk) and not Tenant.objects.filter(user=owner).exists()
+
+
+def test_the_tenant_page_offers_staff_deletion_but_not_of_oneself(client, staff, owner, owned):
+    client.force_login(staff)
+    page = client.get(f"/staff/tenants/{owned['tenant'].pk}/").content.decode()
+    assert 'data-testid="staff-delete-form"' in page
+    own = tenant_start(user=staff)
+    assert (
+        'data-testid="staff-delete-form"'
+        not in client.get(f"/staff/tenants/{own.pk}/").content.decode()
+    )
+    client.post(f"/staff/accounts/{staff.pk}/delete/", {"reason": "oops"})
+    staff.refresh_from_db()
+    assert staff.is_active
