@@ -49,10 +49,14 @@ def gate_state(
 
 
 def gate_table(*, now: datetime | None = None) -> dict[str, GateState]:
-    """Every current label with its gate state. Unknown and retired labels are absent."""
+    """Every current label with its gate state. Unknown and retired labels are absent, and so
+    are the labels of deactivated accounts (a deletion in its grace period): the edge answers
+    them as unknown, and an undo brings the same label back."""
     now = now or timezone.now()
     grace = timedelta(seconds=settings.GATE_BLOB_GRACE_SECONDS)
-    rows = Tenant.objects.values_list("label", "state", "exhausted_at", "low_at")
+    rows = Tenant.objects.filter(user__is_active=True).values_list(
+        "label", "state", "exhausted_at", "low_at"
+    )
     return {
         label: gate_state(
             state=state, exhausted_at=exhausted_at, now=now, grace=grace, low_at=low_at

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from disposable_email_domains import blocklist
 from django.conf import settings
+from django.utils.crypto import salted_hmac
 from email_normalize import Normalizer
 
 
@@ -66,3 +67,12 @@ def email_domain_blocked(email: str) -> bool:
     # The domain and each parent (mx.mailinator.com -> mailinator.com), never the bare suffix.
     candidates = {".".join(labels[i:]) for i in range(len(labels) - 1)}
     return bool(candidates & (blocklist | staff))
+
+
+def mailbox_digest(email: str) -> str:
+    """A keyed hash of the mailbox behind `email` (HMAC with SECRET_KEY): equal for every alias
+    of one mailbox, and no address without the key. Kept for erased accounts (no second
+    welcome bonus)."""
+    return salted_hmac(
+        "accounts.erased-mailbox", email_canonical(email), algorithm="sha256"
+    ).hexdigest()

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import Invite, InviteEmail, User
+from accounts.models import AccountDeletion, Invite, InviteEmail, User
 from config.admin import ReadOnlyAdmin
 
 
@@ -31,3 +31,13 @@ class InviteEmailAdmin(ReadOnlyAdmin):
     list_display = ["sent_at", "inviter", "email"]
     search_fields = ["inviter__email", "email"]
     list_select_related = ["inviter"]
+
+
+@admin.register(AccountDeletion)
+class AccountDeletionAdmin(ReadOnlyAdmin):
+    """Deletions are run from the account page or the staff dashboard (audited), not here."""
+
+    list_display = ["requested_at", "user", "status", "purge_after", "requested_by"]
+    list_filter = ["status"]
+    exclude = ["undo_nonce"]
+    list_select_related = ["user", "requested_by"]

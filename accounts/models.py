@@ -178,3 +178,57 @@ class InviteEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.inviter_id} -> {self.email}"
+
+
+class AccountDeletion(models.Model):
+    """An account's deletion (issue 19). Requested: the account is deactivated at once (no
+    login, tokens revoked, its mirror address out of the gate map). Until `purge_after` the
+    emailed undo link restores it; then its personal data is erased and the row says when.
+
+    The user row itself is kept, anonymised, so the ledger (usage, grants, invite credits of
+    other users) keeps its totals. One row per user: a second deletion after an undo reuses it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending deletion")
+        UNDONE = "undone", _("undone")
+        ERASED = "erased", _("deleted")
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="deletion")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    purge_after = models.DateTimeField()
+    # Staff who ran it (audited in the dashboard), or NULL when the user did.
+    requested_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Random, checked with the signed undo link: a link from an earlier deletion is void.
+    undo_nonce = models.CharField(max_length=64)
+    # The API tokens this deletion revoked, live again after an undo (still within expiry).
+    revoked_token_ids = models.JSONField(default=list, blank=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["purge_after"],
+                name="deletion_due_idx",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.status}"
+
+
+class ErasedMailbox(models.Model):
+    """A keyed hash (HMAC with SECRET_KEY) of the canonical address of an erased account that
+    received a welcome bonus: the same mailbox signing up again gets no second one. Not the
+    address: nothing here says who it was without the key and a guess."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    erased_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.digest[:12]

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from accounts.addresses import email_canonical, mask_email
-from accounts.models import Invite, InviteEmail, User
+from accounts.addresses import email_canonical, mailbox_digest, mask_email
+from accounts.models import ErasedMailbox, Invite, InviteEmail, User
 
 
 def user_for_mailbox(*, email: str) -> User | None:
@@ -21,6 +21,11 @@ def user_for_mailbox(*, email: str) -> User | None:
         User.objects.filter(email_canonical=canonical).first()
         or User.objects.filter(email__iexact=email.strip()).first()
     )
+
+
+def mailbox_was_welcomed(*, email: str) -> bool:
+    """An erased account of this mailbox (any alias) already had a welcome bonus."""
+    return ErasedMailbox.objects.filter(digest=mailbox_digest(email)).exists()
 
 
 @dataclass(frozen=True)

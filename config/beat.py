@@ -40,6 +40,8 @@ def beat_schedule(
             "task": "dashboard.tasks.dashboard_refresh",
             "schedule": max(dashboard_cache_seconds // 2, 5),
         },
+        # Erase accounts whose deletion grace period is over (days: hourly is prompt enough).
+        "account-purge": {"task": "selfservice.tasks.account_purge", "schedule": 3600.0},
     }
     if allowance_seconds > 0:
         # Each edge reads the upstreams' ratelimit headers from its own address (the one they

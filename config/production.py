@@ -56,4 +56,6 @@ def check_production_settings(settings: dict[str, Any]) -> None:
         SECURE_HSTS_SECONDS=env_int("DJANGO_HSTS_SECONDS", 31536000),
         SECURE_HSTS_INCLUDE_SUBDOMAINS=True,
         SECURE_HSTS_PRELOAD=True,
+        # Staff pages and the admin need TOTP (issue 14): a stolen staff password is not enough.
+        STAFF_MFA_REQUIRED=True,
     )

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "accounts",
     "accelerator",
     "edge",
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "api",
     "dashboard",
+    "selfservice",
     "ops",
     "csp",
 ]
@@ -77,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # After the session and user: staff pages want a second factor where it is required.
+    "accounts.second_factor.StaffSecondFactorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -172,6 +176,24 @@ ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 # of an existing account's address as that address.
 ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm", "add_email": "accounts.forms.AddEmailForm"}
 # allauth's rate limits are on by default and stored in the Django cache above.
+# Two-factor sign-in (allauth.mfa): an authenticator app (TOTP) and recovery codes, offered to
+# everyone on the account page and asked at login once enabled.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Mirror Accelerator"
+# A code from the period before or after is accepted too (RFC 6238 5.2: transmission delay and
+# a phone's clock a little off); each code still works only once.
+MFA_TOTP_TOLERANCE = 1
+# Staff reach /staff/ and /admin/ only with TOTP, used in this session's login. On in
+# production (config/production.py); off here so a first run and the tests can make staff.
+STAFF_MFA_REQUIRED = False
+# A deleted account is deactivated at once and erased after this many days; the emailed link
+# undoes the deletion until then (selfservice/deletion.py).
+ACCOUNT_DELETE_GRACE_DAYS = env_int("ACCOUNT_DELETE_GRACE_DAYS", 7)
+if not 1 <= ACCOUNT_DELETE_GRACE_DAYS <= 365:
+    raise ConfigError(
+        f"ACCOUNT_DELETE_GRACE_DAYS must be a whole number of days from 1 to 365, "
+        f"not {ACCOUNT_DELETE_GRACE_DAYS}"
+    )
 
 # --- the client address -----------------------------------------------------------------------
 # How many reverse proxies in front of gunicorn append to X-Forwarded-For: the client is the

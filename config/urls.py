@@ -17,5 +17,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("accelerator.urls")),
     path("", include("api.urls")),
+    path("", include("selfservice.urls")),
     path("staff/", include("dashboard.urls")),
 ]

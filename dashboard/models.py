@@ -17,6 +17,7 @@ class StaffAction(models.Model):
         ROTATE = "rotate", _("rotate label")
         INVITE_APPROVE = "invite_approve", _("approve invite credit")
         INVITE_REJECT = "invite_reject", _("reject invite credit")
+        DELETE_ACCOUNT = "delete_account", _("delete account")
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff_actions"

@@ -17,7 +17,7 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accelerator.models import Tenant
-from accounts.models import Invite, User
+from accounts.models import AccountDeletion, Invite, User
 from dashboard.models import StaffAction
 from edge.models import UpstreamAllowance
 from ingest.models import EdgeIngest, MalformedCount, MalformedSample, UnknownTraffic
@@ -310,3 +310,17 @@ def unknown_label_traffic(*, days: int = 7, limit: int = 20, now: datetime | Non
         .order_by("-r", "label")[:limit]
     )
     return [UnknownLabel(x["label"], x["retired"], x["r"], x["b"], x["last"]) for x in rows]
+
+
+def account_deletions(*, limit: int = 20) -> list[AccountDeletion]:
+    """Accounts deleted or pending deletion, newest first (read live, like the audit trail)."""
+    return list(
+        AccountDeletion.objects.select_related("user", "requested_by", "user__tenant")
+        .exclude(status=AccountDeletion.Status.UNDONE)
+        .order_by("-requested_at", "-id")[:limit]
+    )
+
+
+def account_deletion_counts() -> dict[str, int]:
+    rows = AccountDeletion.objects.values("status").annotate(n=Count("id")).order_by()
+    return {row["status"]: row["n"] for row in rows}

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accelerator.models import Tenant
 from accelerator.selectors import mirror_url, retired_labels, rotation_grace_seconds
-from accounts.models import Invite
+from accounts.models import AccountDeletion, Invite
 from dashboard import integrations, selectors, services
 from dashboard.forms import GrantForm, ReasonForm, TenantSearchForm
 from quota.errors import LedgerError
@@ -89,6 +89,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "computed_at": traffic["computed_at"],
         "figures": mark_safe(_figures_html(request, traffic)),  # our own rendered template
         "search": TenantSearchForm(),
+        "deletions": selectors.account_deletions(),
+        "deletion_counts": selectors.account_deletion_counts(),
     }
     return render(request, "dashboard/overview.html", context)
 
@@ -116,6 +118,7 @@ def _tenant_context(tenant: Tenant, **forms) -> dict:
         "grant_form": forms.get("grant_form") or GrantForm(),
         "reason_form": forms.get("reason_form") or ReasonForm(),
         "failed": forms.get("failed", ""),
+        "deletion": AccountDeletion.objects.filter(user_id=tenant.user_id).first(),
     }
 
 

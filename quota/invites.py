@@ -14,7 +14,8 @@ Rules:
     from the inviter's sign-up IP or its network (/24 for IPv4, /64 for IPv6), or more than
     INVITE_HOLD_BURST invitees of the inviter signed up within one hour; staff approve it
     (paid as below, once) or reject it (nothing paid);
-  - else credited: WELCOME_BONUS_BYTES to the invitee, and INVITE_BONUS_BYTES to the inviter
+  - else credited: WELCOME_BONUS_BYTES to the invitee (none when an erased account of the
+    same mailbox had one, accounts.ErasedMailbox), and INVITE_BONUS_BYTES to the inviter
     while the inviter has fewer than INVITE_CAP credited invites (past the cap the invitee
     still gets the welcome bonus; the inviter gets nothing more, and nothing while deactivated
     or suspended). An inviter without an accelerator gets one started to hold the bonus.
@@ -41,6 +42,7 @@ from accelerator.services import tenant_start
 from accounts.addresses import email_domain_blocked, mask_email
 from accounts.language import language_for_user
 from accounts.models import Invite, User
+from accounts.selectors import mailbox_was_welcomed
 from quota.errors import LedgerError
 from quota.grants import grant_create
 from quota.models import Grant, UsageMonth
@@ -209,7 +211,9 @@ def _pay(*, invite: Invite, tenant: Tenant, now: datetime) -> None:
             and credited < settings.INVITE_CAP
         ):
             inviter_bytes = settings.INVITE_BONUS_BYTES
-    invitee_bytes = settings.WELCOME_BONUS_BYTES
+    # One welcome bonus per mailbox: none for a re-sign-up after an erased account had one.
+    welcomed = mailbox_was_welcomed(email=invite.invitee.email)
+    invitee_bytes = 0 if welcomed else settings.WELCOME_BONUS_BYTES
     invite.status = Invite.Status.CREDITED
     invite.decided_at = invite.decided_at or now
     invite.credited_at = now

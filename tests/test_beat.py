@@ -19,6 +19,7 @@ CONTROL_PLANE = {
         "options": {"expires": 60.0},
     },
     "dashboard-refresh": {"task": "dashboard.tasks.dashboard_refresh", "schedule": 30},
+    "account-purge": {"task": "selfservice.tasks.account_purge", "schedule": 3600.0},
 }
 
 

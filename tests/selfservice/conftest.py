@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.conftest import PASSWORD
+
+
+def password_login(client, email: str, password: str = PASSWORD):
+    """A real login through allauth's form (it records the authentication, which
+    re-authentication and the staff second factor read); returns the response."""
+    return client.post("/accounts/login/", {"login": email, "password": password})
+
+
+def totp_code(secret: str, offset: int = 0) -> str:
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+
+    return format_hotp_value(hotp_value(secret, int(time.time()) // 30 + offset))
+
+
+def undo_link(body: str) -> str:
+    return re.search(r"https?://\S+(/account/undo/\S+/)", body).group(1)
+
+
+def reauthenticate(client, password: str = PASSWORD):
+    """allauth's re-authentication (the password again), which deletion asks for."""
+    resp = client.post("/accounts/reauthenticate/", {"password": password})
+    assert resp.status_code == 302, resp.content[:2000]
+    return resp
+
+
+@pytest.fixture
+def logged_in(client, owner):
+    """The owner logged in through the form, with a fresh re-authentication."""
+    assert password_login(client, owner.email).status_code == 302
+    reauthenticate(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _tasks_run_inline():
+    """Tasks queued after commit (the deletion email) run in the test's process."""
+    from config.celery import app
+
+    old = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = old
+
+
+@pytest.fixture
+def api(client):
+    """A test client that sends a bearer token: api(token).get(url)."""
+
+    class Api:
+        def __init__(self, token: str | None):
+            self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+        def get(self, url, data=None):
+            return client.get(url, data, headers=self.headers)
+
+        def post(self, url, data=None):
+            return client.post(
+                url, data or {}, content_type="application/json", headers=self.headers
+            )
+
+    return Api
