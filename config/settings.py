@@ -421,7 +421,6 @@ if LOG_FORMAT == "json":
 CELERY_BEAT_SCHEDULE = beat_schedule(
     edges=EDGES,
     edge_name=EDGE_NAME,
-    access_log=str(EDGE_ACCESS_LOG),
     ingest_seconds=INGEST_INTERVAL_SECONDS,
     ingest_queue=INGEST_QUEUE,
     gate_sync_seconds=EDGE_GATE_SYNC_SECONDS,
