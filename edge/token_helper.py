@@ -6,8 +6,13 @@ a bearer token per repository scope, anonymous or for an account; tokens are cac
 until shortly before they expire (at most MAX_TOKENS, least recently used first out), and one
 fetch per scope runs at a time.
 
+Only nginx may ask: a request without the edge's internal secret (header X-Edge-Secret, the
+file EDGE_RUN_DIR/internal.secret that edge_render creates) gets 403 and no token, so a local
+user of the edge host cannot borrow the upstream account.
+
 A data-plane process: no Django, no database. Run with
-    python -m edge.token_helper --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io
+    python -m edge.token_helper --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io \
+        --secret-file EDGE_RUN_DIR/internal.secret
 (credentials from UPSTREAM_USERNAME / UPSTREAM_PASSWORD in the environment), or
 `manage.py edge_token`, which takes them from settings.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
 import json
 import logging
 import os
@@ -170,11 +176,18 @@ class TokenCache:
             return value
 
 
-def make_handler(cache: TokenCache):
+def make_handler(cache: TokenCache, secret: str):
+    if len(secret) < 32:
+        raise ValueError("the token helper needs the edge's internal secret (32+ characters)")
+    expected = secret.encode()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802
+            given = self.headers.get("X-Edge-Secret", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, expected):
+                return self._answer(403, "")
             repo = repo_from_uri(self.headers.get("X-Original-URI", ""))
             if repo is None:
                 return self._answer(403, "")
@@ -198,10 +211,17 @@ def make_handler(cache: TokenCache):
     return Handler
 
 
-def serve(listen: str, upstream: str, username: str = "", password: str = "") -> None:
+def read_secret(path: str) -> str:
+    with open(path, encoding="ascii") as handle:
+        return handle.read().strip()
+
+
+def serve(
+    listen: str, upstream: str, username: str = "", password: str = "", *, secret: str
+) -> None:
     host, _, port = listen.rpartition(":")
     cache = TokenCache(upstream, username, password)
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), make_handler(cache))
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), make_handler(cache, secret))
     server.daemon_threads = True
     logger.info("edge token helper on %s for %s", listen, upstream)
     server.serve_forever()
@@ -211,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument("--secret-file", required=True, help="EDGE_RUN_DIR/internal.secret")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     serve(
@@ -218,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         args.upstream,
         os.environ.get("UPSTREAM_USERNAME", ""),
         os.environ.get("UPSTREAM_PASSWORD", ""),
+        secret=read_secret(args.secret_file),
     )
 
 
