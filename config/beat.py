@@ -18,7 +18,6 @@ def beat_schedule(
     *,
     edges: list[str],
     edge_name: str,
-    access_log: str,
     ingest_seconds: int,
     ingest_queue: str,
     gate_sync_seconds: int,
@@ -69,7 +68,8 @@ def beat_schedule(
     schedule["ingest-edge-log"] = {
         "task": "ingest.tasks.ingest_edge_log",
         "schedule": float(ingest_seconds),
-        "kwargs": {"edge": edge_name, "path": access_log},
+        # The edge only: the worker reads its own EDGE_ACCESS_LOG, never a path from the broker.
+        "kwargs": {"edge": edge_name},
         # A run still queued after a few periods is superseded by a newer one.
         "options": {"expires": float(ingest_seconds * 5)}
         | ({"queue": ingest_queue} if ingest_queue else {}),

@@ -19,10 +19,21 @@ REQUIRED_ENV = [
 ]
 
 
+# An edge (ACCELERATOR_ROLE=edge) signs nothing and sends no mail: it is not given the
+# control plane's secrets (README "Threat model").
+NOT_FOR_EDGES = {"DJANGO_SECRET_KEY", "EMAIL_HOST", "DEFAULT_FROM_EMAIL", "SITE_URL"}
+
+
 def check_production_settings(settings: dict[str, Any]) -> None:
     """Raise ConfigError naming every missing or unsafe production setting at once."""
-    problems = [f"{name} is not set" for name in REQUIRED_ENV if not env_str(name).strip()]
-    secret = env_str("DJANGO_SECRET_KEY")
+    if settings.get("ACCELERATOR_ROLE") == "edge":
+        _edge_settings(settings)
+        required = [name for name in REQUIRED_ENV if name not in NOT_FOR_EDGES]
+    else:
+        required = REQUIRED_ENV
+    problems = [f"{name} is not set" for name in required if not env_str(name).strip()]
+    secret = settings["SECRET_KEY"] if settings.get("ACCELERATOR_ROLE") == "edge" else None
+    secret = secret or env_str("DJANGO_SECRET_KEY")
     # The same bar as Django's own deployment check (security.W009).
     if secret and (
         secret == settings["DEV_SECRET_KEY"] or len(secret) < 50 or len(set(secret)) < 5
@@ -59,3 +70,18 @@ def check_production_settings(settings: dict[str, Any]) -> None:
         # Staff pages and the admin need TOTP (issue 14): a stolen staff password is not enough.
         STAFF_MFA_REQUIRED=True,
     )
+
+
+def _edge_settings(settings: dict[str, Any]) -> None:
+    """An edge process: a key of its own (it signs nothing that outlives it, and never holds
+    the control plane's), and no mail at all."""
+    import secrets
+
+    if env_str("DJANGO_SECRET_KEY"):
+        raise ConfigError(
+            "ACCELERATOR_ROLE=edge: DJANGO_SECRET_KEY must not be given to an edge (it would "
+            "let a compromised edge forge the console's sessions); remove it from its env files"
+        )
+    settings["SECRET_KEY"] = secrets.token_urlsafe(50)
+    settings["EMAIL_BACKEND"] = "django.core.mail.backends.dummy.EmailBackend"
+    settings["EMAIL_HOST_PASSWORD"] = ""

@@ -307,6 +307,13 @@ INVITE_BLOCKED_DOMAINS = env_list("INVITE_BLOCKED_DOMAINS", [])
 # The backstop: new month, expired grants, missed batches, invites whose first usage was missed.
 LEDGER_RECONCILE_SECONDS = env_int("LEDGER_RECONCILE_SECONDS", 60)
 
+# What this process is: "all" (the control plane, or everything on one machine) or "edge" (an
+# edge's worker and render on their own host: no DJANGO_SECRET_KEY or SMTP needed, a
+# least-privilege database role, enforcement handed to the control plane's queue).
+ACCELERATOR_ROLE = env_str("ACCELERATOR_ROLE", "all")
+if ACCELERATOR_ROLE not in {"all", "edge"}:
+    raise ConfigError(f"ACCELERATOR_ROLE must be all or edge, not {ACCELERATOR_ROLE!r}")
+
 # --- production ---------------------------------------------------------------------------
 if not DEBUG:
     from config.production import check_production_settings
@@ -400,6 +407,9 @@ EDGE_WORKER_PROCESSES = env_str("EDGE_WORKER_PROCESSES", "auto")
 # 2-3x faster than the one-page default (bench/edge.py prints the figure). Cache hits use sendfile.
 EDGE_PROXY_BUFFER_SIZE = env_str("EDGE_PROXY_BUFFER_SIZE", "64k")
 EDGE_GATE_SYNC_SECONDS = env_int("EDGE_GATE_SYNC_SECONDS", 2)
+# After a reload (at most one per gate sync), old nginx workers close downloads still running
+# after this many seconds: reloads cannot pile up workers.
+EDGE_WORKER_SHUTDOWN_SECONDS = env_int("EDGE_WORKER_SHUTDOWN_SECONDS", 120)
 # The blob cache: one entry per digest, least recently used evicted past EDGE_CACHE_MAX_SIZE.
 # Misses are fetched once from UPSTREAM_URL by nginx's loopback fetch server (EDGE_FETCH_LISTEN)
 # with bearer tokens from the token helper (EDGE_TOKEN_LISTEN, `manage.py edge_token`).
@@ -511,7 +521,6 @@ if LOG_FORMAT == "json":
 CELERY_BEAT_SCHEDULE = beat_schedule(
     edges=EDGES,
     edge_name=EDGE_NAME,
-    access_log=str(EDGE_ACCESS_LOG),
     ingest_seconds=INGEST_INTERVAL_SECONDS,
     ingest_queue=INGEST_QUEUE,
     gate_sync_seconds=EDGE_GATE_SYNC_SECONDS,

@@ -3,11 +3,16 @@
 nginx decides every request from the gate map it last loaded, so the data plane never calls
 back into Django: it keeps serving while gunicorn, PostgreSQL, Redis and Celery are down.
 gate_sync() writes the map only when its content changed, and only then reloads nginx
-gracefully (SIGHUP to the pid in its pid file: running downloads finish on the old workers).
+gracefully (SIGHUP to the pid in its pid file: running downloads finish on the old workers,
+for at most EDGE_WORKER_SHUTDOWN_SECONDS). Reloads are coalesced: at most one per
+EDGE_GATE_SYNC_SECONDS (less a tenth for the scheduler's jitter), so a burst of gate changes
+(rotations, exhaustions) does not pile up generations of old workers; a change written while a
+reload is not yet due is applied by the next sync.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -22,7 +27,7 @@ from accelerator.gate import gate_table
 from edge import render
 from edge.run_dir import edge_files, write_atomic
 from edge.state import edge_state_record
-from edge.usage_warning import warning_map_write
+from edge.usage_warning import warning_map, warning_map_write
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +54,15 @@ def nginx_reload(*, pid_file: Path) -> bool:
 @dataclass(frozen=True)
 class GateSync:
     tenants: int
-    changed: bool
-    reloaded: bool
+    changed: bool  # the map file was rewritten
+    reloaded: bool  # nginx was signalled to load it
     skipped: tuple[str, ...] = ()
+    pending: bool = False  # nginx runs an older map; the next sync reloads it
 
 
-def gate_sync(*, run_dir: Path | None = None) -> GateSync:
-    """Render gate_table() into the map file; reload nginx only if the content changed.
+def gate_sync(*, run_dir: Path | None = None, reload_every: float | None = None) -> GateSync:
+    """Render gate_table() into the map file; reload nginx when the map it loaded is not this
+    one and its last reload is at least `reload_every` seconds old (EDGE_GATE_SYNC_SECONDS).
 
     Idempotent. When the database is unreachable gate_table() raises and nothing is
     written, so nginx keeps the last map it had.
@@ -69,19 +76,48 @@ def gate_sync(*, run_dir: Path | None = None) -> GateSync:
     except FileNotFoundError:
         current = None
     tenants = text.count("\n") - 1
-    if current == text:
-        # The usage warnings change without the gate (edge.usage_warning).
-        warned = warning_map_write(run_dir=files.run_dir)
-        reloaded = warned and nginx_reload(pid_file=files.pid_file)
-        _record(tenants=tenants, reloaded=reloaded)
-        return GateSync(tenants=tenants, changed=warned, reloaded=reloaded, skipped=tuple(skipped))
-    files.run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(files.gate_map, text)
-    warning_map_write(run_dir=files.run_dir)
-    reloaded = nginx_reload(pid_file=files.pid_file)
-    logger.info("gate map: %d tenants written, nginx reloaded=%s", tenants, reloaded)
+    warnings = warning_map()  # the usage warnings change without the gate
+    gate_changed = current != text
+    if gate_changed:
+        files.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(files.gate_map, text, mode=0o640)
+    changed = warning_map_write(run_dir=files.run_dir, text=warnings) or gate_changed
+    reloaded = pending = False
+    digest = hashlib.sha256((text + warnings).encode()).hexdigest()
+    if _loaded_digest(files.gate_loaded) != digest and nginx_pid(pid_file=files.pid_file):
+        every = settings.EDGE_GATE_SYNC_SECONDS if reload_every is None else reload_every
+        if _seconds_since(files.gate_loaded) >= 0.9 * every:
+            reloaded = nginx_reload(pid_file=files.pid_file)
+            if reloaded:
+                write_atomic(files.gate_loaded, digest + "\n", mode=0o640)
+        pending = not reloaded
+    if changed or reloaded:
+        logger.info(
+            "gate map: %d tenants, written=%s, nginx reloaded=%s", tenants, changed, reloaded
+        )
     _record(tenants=tenants, reloaded=reloaded)
-    return GateSync(tenants=tenants, changed=True, reloaded=reloaded, skipped=tuple(skipped))
+    return GateSync(
+        tenants=tenants,
+        changed=changed,
+        reloaded=reloaded,
+        skipped=tuple(skipped),
+        pending=pending,
+    )
+
+
+def _loaded_digest(path: Path) -> str:
+    """The digest of the map nginx was last told to load ("" when unknown)."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _seconds_since(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _record(*, tenants: int, reloaded: bool) -> None:

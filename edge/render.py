@@ -6,10 +6,12 @@ pass values in.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.upstreams import DOCKER_HUB, NAME_RE, REPOSITORY_RE, URL_RE
@@ -70,6 +72,13 @@ class EdgeParams:
     cache_max_size: str = "10g"
     cache_inactive: str = "30d"
     cache_lock_seconds: int = 3600
+    # Old workers still serving downloads after a reload are closed after this long, so
+    # reloads cannot pile up workers (at most one reload per gate-sync interval).
+    worker_shutdown_seconds: int = 120
+    # Sent by nginx to its fetch server and to the token helper, which refuse requests
+    # without it: a local user of the edge host gets no blob and no upstream token. Lives in
+    # EDGE_RUN_DIR/internal.secret and nginx.conf (both 0640).
+    internal_secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
     resolver: str = "127.0.0.1"
     ca_bundle: Path | None = None
     # HTTPS for clients (production: a wildcard certificate for *.MIRROR_DOMAIN).
@@ -120,9 +129,28 @@ class EdgeParams:
         ):
             if not _LISTEN_RE.match(getattr(self, key)):
                 raise EdgeConfigError(f"{setting} must be host:port, not {getattr(self, key)!r}")
+        for key, setting in (
+            ("fetch_listen", "EDGE_FETCH_LISTEN"),
+            ("token_listen", "EDGE_TOKEN_LISTEN"),
+        ):
+            if not is_loopback(getattr(self, key)):
+                raise EdgeConfigError(
+                    f"{setting} must be a loopback address (127.0.0.1:port or [::1]:port), not "
+                    f"{getattr(self, key)!r}: it serves blobs and upstream tokens to nginx alone"
+                )
+        if not re.match(r"^[A-Za-z0-9]{32,128}$", self.internal_secret):
+            raise EdgeConfigError("the edge's internal secret must be 32-128 letters and digits")
+        if not 1 <= self.worker_shutdown_seconds <= 86400:
+            raise EdgeConfigError("EDGE_WORKER_SHUTDOWN_SECONDS must be between 1 and 86400")
         if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$", self.upstream_url):
             raise EdgeConfigError(
                 f"UPSTREAM_URL must be an http(s) URL without a path: {self.upstream_url!r}"
+            )
+        if self.upstream_url.startswith("https://") and self.ca_bundle is None:
+            raise EdgeConfigError(
+                "UPSTREAM_URL is https but EDGE_UPSTREAM_CA_BUNDLE names no CA bundle file: "
+                "the upstream's certificate would not be verified. Set EDGE_UPSTREAM_CA_BUNDLE "
+                "to a PEM file of trusted CAs (Debian: /etc/ssl/certs/ca-certificates.crt)"
             )
         if bool(self.upstream_username) != bool(self.upstream_password):
             raise EdgeConfigError("set both UPSTREAM_USERNAME and UPSTREAM_PASSWORD, or neither")
@@ -194,6 +222,16 @@ class EdgeParams:
                 raise EdgeConfigError(f"UPSTREAM_DENY: {entry!r} is not <registry>/<repository>")
 
 
+def is_loopback(listen: str) -> bool:
+    """Whether a host:port listens on a loopback address only (no names: they may resolve to
+    anything, and 0.0.0.0 or [::] listen everywhere)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def fill(template: str, values: Mapping[str, str]) -> str:
     """Replace every @@NAME@@; a placeholder without a value is an error, never left in."""
 
@@ -219,6 +257,8 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "MIRROR_DOMAIN": params.mirror_domain,
             "MIRROR_DOMAIN_RE": params.mirror_domain.replace(".", r"\."),
             "WORKER_PROCESSES": params.worker_processes,
+            "WORKER_SHUTDOWN_TIMEOUT": str(params.worker_shutdown_seconds),
+            "INTERNAL_SECRET": params.internal_secret,
             "PROXY_BUFFER_SIZE": params.proxy_buffer_size,
             "FETCH_LISTEN": params.fetch_listen,
             "TOKEN_LISTEN": params.token_listen,
@@ -305,7 +345,8 @@ def _client_tls(params: EdgeParams) -> str:
 def _upstream_tls(ca_bundle: Path | None) -> str:
     indent = " " * 12
     if ca_bundle is None:
-        return f"{indent}# no CA bundle configured: the upstream's certificate is not verified"
+        # Only for a plain-http upstream: validate() refuses https without a CA bundle.
+        return f"{indent}# plain-http upstream: no TLS to verify"
     return (
         f"{indent}proxy_ssl_verify on;\n"
         f"{indent}proxy_ssl_verify_depth 4;\n"

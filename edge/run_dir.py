@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -45,6 +45,7 @@ def edge_params() -> render.EdgeParams:
         cache_max_size=settings.EDGE_CACHE_MAX_SIZE,
         cache_inactive=settings.EDGE_CACHE_INACTIVE,
         cache_lock_seconds=settings.EDGE_CACHE_LOCK_SECONDS,
+        worker_shutdown_seconds=settings.EDGE_WORKER_SHUTDOWN_SECONDS,
         resolver=settings.EDGE_RESOLVER or _system_resolver(),
         ca_bundle=_ca_bundle(),
         tls_listen=settings.EDGE_TLS_LISTEN,
@@ -113,9 +114,15 @@ def _system_resolver() -> str:
 
 
 def _ca_bundle() -> Path | None:
+    """The upstream's CA bundle; None for a plain-http upstream without one. An https upstream
+    without a readable bundle is refused (render.EdgeParams.validate names the setting)."""
     path = Path(settings.EDGE_UPSTREAM_CA_BUNDLE) if settings.EDGE_UPSTREAM_CA_BUNDLE else None
     if path is not None and not path.is_file():
-        logger.warning("EDGE_UPSTREAM_CA_BUNDLE %s is missing: upstream TLS unverified", path)
+        if settings.UPSTREAM_URL.startswith("https://"):
+            raise render.EdgeConfigError(
+                f"EDGE_UPSTREAM_CA_BUNDLE {path} is not a file: the upstream's certificate "
+                "could not be verified (set it to a PEM file of trusted CAs)"
+            )
         return None
     return path
 
@@ -128,6 +135,10 @@ class EdgeFiles:
     gate_map: Path
     pid_file: Path
     error_log: Path
+    # The digest of the gate map nginx was last told to load (its mtime: that reload's time).
+    gate_loaded: Path
+    # The per-edge secret nginx's fetch server and the token helper require (0640).
+    internal_secret: Path
 
 
 def edge_files(run_dir: Path) -> EdgeFiles:
@@ -138,10 +149,14 @@ def edge_files(run_dir: Path) -> EdgeFiles:
         gate_map=run_dir / "gate.map",
         pid_file=run_dir / "nginx.pid",
         error_log=run_dir / "logs" / "error.log",
+        gate_loaded=run_dir / "gate.loaded",
+        internal_secret=run_dir / "internal.secret",
     )
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o640) -> None:
+    """Replace path with text. 0640 by default: the edge's files hold every label (gate.map)
+    and its internal secret (nginx.conf); nginx reads them as their owner."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.chmod(mode)
@@ -159,7 +174,13 @@ def edge_render(*, params: render.EdgeParams | None = None) -> EdgeFiles:
     _check_worker_access(params)
     for sub in ("logs", "tmp"):
         (params.run_dir / sub).mkdir(parents=True, exist_ok=True)
+    params = replace(params, internal_secret=internal_secret(files))
     params.access_log.parent.mkdir(parents=True, exist_ok=True)
+    # nginx creates a missing log 0644 (less its umask); created here, it keeps 0640.
+    for log in (params.access_log, files.error_log, params.run_dir / "logs" / "fetch.log"):
+        if not log.exists():
+            log.touch(mode=0o640)
+            log.chmod(0o640)
     params.storage_dir.mkdir(parents=True, exist_ok=True)
     params.cache_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(files.nginx_conf, render.nginx_conf(NGINX_TEMPLATE.read_text(), params))
@@ -182,3 +203,14 @@ def edge_render(*, params: render.EdgeParams | None = None) -> EdgeFiles:
     if not files.gate_map.exists():
         write_atomic(files.gate_map, render.gate_map({})[0])
     return files
+
+
+def internal_secret(files: EdgeFiles) -> str:
+    """The edge's internal secret, created once (0640) and kept across renders: the token
+    helper, started separately, must go on matching the nginx.conf rendered next."""
+    try:
+        return files.internal_secret.read_text().strip()
+    except FileNotFoundError:
+        files.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(files.internal_secret, secrets.token_hex(32) + "\n")
+        return files.internal_secret.read_text().strip()

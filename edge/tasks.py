@@ -31,7 +31,12 @@ def edge_gate_sync(edge: str | None = None) -> dict:
         logger.error("gate sync for edge %r refused by the worker of %r", edge, settings.EDGE_NAME)
         return {"edge": edge, "refused": f"this worker serves edge {settings.EDGE_NAME!r}"}
     result = gate_sync()
-    return {"tenants": result.tenants, "changed": result.changed, "reloaded": result.reloaded}
+    return {
+        "tenants": result.tenants,
+        "changed": result.changed,
+        "reloaded": result.reloaded,
+        "pending": result.pending,
+    }
 
 
 @shared_task(

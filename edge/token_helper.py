@@ -9,8 +9,13 @@ fetch per scope runs at a time.
 Every registry of the edge has its own cache: the fetch server's URI carries ``ns=<name>``
 (set by the edge after routing), and an unknown name gets no token (403), nothing dialled.
 
+Only nginx may ask: a request without the edge's internal secret (header X-Edge-Secret, the
+file EDGE_RUN_DIR/internal.secret that edge_render creates) gets 403 and no token, so a local
+user of the edge host cannot borrow the upstream account.
+
 A data-plane process: no Django, no database. Run with
-    python -m edge.token_helper --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io
+    python -m edge.token_helper --listen 127.0.0.1:8482 --upstream https://registry-1.docker.io \
+        --secret-file EDGE_RUN_DIR/internal.secret
 (credentials from UPSTREAM_USERNAME / UPSTREAM_PASSWORD in the environment; the other
 registries from UPSTREAMS and UPSTREAM_<NAME>_* as config/upstreams.py reads them), or
 `manage.py edge_token`, which takes them from settings.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
 import json
 import logging
 import os
@@ -182,14 +188,20 @@ class TokenCache:
             return value
 
 
-def make_handler(caches: TokenCache | dict[str, TokenCache]):
+def make_handler(caches: TokenCache | dict[str, TokenCache], secret: str):
     if isinstance(caches, TokenCache):
         caches = {DOCKER_HUB: caches}
+    if len(secret) < 32:
+        raise ValueError("the token helper needs the edge's internal secret (32+ characters)")
+    expected = secret.encode()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802
+            given = self.headers.get("X-Edge-Secret", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, expected):
+                return self._answer(403, "")
             uri = self.headers.get("X-Original-URI", "")
             repo = repo_from_uri(uri)
             cache = caches.get(registry_from_uri(uri))
@@ -215,18 +227,25 @@ def make_handler(caches: TokenCache | dict[str, TokenCache]):
     return Handler
 
 
+def read_secret(path: str) -> str:
+    with open(path, encoding="ascii") as handle:
+        return handle.read().strip()
+
+
 def serve(
     listen: str,
     upstream: str,
     username: str = "",
     password: str = "",
     others: tuple[Upstream, ...] = (),
+    *,
+    secret: str,
 ) -> None:
     host, _, port = listen.rpartition(":")
     caches = {DOCKER_HUB: TokenCache(upstream, username, password)}
     for other in others:
         caches[other.name] = TokenCache(other.url, other.username, other.password)
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), make_handler(caches))
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), make_handler(caches, secret))
     server.daemon_threads = True
     logger.info("edge token helper on %s for %s", listen, ", ".join(sorted(caches)))
     server.serve_forever()
@@ -236,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument("--secret-file", required=True, help="EDGE_RUN_DIR/internal.secret")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     serve(
@@ -244,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.get("UPSTREAM_USERNAME", ""),
         os.environ.get("UPSTREAM_PASSWORD", ""),
         parse_upstreams(os.environ.get("UPSTREAMS", ""), os.environ),
+        secret=read_secret(args.secret_file),
     )
 
 

@@ -45,10 +45,9 @@ def warning_map() -> str:
     return "\n".join(lines) + "\n"
 
 
-def warning_map_write(*, run_dir: Path) -> bool:
-    """Write the map when its content changed. Returns True when it did (nginx must reload)."""
+def warning_map_write(*, run_dir: Path, text: str) -> bool:
+    """Write the map (warning_map()'s text) when its content changed. Returns True when it did."""
     path = run_dir / FILE_NAME
-    text = warning_map()
     try:
         if path.read_text() == text:
             return False

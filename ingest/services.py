@@ -29,6 +29,7 @@ from ingest.health import health_after_run, health_note_error
 from ingest.labels import Redo, labels_retired
 from ingest.models import EdgeIngest
 from quota.settlement import usage_after_batch
+from quota.tasks import usage_settle
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,11 @@ def _after_batch(*, edge: str, tenant_ids: set[int]) -> float:
     """Tell the ledger who got usage in committed batches. Returns the seconds it took."""
     t0 = time.monotonic()
     try:
-        usage_after_batch(tenant_ids=sorted(tenant_ids))
+        if settings.ACCELERATOR_ROLE == "edge":
+            # The edge's database role writes usage only; the control plane settles it.
+            usage_settle.delay(sorted(tenant_ids))
+        else:
+            usage_after_batch(tenant_ids=sorted(tenant_ids))
     except Exception as exc:  # the usage is committed; the ledger's reconcile catches up
         log.exception("usage_after_batch failed for edge %s", edge)
         health_note_error(edge=edge, message=f"enforcement: {exc!r}")

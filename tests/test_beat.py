@@ -6,7 +6,6 @@ from config.beat import beat_schedule
 
 VALUES = dict(
     edge_name="local",
-    access_log="/srv/edge/logs/access.log",
     ingest_seconds=2,
     gate_sync_seconds=3,
     reconcile_seconds=60,
@@ -33,7 +32,7 @@ def test_one_edge_runs_its_work_on_the_default_queue():
         "ingest-edge-log": {
             "task": "ingest.tasks.ingest_edge_log",
             "schedule": 2.0,
-            "kwargs": {"edge": "local", "path": "/srv/edge/logs/access.log"},
+            "kwargs": {"edge": "local"},
             "options": {"expires": 10.0},
         },
     }

@@ -40,7 +40,6 @@ def test_one_ingest_and_one_gate_sync_entry_per_edge_on_its_queue():
     schedule = beat_schedule(
         edges=["east", "west"],
         edge_name="local",
-        access_log="/var/log/access.log",
         ingest_seconds=2,
         ingest_queue="",
         gate_sync_seconds=2,

@@ -280,7 +280,7 @@ def test_logrotate_renames_nginx_reopens_and_ingestion_counts_every_line_once(
     settings, _cert = production_like
     run = render_all()
     conf = run / "logrotate.conf"
-    assert conf.stat().st_mode & 0o777 == 0o644
+    assert conf.stat().st_mode & 0o777 == 0o640
     nginx = harness.Proc.start("nginx", harness.nginx_cmd(run), log=run / "logs" / "nginx.out")
     http_port = int(settings.EDGE_LISTEN.rsplit(":", 1)[1])
     access = Path(settings.EDGE_ACCESS_LOG)

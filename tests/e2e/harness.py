@@ -527,6 +527,10 @@ def edge_params(
 
 
 def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
+    # The secret nginx sends it (params.internal_secret), as edge_render writes it.
+    params.run_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = params.run_dir / "internal.secret"
+    secret_file.write_text(params.internal_secret + "\n")
     proc = Proc.start(
         "edge-token",
         [
@@ -537,6 +541,8 @@ def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
             params.token_listen,
             "--upstream",
             params.upstream_url,
+            "--secret-file",
+            str(secret_file),
         ],
         log=log,
         env={

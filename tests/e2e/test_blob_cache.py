@@ -272,6 +272,8 @@ def test_cache_stays_within_its_size_evicting_least_recently_used(auth_world, te
         ),
         registry_listen=edge.params.registry_listen,
         token_listen=edge.params.token_listen,
+        # The token helper it shares answers only its edge's secret.
+        internal_secret=edge.params.internal_secret,
     )
     params.run_dir.mkdir(parents=True)
     (params.run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
@@ -388,15 +390,17 @@ def test_token_helper_with_unreachable_upstream_answers_503():
     dead = TokenCache(f"http://127.0.0.1:{harness.free_port()}")
     with pytest.raises(TokenError):
         dead.header_for("library/x")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(dead))
+    secret = ("X-Edge-Secret", "s" * 40)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(dead, secret[1]))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         port = server.server_address[1]
         digest = "sha256:" + "b" * 64
         uri = ("X-Original-URI", f"/v2/library/x/blobs/{digest}")
-        assert harness.request(port, "GET", "/token", host="t", headers=[uri]).status == 503
+        answer = harness.request(port, "GET", "/token", host="t", headers=[uri, secret])
+        assert answer.status == 503
         bad = ("X-Original-URI", "/v2/../../etc/blobs/x")
-        assert harness.request(port, "GET", "/token", host="t", headers=[bad]).status == 403
+        assert harness.request(port, "GET", "/token", host="t", headers=[bad, secret]).status == 403
     finally:
         server.shutdown()

@@ -29,6 +29,7 @@ PARAMS = edge_config.EdgeParams(
     storage_dir=Path("/srv/registry"),
     mirror_domain="m.example.io",
     upstream_url="https://registry-1.docker.io",
+    ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
 )
 
 
@@ -154,7 +155,12 @@ def test_sync_command_and_beat_task(settings, tmp_path, owner, capsys):
     tenant_start(user=owner)
     call_command("edge_sync")
     assert "1 tenants, changed=True, reloaded=False" in capsys.readouterr().out
-    assert edge_gate_sync() == {"tenants": 1, "changed": False, "reloaded": False}
+    assert edge_gate_sync() == {
+        "tenants": 1,
+        "changed": False,
+        "reloaded": False,
+        "pending": False,
+    }
     assert "edge-gate-sync" in settings.CELERY_BEAT_SCHEDULE
     with pytest.raises(CommandError):
         call_command("edge_sync", "--interval", "0")

@@ -87,7 +87,11 @@ def test_a_slow_download_across_a_rotation_is_charged_in_full(edge, make_tenant,
         serving = harness.child_pids(edge.nginx.pid)
         tenant = tenant_rotate(tenant=tenant)
         retired_at = RetiredLabel.objects.get(label=old).retired_at.timestamp()
-        assert gate_sync(run_dir=edge.run_dir).reloaded
+        # Reloads are coalesced (one per gate-sync interval): sync until this one is applied.
+        deadline = time.monotonic() + 10
+        while not gate_sync(run_dir=edge.run_dir).reloaded:
+            assert time.monotonic() < deadline, "the rotation was never reloaded"
+            time.sleep(0.05)
         deadline = time.monotonic() + 10
         while edge.get(old, "/v2/").status != 404:
             assert time.monotonic() < deadline, "the edge still answers the old label"

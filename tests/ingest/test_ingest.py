@@ -14,6 +14,7 @@ from django.utils import timezone
 from ingest.models import EdgeIngest, LogFile, MalformedCount, MalformedSample, UnknownTraffic
 from ingest.parser import sample_text
 from ingest.services import ingest_edge
+from quota.models import UsageBucket
 from tests.ingest.conftest import (
     EDGE,
     assert_exact,
@@ -380,14 +381,29 @@ def test_the_task_and_its_beat_entry(labels, log_path, settings):
 
     maker = LogMaker(list(labels), seed=10)
     log_path.write_bytes(maker.lines(200))
-    result = ingest_edge_log.apply(kwargs={"edge": EDGE, "path": str(log_path)}).get()
+    settings.EDGE_NAME, settings.EDGE_ACCESS_LOG = EDGE, log_path
+    result = ingest_edge_log.apply(kwargs={"edge": EDGE}).get()
     assert result["lines"] == 200 and result["busy"] is False
     assert_exact(maker.truth, labels)
     assert ingest_edge_log.acks_late and ingest_edge_log.time_limit
     entry = settings.CELERY_BEAT_SCHEDULE["ingest-edge-log"]
     assert entry["task"] == "ingest.tasks.ingest_edge_log"
     assert entry["schedule"] <= 5
-    assert entry["kwargs"] == {"edge": settings.EDGE_NAME, "path": str(settings.EDGE_ACCESS_LOG)}
+    assert entry["kwargs"] == {"edge": settings.EDGE_NAME}
+
+
+def test_the_task_takes_no_path_from_the_broker(labels, log_path, tmp_path, settings):
+    """A message naming a file (any other argument) is refused: nothing read, nothing charged."""
+    from ingest.tasks import ingest_edge_log
+
+    settings.EDGE_NAME, settings.EDGE_ACCESS_LOG = EDGE, log_path
+    other = tmp_path / "elsewhere.log"
+    other.write_bytes(LogMaker(list(labels), seed=13).lines(50))
+    for hostile in ({"path": str(other)}, {"path": "/etc/shadow"}, {"path": None}, {"x": 1}):
+        result = ingest_edge_log.apply(kwargs={"edge": EDGE, **hostile}).get()
+        assert "refused" in result
+    assert not LogFile.objects.exists()
+    assert not UsageBucket.objects.exists()
 
 
 def test_usage_is_per_edge(labels, tmp_path):

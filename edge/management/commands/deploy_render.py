@@ -19,8 +19,9 @@ def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
-    # logrotate refuses a configuration that others can write; nginx only reads it.
-    tmp.chmod(0o644)
+    # logrotate refuses a configuration that others can write; nginx only reads it. Not for
+    # other local users either: it names the edge's files.
+    tmp.chmod(0o640)
     os.replace(tmp, path)
 
 
