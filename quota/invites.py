@@ -113,6 +113,9 @@ def invitee_usage(*, tenant: Tenant) -> int:
 def _due(*, invite: Invite, now: datetime) -> Tenant | None:
     """The invitee's tenant when the credit is due (verified, old enough, real use)."""
     invitee = invite.invitee
+    if not invitee.is_active:
+        # A deleted account's invite waits: an undo brings it back, the erasure never pays it.
+        return None
     if invitee.date_joined > now - timedelta(seconds=settings.INVITE_MIN_AGE_SECONDS):
         return None
     if not EmailAddress.objects.filter(user_id=invitee.pk, verified=True).exists():

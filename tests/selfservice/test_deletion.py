@@ -332,3 +332,19 @@ def test_the_tenant_page_offers_staff_deletion_but_not_of_oneself(client, staff,
     client.post(f"/staff/accounts/{staff.pk}/delete/", {"reason": "oops"})
     staff.refresh_from_db()
     assert staff.is_active
+
+
+def test_an_invite_of_a_deleted_account_earns_nothing_while_deleted(owner, stranger, settings):
+    settings.INVITE_MIN_AGE_SECONDS = 0
+    settings.INVITE_MIN_USAGE_BYTES = 0
+    invite = Invite.objects.create(inviter=stranger, invitee=owner, code="abcdefgh")
+    tenant_start(user=owner)
+    deletion = account_delete(user=owner)
+    assert invite_credit(invitee_id=owner.pk) is False
+    accounts_purge_due(now=deletion.purge_after + timedelta(seconds=1))
+    assert invite_credit(invitee_id=owner.pk) is False
+    invite.refresh_from_db()
+    assert (
+        invite.status == "pending"
+        and not Grant.objects.filter(kind__in=["invite", "welcome"]).exists()
+    )
