@@ -12,6 +12,11 @@ SCHEMA = "/api/schema/"  # open to anyone, so the anonymous throttle is what ans
 
 @pytest.fixture
 def throttled(settings):
+    from rest_framework.throttling import AnonRateThrottle
+
+    # Restored as it was: this teardown runs before `settings` puts REST_FRAMEWORK back.
+    original = AnonRateThrottle.THROTTLE_RATES
+
     def configure(proxies: int) -> None:
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,
@@ -24,9 +29,7 @@ def throttled(settings):
         AnonRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
 
     yield configure
-    from rest_framework.throttling import AnonRateThrottle
-
-    AnonRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    AnonRateThrottle.THROTTLE_RATES = original
 
 
 @pytest.mark.parametrize(
