@@ -40,6 +40,8 @@ def _env(var: Path) -> dict[str, str]:
         EDGE_REGISTRY_LISTEN=f"127.0.0.1:{harness.free_port()}",
         EDGE_FETCH_LISTEN=f"127.0.0.1:{harness.free_port()}",
         EDGE_TOKEN_LISTEN=f"127.0.0.1:{harness.free_port()}",
+        # Not the default 8483: another run on this machine may hold it.
+        EDGE_HEALTH_LISTEN=f"127.0.0.1:{harness.free_port()}",
     )
     return env
 
