@@ -43,8 +43,9 @@ class UpstreamRoute:
 
     @property
     def backend(self) -> str:
-        """nginx's upstream group for its registry."""
-        return "registry_" + re.sub(r"[^a-z0-9]", "_", self.name)
+        """nginx's upstream group for its registry: "-" as "__" and "." as "_" keeps distinct
+        names distinct (a valid name never has "-" next to "." nor two dots in a row)."""
+        return "registry_" + self.name.replace("-", "__").replace(".", "_")
 
 
 @dataclass(frozen=True)

@@ -152,18 +152,26 @@ def regs_settings(settings, regs):
 
 
 @pytest.fixture
-def tenant(regs, regs_settings, hosts, db, django_user_model):
+def new_tenant(regs, regs_settings, hosts, db, django_user_model):
     from allauth.account.models import EmailAddress
 
     from accelerator.services import tenant_start
 
-    email = f"reg-{secrets.token_hex(4)}@example.com"
-    user = django_user_model.objects.create_user(email=email, password="e2e-pass-12345")
-    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    t = tenant_start(user=user)
-    hosts.add(regs.edge.host(t.label, port=False))
-    sync_gate(regs.edge)
-    return t
+    def make():
+        email = f"reg-{secrets.token_hex(4)}@example.com"
+        user = django_user_model.objects.create_user(email=email, password="e2e-pass-12345")
+        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+        t = tenant_start(user=user)
+        hosts.add(regs.edge.host(t.label, port=False))
+        sync_gate(regs.edge)
+        return t
+
+    return make
+
+
+@pytest.fixture
+def tenant(new_tenant):
+    return new_tenant()
 
 
 def snippet(label: str, key: str) -> str:
@@ -187,24 +195,37 @@ def fresh(regs: Setup, what: str) -> Path:
     return regs.workdir / f"{what}-{secrets.token_hex(3)}"
 
 
-def test_containerd_pulls_every_registry_with_the_consoles_default_hosts_toml(
-    regs, tenant, regs_settings, client
-):
-    require(harness.which("containerd") is not None, "containerd is not installed")
+def containerd_pull(regs: Setup, label: str, refs: list[str]) -> None:
+    """A fresh containerd pulls refs with the console's _default hosts.toml for label."""
     hosts_dir = fresh(regs, "certs.d")
     (hosts_dir / "_default").mkdir(parents=True)
-    (hosts_dir / "_default" / "hosts.toml").write_text(snippet(tenant.label, "containerd"))
+    (hosts_dir / "_default" / "hosts.toml").write_text(snippet(label, "containerd"))
     ctd = harness.start_containerd(fresh(regs, "containerd"))
     try:
-        for ref in (
-            "docker.io/library/accel-reg:latest",
-            "ghcr.io/org/tool:1.0",
-            "quay.io/team/app:2.0",
-        ):
+        for ref in refs:
             result = ctd.pull(ref, hosts_dir)
-            assert result.returncode == 0, result.stderr[-2000:]
+            assert result.returncode == 0, (ref, result.stderr[-2000:])
     finally:
         ctd.stop()
+
+
+def test_containerd_pulls_every_registry_with_the_consoles_default_hosts_toml(
+    regs, tenant, new_tenant, regs_settings, client
+):
+    require(harness.which("containerd") is not None, "containerd is not installed")
+    containerd_pull(
+        regs,
+        tenant.label,
+        ["docker.io/library/accel-reg:latest", "ghcr.io/org/tool:1.0", "quay.io/team/app:2.0"],
+    )
+    # Another tenant pulls one of them (warm now): charged its own bytes, for that registry.
+    other = new_tenant()
+    containerd_pull(regs, other.label, ["ghcr.io/org/tool:1.0"])
+    other_served = defaultdict(int)
+    for line in tenant_lines(regs.edge, other.label):
+        if line["status"] in (200, 206):
+            other_served[line["registry"]] += line["body_bytes_sent"]
+    assert set(other_served) == {"ghcr.io"}
 
     lines = tenant_lines(regs.edge, tenant.label)
     served = defaultdict(int)
@@ -236,6 +257,10 @@ def test_containerd_pulls_every_registry_with_the_consoles_default_hosts_toml(
     for row in UsageBucket.objects.filter(tenant=tenant):
         charged[row.registry] += row.bytes
     assert dict(charged) == dict(served)
+    other_charged = defaultdict(int)
+    for row in UsageBucket.objects.filter(tenant=other, bytes__gt=0):
+        other_charged[row.registry] += row.bytes
+    assert dict(other_charged) == dict(other_served)
 
     client.force_login(tenant.user)
     body = client.get(reverse("console")).content.decode()

@@ -87,3 +87,16 @@ def test_registry_configs_per_upstream_and_a_valid_nginx_config(settings, reques
         "registry-quay.io.yml",
         "registry.yml",
     ]
+
+
+def test_names_that_differ_only_in_dot_or_dash_get_their_own_registries() -> None:
+    params = replace(
+        PARAMS,
+        upstreams=(
+            edge_config.UpstreamRoute("a-b.io", "https://x.io", "127.0.0.1:5001"),
+            edge_config.UpstreamRoute("a.b.io", "https://y.io", "127.0.0.1:5002"),
+        ),
+    )
+    conf = edge_config.nginx_conf(TEMPLATE, params)
+    assert conf.count("upstream registry_a__b_io {") == 1
+    assert conf.count("upstream registry_a_b_io {") == 1
