@@ -9,6 +9,12 @@ Invariants:
 - Two workers on one edge: the second finds the row locked and leaves (SKIP LOCKED), so they
   never read the same file at once. The compare-and-set on the position keeps that true on
   databases without row locks (SQLite in development).
+- Reading ahead (the pipeline): while a batch commits, the next one is parsed in a thread from
+  the position the committing batch will leave (ReadAhead). Parsing only reads the file; the
+  next transaction uses that parse only when its locked cursor is the same file at exactly
+  that position and the parse had the same retirements, else it reads again itself. So what
+  a batch commits is always what a parse from its committed position gives, and exactly-once
+  does not depend on the pipeline. Whatever a batch aggregates (parser.Batch) rides along.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import transaction
@@ -51,12 +59,72 @@ class Step:
     buckets: int = 0
     resolve_seconds: float = 0.0
     apply_seconds: float = 0.0
+    ahead: ReadAhead | None = None  # the next batch, being parsed while this one committed
+    read_ahead_used: bool = False
 
 
-def batch_step(*, edge: str, path: str, retired: dict[str, float], batch_lines: int) -> Step:
+@dataclass(frozen=True)
+class ReadAhead:
+    """The next batch of a file, parsed (in ``future``) outside any transaction from ``start``:
+    usable only by a batch whose locked cursor is this file at that very position."""
+
+    row_id: int
+    device: int
+    inode: int
+    start: int
+    retired: dict[str, float]
+    batch_lines: int
+    future: Future[tuple[parser.Batch, int]]
+
+    def matches(self, *, row: LogFile, fh: BinaryIO, retired: dict, batch_lines: int) -> bool:
+        st = os.fstat(fh.fileno())
+        return (
+            self.row_id == row.pk
+            and self.start == row.position
+            and (self.device, self.inode) == (st.st_dev, st.st_ino)
+            and self.retired == retired
+            and self.batch_lines == batch_lines
+        )
+
+    def result(self) -> tuple[parser.Batch, int] | None:
+        """The parsed batch and the file size it saw, or None when the parse failed (the
+        batch then reads inline and meets the same error there, in its transaction)."""
+        try:
+            return self.future.result()
+        except Exception:
+            return None
+
+
+def _read(
+    fh: BinaryIO, *, start: int, batch_lines: int, retired: dict[str, float]
+) -> tuple[parser.Batch, int]:
+    batch = parser.read_batch(
+        fh, start=start, max_lines=batch_lines, max_bytes=1 << 62, retired=retired
+    )
+    return batch, parser.file_size(fh)
+
+
+def _read_and_close(fh: BinaryIO, **kwargs) -> tuple[parser.Batch, int]:
+    with fh:
+        return _read(fh, **kwargs)
+
+
+def batch_step(
+    *,
+    edge: str,
+    path: str,
+    retired: dict[str, float],
+    batch_lines: int,
+    ahead: ReadAhead | None = None,
+    reader: Executor | None = None,
+) -> Step:
     """One transaction: find the next file to read (handling rotation), read one batch from
     it, commit the usage and the new position together. Raises labels.Redo (rolled back) when
-    the batch must be parsed again, PositionMoved when another writer got there first."""
+    the batch must be parsed again, PositionMoved when another writer got there first.
+
+    ``ahead``: the previous step's parse of this batch, used when it matches the cursor.
+    ``reader``: where to parse the next batch while this one commits (Step.ahead); None
+    parses nothing ahead (the run is about to end)."""
     step = Step()
     with transaction.atomic():
         locked = EdgeIngest.objects.select_for_update(skip_locked=True).filter(edge=edge).first()
@@ -68,15 +136,40 @@ def batch_step(*, edge: str, path: str, retired: dict[str, float], batch_lines: 
         if found.row is None:
             step.caught_up = True
             return step
-        with found.fh as fh:
-            batch = parser.read_batch(
-                fh,
-                start=found.row.position,
-                max_lines=batch_lines,
-                max_bytes=1 << 62,
-                retired=retired,
+        fh = found.fh
+        assert fh is not None
+        try:
+            got = None
+            if ahead is not None and ahead.matches(
+                row=found.row, fh=fh, retired=retired, batch_lines=batch_lines
+            ):
+                got = ahead.result()
+            step.read_ahead_used = got is not None
+            batch, size = got or _read(
+                fh, start=found.row.position, batch_lines=batch_lines, retired=retired
             )
-            size = parser.file_size(fh)
+            if reader is not None and not batch.at_eof and batch.end > batch.start:
+                st = os.fstat(fh.fileno())
+                snapshot = dict(retired)
+                step.ahead = ReadAhead(
+                    row_id=found.row.pk,
+                    device=st.st_dev,
+                    inode=st.st_ino,
+                    start=batch.end,
+                    retired=snapshot,
+                    batch_lines=batch_lines,
+                    future=reader.submit(
+                        _read_and_close,
+                        fh,
+                        start=batch.end,
+                        batch_lines=batch_lines,
+                        retired=snapshot,
+                    ),
+                )
+                fh = None  # the reader closes it
+        finally:
+            if fh is not None:
+                fh.close()
         _test_pause("read")
         _commit(edge=edge, row=found.row, batch=batch, size=size, retired=retired, step=step)
         _test_pause("commit")

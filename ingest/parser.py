@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, BinaryIO
@@ -173,6 +174,14 @@ class Seen:
                 self.refusals[status] = (ts, r.uri[:300])
 
 
+def _zeros3() -> list[int]:
+    return [0, 0, 0]
+
+
+def _zeros2() -> list[int]:
+    return [0, 0]
+
+
 @dataclass
 class Batch:
     """What one pass over [start, end) of a file produced. ``end`` is always just after a
@@ -181,11 +190,11 @@ class Batch:
     start: int
     end: int = 0
     lines: int = 0  # well-formed lines
-    usage: Buckets = field(default_factory=dict)
+    usage: Buckets = field(default_factory=lambda: defaultdict(_zeros3))
     # Lines of a label in ``retired`` stamped at or after its retirement: still its tenant's
     # (labels are never reissued), and also shown to staff as traffic on a retired address.
-    late: Buckets = field(default_factory=dict)
-    traffic: Traffic = field(default_factory=dict)
+    late: Buckets = field(default_factory=lambda: defaultdict(_zeros3))
+    traffic: Traffic = field(default_factory=lambda: defaultdict(_zeros2))
     malformed: dict[str, int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     # label -> what the tenant's status page shows (accelerator.activity stores it)
@@ -208,7 +217,8 @@ class Batch:
 
 def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int:
     """Add the lines to the batch; stop at the first malformed line and return its index, or
-    -1 when all were good. The hot loop: nothing per line that can be done per chunk."""
+    -1 when all were good. The hot loop: nothing per line that can be done per chunk (the
+    accumulators are defaultdicts, so a line costs one lookup each)."""
     decode = _decoder.decode
     usage = batch.usage
     late = batch.late
@@ -226,24 +236,18 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
             failed = lines.index(line)
             break
         label = r.tenant
-        key = (label, r.ts // hour, r.registry)
-        if label in retired and r.ts >= retired[label]:
-            acc = late.get(key)
-            if acc is None:
-                acc = late[key] = [0, 0, 0]
-        else:
-            acc = usage.get(key)
-            if acc is None:
-                acc = usage[key] = [0, 0, 0]
+        ts = r.ts
+        key = (label, ts // hour, r.registry)
+        is_late = retired and label in retired and ts >= retired[label]
+        acc = late[key] if is_late else usage[key]
         status = r.status
+        cache = r.cache
         if status == 200 or status == 206:
             acc[0] += r.body_bytes_sent
         acc[1] += 1
-        if r.cache == "HIT":
+        if cache == "HIT":
             acc[2] += 1
-        tacc = traffic.get((status, r.cache))
-        if tacc is None:
-            tacc = traffic[(status, r.cache)] = [0, 0]
+        tacc = traffic[(status, cache)]
         tacc[0] += 1
         tacc[1] += r.bytes_sent
         if label:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from ingest.batch import PositionMoved, batch_step
+from ingest.batch import PositionMoved, ReadAhead, batch_step
 from ingest.files import file_forget_finished
 from ingest.health import health_after_run, health_note_error
 from ingest.labels import Redo, labels_retired
@@ -57,6 +58,7 @@ class IngestReport:
     buckets: int = 0
     resolve_seconds: float = 0.0
     apply_seconds: float = 0.0
+    read_ahead_used: int = 0  # batches whose parse ran while the previous one committed
     caught_up: bool = False  # the last look found nothing but, at most, an unfinished line
 
     @property
@@ -95,44 +97,63 @@ def ingest_edge(
     redos = 0
     pending: set[int] = set()
     enforced = time.monotonic()
-    while True:
-        try:
-            step = batch_step(edge=edge, path=path, retired=retired, batch_lines=batch_lines)
-        except Redo as redo:
-            redos += 1
-            if redos > _REDO_LIMIT:
+    # One thread parses the next batch while the current one commits (ingest.batch.ReadAhead):
+    # the parser and PostgreSQL then work at the same time.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
+    ahead: ReadAhead | None = None
+    try:
+        while True:
+            try:
+                step = batch_step(
+                    edge=edge,
+                    path=path,
+                    retired=retired,
+                    batch_lines=batch_lines,
+                    ahead=ahead,
+                    # No parse ahead that the run would not use.
+                    reader=reader if time.monotonic() - started < max_seconds else None,
+                )
+            except Redo as redo:
+                redos += 1
+                if redos > _REDO_LIMIT:
+                    raise
+                retired.update(redo.labels)
+                continue
+            except PositionMoved:
+                report.busy = True
+                break
+            except Exception as exc:  # rolled back: nothing counted; staff see why
+                health_note_error(edge=edge, message=f"batch failed: {exc!r}")
+                if enforce and pending:
+                    _after_batch(edge=edge, tenant_ids=pending)
                 raise
-            retired.update(redo.labels)
-            continue
-        except PositionMoved:
-            report.busy = True
-            break
-        except Exception as exc:  # rolled back: nothing counted; staff see why on the dashboard
-            health_note_error(edge=edge, message=f"batch failed: {exc!r}")
-            if enforce and pending:
-                _after_batch(edge=edge, tenant_ids=pending)
-            raise
-        if step.busy:
-            report.busy = True
-            break
-        if step.lines or step.malformed:
-            report.batches += 1
-        report.lines += step.lines
-        report.malformed += step.malformed
-        report.unknown += step.unknown
-        report.log_bytes += step.log_bytes
-        report.buckets += step.buckets
-        report.resolve_seconds += step.resolve_seconds
-        report.apply_seconds += step.apply_seconds
-        pending |= step.tenant_ids
-        report.caught_up = step.caught_up
-        last = not step.progressed or time.monotonic() - started >= max_seconds
-        if enforce and pending and (last or time.monotonic() - enforced >= _ENFORCE_EVERY):
-            report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
-            pending = set()
-            enforced = time.monotonic()
-        if last:
-            break
+            ahead = step.ahead
+            redos = 0  # the limit is per batch: a long run may meet many old retirements
+            if step.busy:
+                report.busy = True
+                break
+            if step.lines or step.malformed:
+                report.batches += 1
+            report.lines += step.lines
+            report.malformed += step.malformed
+            report.unknown += step.unknown
+            report.log_bytes += step.log_bytes
+            report.buckets += step.buckets
+            report.resolve_seconds += step.resolve_seconds
+            report.apply_seconds += step.apply_seconds
+            report.read_ahead_used += step.read_ahead_used
+            pending |= step.tenant_ids
+            report.caught_up = step.caught_up
+            last = not step.progressed or time.monotonic() - started >= max_seconds
+            if enforce and pending and (last or time.monotonic() - enforced >= _ENFORCE_EVERY):
+                report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
+                pending = set()
+                enforced = time.monotonic()
+            if last:
+                break
+    finally:
+        # A parse still running is waited for (it closes its file), one never started dropped.
+        reader.shutdown(wait=True, cancel_futures=True)
     if enforce and pending:  # a busy or moved run still reports what it committed
         report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
     report.seconds = time.monotonic() - started

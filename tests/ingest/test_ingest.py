@@ -484,3 +484,61 @@ def test_a_malformed_line_quoting_nul_is_sampled_storably(log_path):
     reasons = list(MalformedSample.objects.order_by("id").values_list("reason", "text"))
     assert reasons[0][0] == "Object contains unknown field `x\\x00y`"
     assert reasons[1][1] == "\\x00\\x00\\x00"
+
+
+# --- the pipeline: the next batch is parsed while the previous one commits ---------------------
+
+
+def test_batches_parsed_ahead_are_committed_exactly_once(labels, log_path):
+    maker = LogMaker(_labels_with_strangers(labels), seed=31)
+    log_path.write_bytes(maker.lines(5000, step=2.9))
+    report = ingest(log_path, batch_lines=600)
+    assert report.lines == 5000 and report.batches == 9
+    # Every batch but the first was parsed while the one before it committed.
+    assert report.read_ahead_used == report.batches - 1
+    assert_exact(maker.truth, labels)
+
+
+def test_a_batch_parsed_ahead_is_dropped_when_its_position_is_not_the_cursors(labels, log_path):
+    """Another worker committed the batch in between (or the cursor changed in any way): the
+    parse ahead is not used, the batch is read again from the committed position."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingest.batch import batch_step
+
+    maker = LogMaker(list(labels), seed=32)
+    log_path.write_bytes(maker.lines(2000))
+    EdgeIngest.objects.create(edge=EDGE, path=str(log_path))  # as ingest_edge makes it
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        first = batch_step(
+            edge=EDGE, path=str(log_path), retired={}, batch_lines=300, reader=reader
+        )
+        assert first.lines == 300 and first.ahead is not None
+        other = batch_step(edge=EDGE, path=str(log_path), retired={}, batch_lines=300)
+        assert other.lines == 300 and not other.read_ahead_used
+        stale = batch_step(
+            edge=EDGE, path=str(log_path), retired={}, batch_lines=300, ahead=first.ahead
+        )
+        assert stale.lines == 300 and not stale.read_ahead_used
+        # A parse ahead made with other retirements is not used either.
+        ahead = stale.ahead
+        assert ahead is None  # no reader given: nothing parsed ahead
+        parsed = batch_step(
+            edge=EDGE, path=str(log_path), retired={}, batch_lines=50, reader=reader
+        )
+        changed = batch_step(
+            edge=EDGE,
+            path=str(log_path),
+            retired={"someoldlabel": 0.0},
+            batch_lines=50,
+            ahead=parsed.ahead,
+        )
+        assert not changed.read_ahead_used
+        used = batch_step(edge=EDGE, path=str(log_path), retired={}, batch_lines=50, reader=reader)
+        follows = batch_step(
+            edge=EDGE, path=str(log_path), retired={}, batch_lines=50, ahead=used.ahead
+        )
+        assert follows.read_ahead_used
+        assert follows.lines == 50
+    assert ingest(log_path).lines == 2000 - 300 * 3 - 50 * 4
+    assert_exact(maker.truth, labels)

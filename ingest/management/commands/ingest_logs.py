@@ -54,7 +54,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{report.edge}: {'busy' if report.busy else 'ok'} lines={report.lines} "
                 f"malformed={report.malformed} unknown={report.unknown} "
-                f"batches={report.batches} bytes_behind={report.bytes_behind} "
+                f"batches={report.batches} read_ahead={report.read_ahead_used} "
+                f"bytes_behind={report.bytes_behind} "
                 f"seconds={report.seconds:.3f} lines_per_second={report.lines_per_second:.0f}"
             )
             if not opts["follow"]:
