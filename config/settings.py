@@ -159,6 +159,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a rule: Django's hook after every new password, which revokes the API tokens.
+    {"NAME": "api.passwords.NewPasswordRevokesTokens"},
 ]
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "console"

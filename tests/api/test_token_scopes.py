@@ -205,3 +205,37 @@ def test_reauthenticate_helper_really_checks_the_password(owner_client):
     resp = owner_client.post(reverse("account_reauthenticate"), {"password": "nope"})
     assert resp.status_code == 200
     reauthenticate(owner_client)
+
+
+def test_a_password_set_by_staff_in_the_admin_revokes_the_tokens(client, staff, owner, api):
+    secret = _token(owner, "read")
+    staff.is_superuser = True
+    staff.save(update_fields=["is_superuser"])
+    client.force_login(staff)
+    resp = client.post(
+        f"/admin/accounts/user/{owner.pk}/password/",
+        {"password1": "a-new-long-pass-42", "password2": "a-new-long-pass-42"},
+    )
+    assert resp.status_code == 302, resp.content[:500]
+    assert api(secret).get(ME).status_code == 401
+
+
+def test_set_password_anywhere_revokes_the_tokens(owner, api):
+    # What `manage.py changepassword` and any other code path do.
+    secret = _token(owner, "read")
+    owner.set_password("a-new-long-pass-42")
+    owner.save()
+    assert api(secret).get(ME).status_code == 401
+
+
+def test_the_hash_upgrade_at_login_is_not_a_new_password(client, owner, api):
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    # A hash with fewer iterations than today's: Django re-hashes it at the next login.
+    old_hash = PBKDF2PasswordHasher().encode(PASSWORD, "somesalt1234", iterations=1000)
+    type(owner).objects.filter(pk=owner.pk).update(password=old_hash)
+    secret = _token(owner, "read")
+    assert client.login(email=owner.email, password=PASSWORD)
+    owner.refresh_from_db()
+    assert owner.password != old_hash  # upgraded...
+    assert api(secret).get(ME).status_code == 200  # ...and the token still works

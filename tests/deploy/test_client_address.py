@@ -166,3 +166,25 @@ def test_the_anonymous_api_throttle_cannot_be_dodged_with_a_forged_forwarded_for
     assert statuses == [200] * 5 + [429]
     # Another client is not throttled by the first one's requests.
     assert Browser(port, cert, _loopback()).request("GET", "/api/schema/")[0] == 200
+
+
+def test_the_sign_up_ip_is_the_address_nginx_saw(console, django_user_model):
+    port, cert = console
+    source = _loopback()
+    visitor = Browser(port, cert, source)
+    status, _h, body = visitor.request("GET", "/accounts/signup/")
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
+    status, _h, body = visitor.request(
+        "POST",
+        "/accounts/signup/",
+        form={
+            "csrfmiddlewaretoken": token,
+            "email": "new@example.com",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+        },
+        # What the client claims is not what nginx saw.
+        headers={"X-Forwarded-For": "198.51.100.9"},
+    )
+    assert status == 302, body[:500]
+    assert django_user_model.objects.get(email="new@example.com").signup_ip == source
