@@ -14,7 +14,8 @@ from django.db import connection
 
 # Read only: the gate table and the labels (ingestion charges rotated-away labels too).
 READ = ["accelerator.Tenant", "accelerator.RetiredLabel"]
-# Read and write: usage, ingestion's bookkeeping, the edge's state, task failures.
+# Read and write: usage, ingestion's bookkeeping, the tenants' activity (what the edge saw),
+# the edge's state and its upstream allowance readings, task failures.
 WRITE = [
     "quota.UsageBucket",
     "quota.UsageMonth",
@@ -25,6 +26,8 @@ WRITE = [
     "ingest.MalformedSample",
     "ingest.UnknownTraffic",
     "edge.EdgeState",
+    "edge.UpstreamAllowance",
+    "accelerator.TenantActivity",
     "ops.TaskFailure",
 ]
 ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -46,7 +46,7 @@ def test_one_ingest_and_one_gate_sync_entry_per_edge_on_its_queue():
         reconcile_seconds=60,
         dashboard_cache_seconds=60,
     )
-    assert set(schedule) - {"ledger-reconcile", "dashboard-refresh"} == {
+    assert set(schedule) - {"ledger-reconcile", "dashboard-refresh", "account-purge"} == {
         "ingest-edge-log:east",
         "edge-gate-sync:east",
         "ingest-edge-log:west",

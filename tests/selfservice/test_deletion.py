@@ -41,7 +41,9 @@ def owned(owner):
         deltas=[UsageDelta(tenant_id=tenant.pk, edge="local", hour=hour, bytes=5000, requests=2)]
     )
     grant_create(tenant=tenant, kind=Grant.Kind.STAFF, bytes=77, source_key="s:1")
-    token = token_create(user=owner, name="ci", expires_at=timezone.now() + timedelta(days=5))
+    token = token_create(
+        user=owner, name="ci", expires_at=timezone.now() + timedelta(days=5), scopes=["read"]
+    )
     return {"tenant": tenant, "label": tenant.label, "token": token.secret}
 
 
@@ -276,7 +278,12 @@ def test_the_grace_period_is_a_setting(owner, owned):
 
 
 def test_staff_api_deletes_by_tenant_and_audits(staff, owner, owned, api):
-    token = token_create(user=staff, name="ops", expires_at=timezone.now() + timedelta(days=1))
+    token = token_create(
+        user=staff,
+        name="ops",
+        expires_at=timezone.now() + timedelta(days=1),
+        scopes=["read", "write", "staff"],
+    )
     url = f"/api/v1/staff/tenants/{owned['tenant'].pk}/delete-account/"
     resp = api(token.secret).post(url, {"reason": "court order"})
     assert resp.status_code == 201 and resp.json()["kind"] == "delete_account"
@@ -297,7 +304,12 @@ def test_staff_api_deletes_by_tenant_and_audits(staff, owner, owned, api):
     ],
 )
 def test_staff_api_refuses_bad_bodies(staff, owner, owned, api, body):
-    token = token_create(user=staff, name="ops", expires_at=timezone.now() + timedelta(days=1))
+    token = token_create(
+        user=staff,
+        name="ops",
+        expires_at=timezone.now() + timedelta(days=1),
+        scopes=["read", "write", "staff"],
+    )
     url = f"/api/v1/staff/tenants/{owned['tenant'].pk}/delete-account/"
     assert api(token.secret).post(url, body).status_code == 400
     owner.refresh_from_db()
@@ -305,7 +317,12 @@ def test_staff_api_refuses_bad_bodies(staff, owner, owned, api, body):
 
 
 def test_staff_api_is_not_there_for_users(owner, stranger, owned, api):
-    token = token_create(user=stranger, name="x", expires_at=timezone.now() + timedelta(days=1))
+    token = token_create(
+        user=stranger,
+        name="x",
+        expires_at=timezone.now() + timedelta(days=1),
+        scopes=["read", "write"],
+    )
     url = f"/api/v1/staff/tenants/{owned['tenant'].pk}/delete-account/"
     assert api(token.secret).post(url, {"reason": "x"}).status_code == 404
     owner.refresh_from_db()

@@ -40,8 +40,10 @@ def history(owner, stranger, staff):
     Invite.objects.create(inviter=owner, invitee=stranger, code="abcdefgh")
     InviteEmail.objects.create(inviter=owner, email="friend@example.net")
     InviteEmail.objects.create(inviter=stranger, email="stranger-friend@example.net")
-    token_create(user=owner, name="laptop", expires_at=now + timedelta(days=9))
-    issued = token_create(user=stranger, name="their-ci", expires_at=now + timedelta(days=9))
+    token_create(user=owner, name="laptop", expires_at=now + timedelta(days=9), scopes=["read"])
+    issued = token_create(
+        user=stranger, name="their-ci", expires_at=now + timedelta(days=9), scopes=["read"]
+    )
     staff_suspend(actor=staff, tenant=tenant, reason="abuse check")
     staff_suspend(actor=staff, tenant=other, reason="their own case")
     return {"old_label": old_label, "tenant": tenant, "stranger_secret": issued.secret}
@@ -75,7 +77,9 @@ def test_download_has_every_section_and_nothing_of_another_user(owner_client, ow
 
 
 def test_the_api_gives_the_same(api, owner, history):
-    token = token_create(user=owner, name="export", expires_at=timezone.now() + timedelta(days=1))
+    token = token_create(
+        user=owner, name="export", expires_at=timezone.now() + timedelta(days=1), scopes=["read"]
+    )
     resp = api(token.secret).get("/api/v1/me/export/")
     assert resp.status_code == 200
     data = resp.json()
