@@ -398,6 +398,25 @@ def test_a_denied_repository_is_refused_by_tag_and_by_digest(regs, tenant):
     assert asked_for_it() == before
 
 
+def test_containerd_pulls_a_registry_the_operator_does_not_list_from_that_registry(regs, tenant):
+    """The _default snippet sends every registry to the mirror; one it does not mirror is a free
+    404 there, and containerd goes on to the registry itself."""
+    require(harness.which("containerd") is not None, "containerd is not installed")
+    elsewhere = harness.start_registry(fresh(regs, "elsewhere"), name="elsewhere")
+    try:
+        harness.push_image(
+            elsewhere.port, "team/other", "3.0", harness.make_image(files={"o": b"x"})
+        )
+        containerd_pull(regs, tenant.label, [f"127.0.0.1:{elsewhere.port}/team/other:3.0"])
+        assert '"GET /v2/team/other/manifests/' in elsewhere.proc.log_tail(10**9)
+    finally:
+        elsewhere.stop()
+    refused = [
+        line for line in tenant_lines(regs.edge, tenant.label) if "team/other" in line["uri"]
+    ]
+    assert refused and all(line["status"] == 404 and line["registry"] == "" for line in refused)
+
+
 @pytest.mark.parametrize("status", [503, 429])
 def test_an_upstream_refusing_with_503_or_429_still_serves_what_was_pulled(regs, tenant, status):
     require(harness.which("containerd") is not None, "containerd is not installed")
