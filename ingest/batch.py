@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -234,8 +234,30 @@ def _commit(
 
 
 def _traffic_add(*, edge: str, batch: parser.Batch) -> None:
-    """Add the batch's requests and bytes per (status, cache status): a handful of rows."""
-    for (status, cache), (requests, sent) in sorted(batch.traffic.items()):
+    """Add the batch's requests and bytes per (status, cache status): a handful of rows, in
+    one statement on PostgreSQL (each round trip of a batch is one more wait on the server)."""
+    rows = sorted(batch.traffic.items())
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        table = EdgeTraffic._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (edge, status, cache, requests, bytes_sent) "
+                "SELECT %s, s, c, r, b FROM unnest(%s::int[], %s::text[], %s::bigint[], "
+                "%s::bigint[]) AS u(s, c, r, b) ON CONFLICT (edge, status, cache) DO UPDATE SET "
+                f"requests = {table}.requests + EXCLUDED.requests, "
+                f"bytes_sent = {table}.bytes_sent + EXCLUDED.bytes_sent",
+                [
+                    edge,
+                    [status for (status, _c), _acc in rows],
+                    [cache for (_s, cache), _acc in rows],
+                    [requests for _key, (requests, _b) in rows],
+                    [sent for _key, (_r, sent) in rows],
+                ],
+            )
+        return
+    for (status, cache), (requests, sent) in rows:
         updated = EdgeTraffic.objects.filter(edge=edge, status=status, cache=cache).update(
             requests=F("requests") + requests, bytes_sent=F("bytes_sent") + sent
         )
