@@ -3,7 +3,9 @@ uses it on every line of a batch).
 
 - ``client_from_agent``: the client and its version from a ``User-Agent``. Docker's daemon
   sends ``docker/<engine version> … UpstreamClient(Docker-Client/<cli version> (linux))``;
-  containerd ``containerd/<version>``; podman ``libpod/<version>``; skopeo ``skopeo/<version>``.
+  containerd ``containerd/<version>``; skopeo ``skopeo/<version>``; podman 4.3 the agent of its
+  image library, ``containers/<library version> (github.com/containers/image)`` (no podman
+  version; ``libpod/<version>`` is recognised too).
 - ``Pull``/``pull_add``: a pull is what one client asked of one repository in a short time: the
   tag HEAD, the manifests (list, then the platform's) and the blobs. Consecutive requests for
   the same repository within ``PULL_WINDOW_SECONDS`` fold into one pull; the tag wins over a
@@ -37,6 +39,11 @@ _AGENTS = (
     (Client.PODMAN, re.compile(r"^(?:libpod|podman)/" + _VERSION)),
     (Client.SKOPEO, re.compile(r"^skopeo/" + _VERSION)),
 )
+# podman (4.3 measured) and buildah send the agent of their image library,
+# "containers/5.23.1 (github.com/containers/image)": podman, without a version of its own.
+_CONTAINERS_IMAGE = re.compile(
+    r"^containers/[0-9][0-9A-Za-z.+~-]{0,40} \(github\.com/containers/image\)"
+)
 _DOCKER_CLI = re.compile(r"UpstreamClient\(Docker-Client/" + _VERSION)
 
 
@@ -58,6 +65,8 @@ def client_from_agent(agent: str) -> ClientInfo:
                 c = _DOCKER_CLI.search(agent)
                 cli = c.group(1) if c else ""
             return ClientInfo(kind, m.group(1), cli)
+    if _CONTAINERS_IMAGE.match(agent):
+        return ClientInfo(Client.PODMAN, "")
     return ClientInfo(Client.OTHER, "")
 
 

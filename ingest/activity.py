@@ -10,11 +10,12 @@ from ingest.labels import labels_lookup
 def activity_add(*, batch: parser.Batch) -> None:
     """Record what the batch saw of each tenant (caller's transaction). Unknown labels are
     dropped: they are no tenant's, and staff see their traffic as unknown already."""
-    if not batch.seen:
+    seen_by_label = batch.activity.seen()
+    if not seen_by_label:
         return
-    current, gone = labels_lookup(sorted(batch.seen))
+    current, gone = labels_lookup(sorted(seen_by_label))
     deltas = []
-    for label, seen in batch.seen.items():
+    for label, seen in seen_by_label.items():
         if label in current:
             tenant_id, retired = current[label], False
         elif label in gone:

@@ -35,7 +35,7 @@ from typing import Annotated, BinaryIO
 
 import msgspec
 
-from accelerator.clients import REFUSAL_STATUSES, Pull, pull_add, pull_path
+from accelerator.clients import Pull, pull_add, pull_path
 
 MAX_LINE_BYTES = 64 * 1024  # nginx lines are < 10 KB; anything longer is garbage
 CHUNK_BYTES = 1 << 22
@@ -135,43 +135,78 @@ Traffic = dict[tuple[int, str], list[int]]
 
 class Seen:
     """What a batch says of one label, for the tenant's status page: first and last request,
-    the latest client, its pulls and its last refusal per status. Only labelled lines."""
+    the latest client, its pulls and its last refusal per status. Built after the batch from
+    Batch.activity (the hot loop only adds to a few flat dicts)."""
 
     __slots__ = ("first", "last", "agent", "pulls", "refusals")
 
-    def __init__(self, ts: float) -> None:
-        self.first = ts
-        self.last = ts
-        self.agent = ""
+    def __init__(self, first: float, last: float, agent: str) -> None:
+        self.first = first
+        self.last = last
+        self.agent = agent
         self.pulls: list[Pull] = []
         self.refusals: dict[int, tuple[float, str]] = {}  # status -> (ts, uri)
 
-    def note(self, r: LogRecord) -> None:
-        ts = r.ts
-        if ts < self.first:
-            self.first = ts
-        if ts >= self.last:
-            self.last = ts
-            if r.ua:
-                self.agent = r.ua
-        elif not self.agent and r.ua:
-            self.agent = r.ua
-        status = r.status
-        if status == 200 or status == 206:
-            path = pull_path(r.uri)
-            if path is not None:
-                repo, kind, ref = path
-                pull_add(
-                    self.pulls,
-                    repo=repo,
-                    ref=ref if kind == "manifests" else "",
-                    nbytes=r.body_bytes_sent,
-                    ts=ts,
-                )
-        elif status in REFUSAL_STATUSES:
-            old = self.refusals.get(status)
-            if old is None or ts >= old[0]:
-                self.refusals[status] = (ts, r.uri[:300])
+
+@dataclass
+class Activity:
+    """Per-label raw material of Seen, filled line by line in _fold at the cost of a few dict
+    operations: first and last request, latest agent, served manifests per label and uri, served
+    blob bytes per label and "/v2/<repository>", the last refusal per label and status.
+
+    Keys are "<label> <path>" strings and values numbers: objects the garbage collector never
+    has to scan (a dict of lists per key made parsing several times slower on large batches).
+    nginx's labels never hold a space; a log line whose label does is no tenant's anyway."""
+
+    first: dict[str, float] = field(default_factory=dict)
+    last: dict[str, float] = field(default_factory=dict)
+    agent: dict[str, str] = field(default_factory=dict)
+    # "<label> <uri>" and "<label> /v2/<repository>" -> bytes, first and last time
+    manifest_bytes: dict[str, int] = field(default_factory=dict)
+    manifest_first: dict[str, float] = field(default_factory=dict)
+    manifest_last: dict[str, float] = field(default_factory=dict)
+    blob_bytes: dict[str, int] = field(default_factory=dict)
+    blob_first: dict[str, float] = field(default_factory=dict)
+    blob_last: dict[str, float] = field(default_factory=dict)
+    refusals: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
+
+    def seen(self) -> dict[str, Seen]:
+        """label -> Seen. Within one batch, a repository's blob bytes go to its latest pull
+        (or to a pull without a tag when the batch has none of its manifests)."""
+        out = {
+            label: Seen(first, self.last[label], self.agent.get(label, ""))
+            for label, first in self.first.items()
+        }
+        for key in sorted(self.manifest_first, key=self.manifest_first.__getitem__):
+            label, _, uri = key.partition(" ")
+            path = pull_path(uri)
+            if path is None or label not in out:
+                continue
+            repo, _kind, ref = path
+            pulls = out[label].pulls
+            first, last = self.manifest_first[key], self.manifest_last[key]
+            pull_add(pulls, repo=repo, ref=ref, nbytes=self.manifest_bytes[key], ts=first)
+            pull_add(pulls, repo=repo, ref="", nbytes=0, ts=last)
+        for key in sorted(self.blob_first, key=self.blob_first.__getitem__):
+            label, _, prefix = key.partition(" ")
+            if label not in out:
+                continue
+            repo = prefix[4:]  # "/v2/<repository>"
+            pulls = out[label].pulls
+            nbytes, first, last = self.blob_bytes[key], self.blob_first[key], self.blob_last[key]
+            target = next((p for p in reversed(pulls) if p.repo == repo), None)
+            if target is None:
+                pull_add(pulls, repo=repo, ref="", nbytes=nbytes, ts=first)
+                pull_add(pulls, repo=repo, ref="", nbytes=0, ts=last)
+            else:
+                target.bytes += nbytes
+                target.last = max(target.last, last)
+        for seen in out.values():
+            seen.pulls.sort(key=lambda p: p.first)
+        for (label, status), hit in self.refusals.items():
+            if label in out:
+                out[label].refusals[status] = hit
+        return out
 
 
 def _zeros3() -> list[int]:
@@ -197,8 +232,8 @@ class Batch:
     traffic: Traffic = field(default_factory=lambda: defaultdict(_zeros2))
     malformed: dict[str, int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
-    # label -> what the tenant's status page shows (accelerator.activity stores it)
-    seen: dict[str, Seen] = field(default_factory=dict)
+    # What the tenant's status page shows (accelerator.activity stores it): Activity.seen()
+    activity: Activity = field(default_factory=Activity)
     last_ts: float | None = None
     at_eof: bool = False  # nothing left but, at most, an unfinished line
 
@@ -223,7 +258,10 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
     usage = batch.usage
     late = batch.late
     traffic = batch.traffic
-    seen = batch.seen
+    act = batch.activity
+    first_seen, last_seen, agents, refusals = act.first, act.last, act.agent, act.refusals
+    m_bytes, m_first, m_last = act.manifest_bytes, act.manifest_first, act.manifest_last
+    b_bytes, b_first, b_last = act.blob_bytes, act.blob_first, act.blob_last
     errors = (msgspec.DecodeError, ValueError)
     hour = float(HOUR)
     r = None
@@ -251,10 +289,34 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
         tacc[0] += 1
         tacc[1] += r.bytes_sent
         if label:
-            s = seen.get(label)
-            if s is None:
-                s = seen[label] = Seen(r.ts)
-            s.note(r)
+            # The status page's material: a few dict operations per line (Activity).
+            ts = r.ts
+            if label not in first_seen:
+                first_seen[label] = ts
+            last_seen[label] = ts
+            if r.ua:
+                agents[label] = r.ua
+            if status == 200 or status == 206:
+                uri = r.uri
+                cut = uri.find("/blobs/")
+                if cut > 0:
+                    akey = label + " " + uri[:cut]
+                    if akey in b_first:
+                        b_bytes[akey] += r.body_bytes_sent
+                    else:
+                        b_first[akey] = ts
+                        b_bytes[akey] = r.body_bytes_sent
+                    b_last[akey] = ts
+                elif "/manifests/" in uri:
+                    akey = label + " " + uri
+                    if akey in m_first:
+                        m_bytes[akey] += r.body_bytes_sent
+                    else:
+                        m_first[akey] = ts
+                        m_bytes[akey] = r.body_bytes_sent
+                    m_last[akey] = ts
+            elif status == 403 or status == 404 or status == 429:
+                refusals[(label, status)] = (ts, r.uri[:300])
     if r is not None:
         batch.last_ts = r.ts
     return failed

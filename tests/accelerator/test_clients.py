@@ -29,6 +29,9 @@ DOCKER_20 = (
         ("containerd/v1.6.20~ds1", Client.CONTAINERD, "1.6.20~ds1", ""),
         ("libpod/4.3.1", Client.PODMAN, "4.3.1", ""),
         ("skopeo/1.9.3", Client.SKOPEO, "1.9.3", ""),
+        # podman 4.3 (measured): its image library's agent, no podman version.
+        ("containers/5.23.1 (github.com/containers/image)", Client.PODMAN, "", ""),
+        ("containers/5.23.1", Client.OTHER, "", ""),
         ("curl/7.88.1", Client.OTHER, "", ""),
         ("", Client.OTHER, "", ""),
         # Hostile: a name without a version, a version that is not one, a giant agent.

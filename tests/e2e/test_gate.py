@@ -205,8 +205,10 @@ def test_access_log_line_format_and_exact_body_bytes(edge, upstream, make_tenant
         "request_id",
         "cache",
         "registry",
+        "ua",
     }
     assert line["registry"] == "docker.io"
+    assert list(line)[-1] == "ua"  # the client's User-Agent comes last (none sent here)
     assert isinstance(line["ts"], float) and isinstance(line["request_time"], float)
     assert line["host"] == edge.host(tenant.label, port=False)
     assert line["body_bytes_sent"] == layer.size

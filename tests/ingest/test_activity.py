@@ -165,3 +165,15 @@ def test_a_mistyped_ua_is_a_malformed_line(django_user_model, log_path):
     ingest_edge(edge=EDGE, path=log_path)
     assert MalformedCount.objects.get().kind == "field"
     assert not TenantActivity.objects.filter(tenant_id=tid).exists()
+
+
+def test_a_pull_cut_by_batch_boundaries_is_still_one_pull(django_user_model, log_path):
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    t = timezone.now().timestamp() - 30
+    log_path.write_bytes(docker_pull(label, t) + docker_pull(label, t + 1, repo="library/redis"))
+    ingest_edge(edge=EDGE, path=log_path, batch_lines=1)  # one line per batch
+    pulls = TenantActivity.objects.get(tenant_id=tid).recent_pulls
+    assert [(p["repository"], p["reference"], p["bytes"]) for p in pulls] == [
+        ("library/nginx", "latest", 51_000),
+        ("library/redis", "latest", 51_000),
+    ]
