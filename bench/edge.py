@@ -221,6 +221,8 @@ def main() -> int:
             ),
             registry_listen=edge.params.registry_listen,
             token_listen=edge.params.token_listen,
+            # The token helper it shares answers only its edge's secret.
+            internal_secret=edge.params.internal_secret,
         )
         small_params.run_dir.mkdir(parents=True, exist_ok=True)
         (small_params.run_dir / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])

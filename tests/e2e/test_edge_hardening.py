@@ -387,8 +387,10 @@ def test_nginx_config_carries_the_shutdown_timeout_and_the_secret():
         (harness.DEPLOY / "nginx" / "edge.conf.template").read_text(), params
     )
     assert "worker_shutdown_timeout 45s;" in text
-    # Sent to the fetch server and the token helper, never upstream.
-    assert text.count(params.internal_secret) >= 4
+    # Sent to the fetch server and the token helper, never upstream: the fetch server's two
+    # upstream locations (the registry, the blob store it redirects to) drop it.
+    assert text.count(params.internal_secret) == 4  # two locations, the check, the token
+    assert text.count('proxy_set_header X-Edge-Secret "";') == 2
     for bad in (0, -1, 86401):
         with pytest.raises(edge_config.EdgeConfigError, match="EDGE_WORKER_SHUTDOWN_SECONDS"):
             edge_config.nginx_conf("x", replace(_params(), worker_shutdown_seconds=bad))

@@ -34,6 +34,8 @@ def tls_edge(edge):
         ),
         registry_listen=edge.params.registry_listen,
         token_listen=edge.params.token_listen,
+        # The token helper it shares answers only its edge's secret.
+        internal_secret=edge.params.internal_secret,
         tls_listen=f"127.0.0.1:{tls_port}",
         tls_cert=cert,
         tls_key=key,
@@ -109,6 +111,7 @@ def test_tls_settings_are_checked():
         storage_dir=Path("/s"),
         mirror_domain="m.io",
         upstream_url="https://u.io",
+        ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
     )
     with pytest.raises(EdgeConfigError, match="EDGE_TLS_CERT"):
         replace(base, tls_listen="0.0.0.0:443").validate()
