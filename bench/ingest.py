@@ -6,7 +6,8 @@ tenants, default 10,000, plus some unknown labels), in one run:
 2. parse + aggregate only (ingest.parser.read_batch, no database);
 3. end to end: ingest.services.ingest_edge — read, parse, aggregate, resolve labels, commit
    usage and position per batch — without the ledger's enforcement; the usage it wrote is
-   checked against the generator's totals;
+   checked against the generator's totals. First without the pipeline (each batch parsed in
+   its transaction after the previous commit: the baseline), then pipelined, and the ratio;
 4. the ledger's enforcement after that catch-up (usage_after_batch over every tenant the
    batches touched, as ingest_edge calls it), reported apart: it costs per tenant, not per
    line. The base (BENCH_INGEST_QUOTA) is set so that about half of the tenants are exhausted
@@ -192,7 +193,7 @@ def _parse_only(path: Path, batch: int) -> tuple[int, float, float]:
     return n, time.perf_counter() - w, time.process_time() - c
 
 
-def _end_to_end(path: Path, batch: int):
+def _end_to_end(path: Path, batch: int, read_ahead: bool = True):
     from ingest.services import ingest_edge
 
     _reset()
@@ -200,7 +201,12 @@ def _end_to_end(path: Path, batch: int):
     w, c = time.perf_counter(), time.process_time()
     with RssSampler() as rss:
         report = ingest_edge(
-            edge=EDGE, path=path, max_seconds=10**6, batch_lines=batch, enforce=False
+            edge=EDGE,
+            path=path,
+            max_seconds=10**6,
+            batch_lines=batch,
+            enforce=False,
+            read_ahead=read_ahead,
         )
     wall, cpu = time.perf_counter() - w, time.process_time() - c
     pg = _backend_cpu() - pg0
@@ -286,9 +292,20 @@ def main() -> int:
                 "lines/s",
                 note=f"CPU {n / pc:,.0f} lines/s; {pw / bw:.1f}x the bare read's time",
             )
+            # The baseline of the pipeline, in this run: each batch parsed inside its
+            # transaction, after the previous one committed.
+            inline, inline_wall, _cpu, _pg, _rss = _end_to_end(path, batch, read_ahead=False)
+            assert inline.lines == LINES and not inline.read_ahead_used, inline
+            _check(charged)
             report, wall, cpu, pg, rss = _end_to_end(path, batch)
             assert report.lines == LINES, report
             _check(charged)
+            figure(
+                f"end to end, pipelined / parse then commit, batch {batch:,}",
+                inline_wall / wall,
+                "x",
+                note=f"parse then commit: {LINES / inline_wall:,.0f} lines/s wall",
+            )
             figure(
                 f"end to end, batch {batch:,}",
                 LINES / wall,

@@ -73,6 +73,7 @@ def ingest_edge(
     max_seconds: float | None = None,
     batch_lines: int | None = None,
     enforce: bool = True,
+    read_ahead: bool = True,
 ) -> IngestReport:
     """Ingest an edge's access log from the saved position until it is caught up or
     ``max_seconds`` have passed. Idempotent; safe from any number of workers at once.
@@ -110,8 +111,11 @@ def ingest_edge(
                     retired=retired,
                     batch_lines=batch_lines,
                     ahead=ahead,
-                    # No parse ahead that the run would not use.
-                    reader=reader if time.monotonic() - started < max_seconds else None,
+                    # No parse ahead that the run would not use (or when asked: the bench's
+                    # baseline).
+                    reader=reader
+                    if read_ahead and time.monotonic() - started < max_seconds
+                    else None,
                 )
             except Redo as redo:
                 redos += 1

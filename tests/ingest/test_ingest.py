@@ -499,6 +499,14 @@ def test_batches_parsed_ahead_are_committed_exactly_once(labels, log_path):
     assert_exact(maker.truth, labels)
 
 
+def test_without_read_ahead_the_same_totals(labels, log_path):
+    maker = LogMaker(_labels_with_strangers(labels), seed=33)
+    log_path.write_bytes(maker.lines(3000, step=2.9))
+    report = ingest(log_path, batch_lines=700, read_ahead=False)
+    assert report.lines == 3000 and report.batches == 5 and report.read_ahead_used == 0
+    assert_exact(maker.truth, labels)
+
+
 def test_a_batch_parsed_ahead_is_dropped_when_its_position_is_not_the_cursors(labels, log_path):
     """Another worker committed the batch in between (or the cursor changed in any way): the
     parse ahead is not used, the batch is read again from the committed position."""
