@@ -217,6 +217,11 @@ class EdgeParams:
                 raise EdgeConfigError(f"{up.name}'s registry listen must be host:port")
             if bool(up.username) != bool(up.password):
                 raise EdgeConfigError(f"{up.name}: set both username and password, or neither")
+        if self.ca_bundle is None and any(u.url.startswith("https://") for u in self.upstreams):
+            raise EdgeConfigError(
+                "UPSTREAMS has https upstreams but EDGE_UPSTREAM_CA_BUNDLE names no CA bundle "
+                "file: their certificates would not be verified"
+            )
         for entry in self.deny:
             name, _, repository = entry.partition("/")
             if name not in names or not REPOSITORY_RE.match(repository):

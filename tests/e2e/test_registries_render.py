@@ -27,6 +27,7 @@ PARAMS = edge_config.EdgeParams(
     storage_dir=Path("/srv/registry"),
     mirror_domain="m.example.io",
     upstream_url="https://registry-1.docker.io",
+    ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
 )
 TEMPLATE = (harness.DEPLOY / "nginx" / "edge.conf.template").read_text()
 GHCR = edge_config.UpstreamRoute("ghcr.io", "https://ghcr.io", "127.0.0.1:5001")
@@ -44,6 +45,7 @@ GHCR = edge_config.UpstreamRoute("ghcr.io", "https://ghcr.io", "127.0.0.1:5001")
         ({"upstreams": (replace(GHCR, username="u"),)}, "both"),
         ({"deny": ("quay.io/a/b",)}, "UPSTREAM_DENY"),
         ({"deny": ('ghcr.io/a"b',)}, "UPSTREAM_DENY"),
+        ({"upstreams": (GHCR,), "ca_bundle": None}, "CA bundle"),
     ],
 )
 def test_hostile_upstream_params_are_refused(change, words) -> None:
