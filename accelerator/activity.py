@@ -29,7 +29,7 @@ from accelerator.clients import (
     refusal_reason,
 )
 from accelerator.models import Tenant, TenantActivity
-from accelerator.tasks import refusal_notice_send
+from accelerator.tasks import refusal_notices_send
 
 # Refusals that mean "your pulls bypass the accelerator until you act" (a rate limit passes).
 NOTIFIED_REFUSALS = (Refusal.EXHAUSTED, Refusal.SUSPENDED, Refusal.ROTATED)
@@ -97,8 +97,8 @@ def activity_record(*, deltas: Iterable[ActivityDelta], now: datetime | None = N
         _write(list(rows.values()))
     notify = sorted(set(notify))
     if notify:
-        for tenant_id in notify:
-            transaction.on_commit(lambda t=tenant_id: refusal_notice_send.delay(t))
+        # One message per batch, queued once the batch is committed.
+        transaction.on_commit(lambda: refusal_notices_send.delay(notify))
     return notify
 
 
