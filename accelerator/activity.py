@@ -12,11 +12,12 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accelerator.clients import (
@@ -28,7 +29,7 @@ from accelerator.clients import (
     refusal_reason,
 )
 from accelerator.models import Tenant, TenantActivity
-from accelerator.tasks import refusal_notice_send
+from accelerator.tasks import refusal_notices_send
 
 # Refusals that mean "your pulls bypass the accelerator until you act" (a rate limit passes).
 NOTIFIED_REFUSALS = (Refusal.EXHAUSTED, Refusal.SUSPENDED, Refusal.ROTATED)
@@ -93,27 +94,56 @@ def activity_record(*, deltas: Iterable[ActivityDelta], now: datetime | None = N
                 _NOTIFY_FRESH
             ):
                 notify.append(d.tenant_id)
-        TenantActivity.objects.bulk_update(
-            rows.values(),
-            [
-                "first_seen_at",
-                "last_seen_at",
-                "user_agent",
-                "client",
-                "client_version",
-                "client_cli_version",
-                "last_pull_at",
-                "recent_pulls",
-                "last_refusal_reason",
-                "last_refusal_at",
-                "last_refusal_path",
-            ],
-        )
+        _write(list(rows.values()))
     notify = sorted(set(notify))
     if notify:
-        for tenant_id in notify:
-            transaction.on_commit(lambda t=tenant_id: refusal_notice_send.delay(t))
+        # One message per batch, queued once the batch is committed.
+        transaction.on_commit(lambda: refusal_notices_send.delay(notify))
     return notify
+
+
+_FIELDS = [
+    ("first_seen_at", "timestamptz"),
+    ("last_seen_at", "timestamptz"),
+    ("user_agent", "text"),
+    ("client", "text"),
+    ("client_version", "text"),
+    ("client_cli_version", "text"),
+    ("last_pull_at", "timestamptz"),
+    ("recent_pulls", "jsonb"),
+    ("last_refusal_reason", "text"),
+    ("last_refusal_at", "timestamptz"),
+    ("last_refusal_path", "text"),
+]
+
+
+def _write(rows: list[TenantActivity]) -> None:
+    """Write the folded rows back. PostgreSQL: one UPDATE over arrays (unnest), whatever the
+    number of tenants in the batch (Django's bulk_update builds a CASE per row and field, which
+    took seconds for a batch of 10,000 tenants). Others: bulk_update."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        TenantActivity.objects.bulk_update(rows, [name for name, _ in _FIELDS], batch_size=500)
+        return
+    table = TenantActivity._meta.db_table
+    columns = ", ".join(name for name, _ in _FIELDS)
+    arrays = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _name, kind in _FIELDS)
+    sets = ", ".join(
+        f"{name} = v.{name}::jsonb" if kind == "jsonb" else f"{name} = v.{name}"
+        for name, kind in _FIELDS
+    )
+    params: list = [[r.tenant_id for r in rows]]
+    for name, kind in _FIELDS:
+        values = [getattr(r, name) for r in rows]
+        params.append([json.dumps(v) for v in values] if kind == "jsonb" else values)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS a SET {sets} "
+            f"FROM unnest(%s::bigint[], {arrays}) AS v(tenant_id, {columns}) "
+            "WHERE a.tenant_id = v.tenant_id",
+            params,
+        )
 
 
 def _fold(row: TenantActivity, d: ActivityDelta, exhausted_at: datetime | None) -> bool:

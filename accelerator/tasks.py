@@ -14,3 +14,16 @@ def refusal_notice_send(self, tenant_id: int) -> None:
         refusals.refusal_notice_send(tenant_id=tenant_id)
     except refusals.RefusalSendFailed as exc:
         raise self.retry(exc=exc, countdown=60) from exc
+
+
+@shared_task(acks_late=True, soft_time_limit=300, time_limit=360)
+def refusal_notices_send(tenant_ids: list[int]) -> int:
+    """A batch's refused tenants, in one message (a batch can refuse thousands). Each one gets
+    at most one email a day; a failed send is retried alone."""
+    sent = 0
+    for tenant_id in tenant_ids:
+        try:
+            sent += refusals.refusal_notice_send(tenant_id=tenant_id)
+        except refusals.RefusalSendFailed:
+            refusal_notice_send.apply_async((tenant_id,), countdown=60)
+    return sent
