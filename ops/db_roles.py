@@ -52,10 +52,12 @@ def edge_role_grant(*, role: str, password: str) -> list[str]:
         for label, privileges in [(m, "SELECT") for m in READ] + [
             (m, "SELECT, INSERT, UPDATE, DELETE") for m in WRITE
         ]:
-            table = apps.get_model(label)._meta.db_table
+            meta = apps.get_model(label)._meta
+            table = meta.db_table
             quoted = connection.ops.quote_name(table)
             cursor.execute(f"GRANT {privileges} ON {quoted} TO {role}")
-            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            # A table keyed by another table's id (TenantActivity) has no sequence of its own.
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, meta.pk.column])
             sequence = cursor.fetchone()[0]
             if sequence and privileges != "SELECT":
                 cursor.execute(f"GRANT USAGE, SELECT ON SEQUENCE {sequence} TO {role}")
