@@ -14,6 +14,9 @@ from django.db import connection
 
 # Read only: the gate table and the labels (ingestion charges rotated-away labels too).
 READ = ["accelerator.Tenant", "accelerator.RetiredLabel"]
+# Read only these columns: the gate leaves out deactivated accounts (a deletion in its grace
+# period), so it joins the user's id and is_active, and nothing else of the user.
+READ_COLUMNS = {"accounts.User": ["id", "is_active"]}
 # Read and write: usage, ingestion's bookkeeping, the tenants' activity (what the edge saw),
 # the edge's state and its upstream allowance readings, task failures.
 WRITE = [
@@ -61,5 +64,12 @@ def edge_role_grant(*, role: str, password: str) -> list[str]:
             sequence = cursor.fetchone()[0]
             if sequence and privileges != "SELECT":
                 cursor.execute(f"GRANT USAGE, SELECT ON SEQUENCE {sequence} TO {role}")
+            tables.append(table)
+        for label, columns in READ_COLUMNS.items():
+            table = apps.get_model(label)._meta.db_table
+            quoted_columns = ", ".join(connection.ops.quote_name(c) for c in columns)
+            cursor.execute(
+                f"GRANT SELECT ({quoted_columns}) ON {connection.ops.quote_name(table)} TO {role}"
+            )
             tables.append(table)
     return tables

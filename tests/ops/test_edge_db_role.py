@@ -87,6 +87,11 @@ def test_the_edge_role_ingests_and_cannot_read_users(edge_role, tmp_path, django
         for table in ("accounts_user", "account_emailaddress", "django_session"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT * FROM {table} LIMIT 1")
+        # Of a user, only what the gate joins: the id and whether the account is active.
+        for column in ("email", "password", "email_canonical"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT {column} FROM accounts_user LIMIT 1")
+        conn.execute("SELECT id, is_active FROM accounts_user LIMIT 1")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE accelerator_tenant SET state = 'active'")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
