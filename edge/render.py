@@ -45,6 +45,9 @@ class EdgeParams:
     # The blob cache and the fetch path of its misses (issue: one upstream read per blob).
     fetch_listen: str = "127.0.0.1:8481"
     token_listen: str = "127.0.0.1:8482"
+    # The digest check every fill passes through, and the size of the cache's slices.
+    verify_listen: str = "127.0.0.1:8484"
+    slice_size: str = "8m"
     # /healthz and nginx's stub_status, outside the gate (load balancers, the nginx exporter).
     health_listen: str = "127.0.0.1:8483"
     cache_dir: Path = Path("/var/cache/edge-blobs")
@@ -90,6 +93,7 @@ class EdgeParams:
             ("registry_listen", "EDGE_REGISTRY_LISTEN"),
             ("fetch_listen", "EDGE_FETCH_LISTEN"),
             ("token_listen", "EDGE_TOKEN_LISTEN"),
+            ("verify_listen", "EDGE_VERIFY_LISTEN"),
             ("health_listen", "EDGE_HEALTH_LISTEN"),
         ):
             if not _LISTEN_RE.match(getattr(self, key)):
@@ -104,6 +108,10 @@ class EdgeParams:
             raise EdgeConfigError("EDGE_WORKER_PROCESSES must be 'auto' or a number")
         if not _SIZE_RE.match(self.proxy_buffer_size):
             raise EdgeConfigError("EDGE_PROXY_BUFFER_SIZE must be a size such as 64k")
+        if not slice_bytes_ok(self.slice_size):
+            raise EdgeConfigError(
+                f"EDGE_SLICE_SIZE must be a size from 256k to 1024m such as 8m: {self.slice_size!r}"
+            )
         if not re.match(r"^\d{1,12}[kKmMgG]?$", self.cache_max_size):
             raise EdgeConfigError("EDGE_CACHE_MAX_SIZE must be a size such as 10g")
         if not re.match(r"^\d{1,9}[smhdwMy]?$", self.cache_inactive):
@@ -146,6 +154,23 @@ class EdgeParams:
                 raise EdgeConfigError(f"paths must not contain spaces or nginx syntax: {path}")
 
 
+def slice_bytes(text: str) -> int:
+    """EDGE_SLICE_SIZE in bytes (nginx's syntax: 8m, 512k)."""
+    match = re.match(r"^(\d{1,9})([kKmM]?)$", text)
+    if not match:
+        raise EdgeConfigError(f"EDGE_SLICE_SIZE must be a size such as 8m: {text!r}")
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[match.group(2).lower()]
+
+
+def slice_bytes_ok(text: str) -> bool:
+    # Small slices mean many cache files and requests per blob; large ones, long waits for
+    # clients joining a fill.
+    try:
+        return 256 * 1024 <= slice_bytes(text) <= 1024 * 1024 * 1024
+    except EdgeConfigError:
+        return False
+
+
 def fill(template: str, values: Mapping[str, str]) -> str:
     """Replace every @@NAME@@; a placeholder without a value is an error, never left in."""
 
@@ -174,6 +199,8 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "PROXY_BUFFER_SIZE": params.proxy_buffer_size,
             "FETCH_LISTEN": params.fetch_listen,
             "TOKEN_LISTEN": params.token_listen,
+            "VERIFY_LISTEN": params.verify_listen,
+            "SLICE_SIZE": str(slice_bytes(params.slice_size)),
             "HEALTH_LISTEN": params.health_listen,
             "CACHE_DIR": str(params.cache_dir),
             "CACHE_MAX_SIZE": params.cache_max_size,

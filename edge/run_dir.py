@@ -40,6 +40,8 @@ def edge_params() -> render.EdgeParams:
         proxy_buffer_size=settings.EDGE_PROXY_BUFFER_SIZE,
         fetch_listen=settings.EDGE_FETCH_LISTEN,
         token_listen=settings.EDGE_TOKEN_LISTEN,
+        verify_listen=settings.EDGE_VERIFY_LISTEN,
+        slice_size=settings.EDGE_SLICE_SIZE,
         health_listen=settings.EDGE_HEALTH_LISTEN,
         cache_dir=Path(settings.EDGE_CACHE_DIR).resolve(),
         cache_max_size=settings.EDGE_CACHE_MAX_SIZE,

@@ -407,6 +407,7 @@ class Edge:
     mirror_domain: str
     name: str = field(default="")
     token: Proc | None = None
+    verify: Proc | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -467,6 +468,8 @@ class Edge:
         self.registry.stop()
         if self.token is not None:
             self.token.stop()
+        if self.verify is not None:
+            self.verify.stop()
 
     @property
     def fetch_log(self) -> Path:
@@ -503,6 +506,9 @@ def edge_params(
         proxy_buffer_size=proxy_buffer_size,
         fetch_listen=f"127.0.0.1:{free_port()}",
         token_listen=f"127.0.0.1:{free_port()}",
+        verify_listen=f"127.0.0.1:{free_port()}",
+        # Small slices, so that tests of a few MB exercise blobs of several slices.
+        slice_size="1m",
         health_listen=f"127.0.0.1:{free_port()}",
         cache_dir=workdir / "blob-cache",
         cache_max_size=cache_max_size,
@@ -532,6 +538,30 @@ def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
         env={"PYTHONPATH": str(ROOT)},
     )
     wait_port(int(params.token_listen.rsplit(":", 1)[1]), proc=proc)
+    return proc
+
+
+def start_verifier(params: edge_config.EdgeParams, log: Path) -> Proc:
+    """The edge's digest check (`manage.py edge_verify`) for the nginx of params."""
+    proc = Proc.start(
+        "edge-verify",
+        [
+            sys.executable,
+            "-m",
+            "edge.blob_verify",
+            "--listen",
+            params.verify_listen,
+            "--fetch",
+            params.fetch_listen,
+            "--cache-dir",
+            str(params.cache_dir),
+            "--slice-size",
+            params.slice_size,
+        ],
+        log=log,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    wait_port(int(params.verify_listen.rsplit(":", 1)[1]), proc=proc)
     return proc
 
 
@@ -651,13 +681,22 @@ def start_edge(workdir: Path, **kw) -> Edge:
         registry.stop()
         raise
     try:
-        nginx = start_nginx(params)
+        verify = start_verifier(params, workdir / "edge-verify.log")
     except Exception:
         registry.stop()
         token.stop()
         raise
+    try:
+        nginx = start_nginx(params)
+    except Exception:
+        registry.stop()
+        token.stop()
+        verify.stop()
+        raise
     port = int(params.listen.rsplit(":", 1)[1])
-    return Edge(params, nginx, registry, port, params.mirror_domain, params.name, token=token)
+    return Edge(
+        params, nginx, registry, port, params.mirror_domain, params.name, token=token, verify=verify
+    )
 
 
 def nginx_cmd(run_dir: Path) -> list[str]:

@@ -1,0 +1,221 @@
+"""The blob cache in slices, and its digest check, against an upstream like Docker Hub.
+
+The harness's edges cut blobs into 1 MB slices, so these blobs of a few MB have several.
+Upstream reads are counted on the fake upstream's blob store (bytes it sent, in blob sizes)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from edge.blob_verify import cache_key, cache_path, cached_body
+from tests.conftest import require
+from tests.e2e import harness
+from tests.e2e.test_blob_cache import blob_get
+from tests.e2e.test_blob_cache import tenant_on as tenant_on  # a fixture, used by name
+from tests.e2e.upstream_auth import start_auth_upstream
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
+
+MB = 1024 * 1024
+
+
+def _image(name: str, size: int) -> harness.Image:
+    return harness.make_image(files={f"{name}.bin": os.urandom(size)}, note=name)
+
+
+IMAGES = {
+    name: (lambda name=name, size=size: _image(name, size))
+    for name, size in {
+        "bad": 3 * MB,
+        "badrange": 3 * MB,
+        "resume": 3 * MB,
+        "midcut": 3 * MB,
+        "joiners": 6 * MB,
+        "exact": 2 * MB,
+    }.items()
+}
+
+
+@pytest.fixture(scope="module")
+def auth_world():
+    """(images, upstream with tokens and redirects, an edge pulling from it); the fixture
+    name is the one test_blob_cache's tenant_on expects."""
+    for tool in ("docker-registry", "nginx", "openssl"):
+        require(harness.which(tool) is not None, f"{tool} is not installed")
+    from django.conf import settings
+
+    workdir = harness.worker_readable_dir("e2e-slices-")
+    images = {name: make() for name, make in IMAGES.items()}
+    upstream = start_auth_upstream(workdir / "upstream", images)
+    try:
+        edge = harness.start_edge(
+            workdir,
+            upstream_url=upstream.url,
+            name=settings.EDGE_NAME,
+            mirror_domain=settings.MIRROR_DOMAIN,
+        )
+    except Exception:
+        upstream.stop()
+        raise
+    yield images, upstream, edge
+    edge.stop()
+    upstream.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def slice_files(edge: harness.Edge, blob: harness.Blob) -> list:
+    """The cache files of the blob's slices that exist."""
+    hexdigest = blob.digest.split(":", 1)[1]
+    paths = [
+        cache_path(edge.params.cache_dir, cache_key(hexdigest, start, MB))
+        for start in range(0, blob.size, MB)
+    ]
+    return [p for p in paths if p.exists()]
+
+
+def get_or_cut(edge, label, path, **kw) -> harness.Response | None:
+    """The response, or None when the body was cut short (never a complete wrong body)."""
+    try:
+        return edge.get(label, path, **kw)
+    except (http.client.IncompleteRead, ConnectionError):
+        return None
+
+
+def test_slices_are_cached_under_the_digest_and_range_keys(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["exact"].layers[0]
+    resp = blob_get(edge, tenant.label, "exact", layer)
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    files = slice_files(edge, layer)
+    assert len(files) == -(-layer.size // MB)  # every slice, where the digest check looks
+    assert b"".join(cached_body(f, min(MB, layer.size - i * MB)) for i, f in enumerate(files)) == (
+        resp.body
+    )
+    assert upstream.store.reads(layer.digest) == 1
+
+
+def test_corrupted_upstream_blob_is_never_served_whole_and_every_slice_is_evicted(
+    auth_world, tenant_on
+):
+    images, upstream, edge = auth_world
+    first, second = tenant_on(edge, n=2)
+    layer = images["bad"].layers[0]
+    path = f"/v2/library/bad/blobs/{layer.digest}"
+    upstream.store.corrupt.add(layer.digest.split(":", 1)[1])
+    assert get_or_cut(edge, first.label, path) is None  # cut at the last slice
+    assert slice_files(edge, layer) == []  # the slices already cached were evicted
+    # A second client, right away: the edge refuses (502) rather than read it again.
+    again = get_or_cut(edge, second.label, path)
+    assert again is None or again.status == 502
+    reads = upstream.store.reads(layer.digest)
+    assert reads <= 1.0001
+    # Once the upstream serves the right bytes, a retry (after the bad record expires) fills.
+    upstream.store.corrupt.clear()
+    deadline = time.monotonic() + 40
+    while True:
+        resp = get_or_cut(edge, second.label, path)
+        if resp is not None and resp.status == 200:
+            break
+        assert resp is None or resp.status == 502
+        assert time.monotonic() < deadline, "the blob was never served after the fix"
+        time.sleep(0.5)
+    assert harness.sha256_digest(resp.body) == layer.digest
+    assert len(slice_files(edge, layer)) == -(-layer.size // MB)
+    # Nobody got the wrong blob whole: one 200 of full length in the log, the fixed one. The
+    # cut answer is logged with what was sent (nginx calls it complete: its last slice ended).
+    lines = [x for x in edge.log_lines() if x["uri"] == path and x["status"] == 200]
+    whole = [x for x in lines if x["body_bytes_sent"] == layer.size]
+    assert len(whole) == 1 and whole[0]["tenant"] == second.label
+    cut = [x for x in lines if x["tenant"] == first.label]
+    assert len(cut) == 1 and cut[0]["body_bytes_sent"] < layer.size
+
+
+def test_corrupted_blob_resumed_from_the_middle_is_checked_whole(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["badrange"].layers[0]
+    path = f"/v2/library/badrange/blobs/{layer.digest}"
+    upstream.store.corrupt.add(layer.digest.split(":", 1)[1])
+    # Only the last slices are filled; the check reads the first ones upstream, uncached.
+    assert get_or_cut(edge, tenant.label, path, headers=[("Range", f"bytes={2 * MB}-")]) is None
+    assert slice_files(edge, layer) == []
+    upstream.store.corrupt.clear()
+
+
+def test_resumed_download_of_a_cached_blob_reads_nothing_upstream(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["resume"].layers[0]
+    path = f"/v2/library/resume/blobs/{layer.digest}"
+    full = blob_get(edge, tenant.label, "resume", layer)
+    assert full.status == 200 and upstream.store.reads(layer.digest) == 1
+    gets = len(upstream.store.gets)
+    offset = MB + 12345
+    resp = edge.get(tenant.label, path, headers=[("Range", f"bytes={offset}-")])
+    assert resp.status == 206 and resp.body == full.body[offset:]
+    assert resp.headers["Content-Range"] == f"bytes {offset}-{layer.size - 1}/{layer.size}"
+    assert len(upstream.store.gets) == gets and upstream.store.reads(layer.digest) == 1
+    # The tenant is charged the body of its own answer: the range, not the blob.
+    line = [x for x in edge.log_lines() if x["uri"] == path and x["status"] == 206]
+    assert [x["body_bytes_sent"] for x in line] == [layer.size - offset]
+    assert line[0]["tenant"] == tenant.label
+
+
+def test_a_slice_cut_short_upstream_is_refetched_and_never_served_wrong(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["midcut"].layers[0]
+    path = f"/v2/library/midcut/blobs/{layer.digest}"
+    first = edge.get(tenant.label, path, headers=[("Range", "bytes=0-99")])
+    assert first.status == 206 and len(first.body) == 100  # slice 0 is cached now
+    upstream.store.truncate_next.add(layer.digest.split(":", 1)[1])  # slice 1 will be cut
+    assert get_or_cut(edge, tenant.label, path) is None
+    resp = edge.get(tenant.label, path)
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    hit = edge.get(tenant.label, path)
+    assert hit.headers["X-Edge-Cache"] == "HIT" and hit.body == resp.body
+
+
+def test_one_client_aborting_mid_fill_while_five_others_continue(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    tenants = tenant_on(edge, n=6)
+    layer = images["joiners"].layers[0]
+    path = f"/v2/library/joiners/blobs/{layer.digest}"
+    upstream.store.slow[layer.digest.split(":")[1]] = 0.05  # ~1.2 s for the 6 MB
+    aborted = threading.Event()
+
+    def abort() -> None:
+        with socket.create_connection(("127.0.0.1", edge.port), 30) as s:
+            request = f"GET {path} HTTP/1.1\r\nHost: {edge.host(tenants[0].label)}\r\n\r\n"
+            s.sendall(request.encode())
+            got = 0
+            while got < MB:
+                chunk = s.recv(65536)
+                assert chunk
+                got += len(chunk)
+        aborted.set()
+
+    def full(i: int) -> bytes:
+        return edge.get(tenants[i].label, path, timeout=60).body
+
+    with ThreadPoolExecutor(6) as pool:
+        quitter = pool.submit(abort)
+        bodies = list(pool.map(full, range(1, 6)))
+        quitter.result()
+    assert aborted.is_set()
+    assert all(harness.sha256_digest(b) == layer.digest for b in bodies)
+    assert upstream.store.reads(layer.digest) == 1  # one fill, slice by slice, for all
+    lines = [x for x in edge.log_lines() if x["uri"] == path]
+    by_tenant = {x["tenant"]: x for x in lines}
+    for t in tenants[1:]:
+        assert by_tenant[t.label]["body_bytes_sent"] == layer.size
+    assert by_tenant[tenants[0].label]["completion"] == ""
