@@ -50,6 +50,7 @@ CHUNK = 256 * 1024
 MAX_STATES = 4096
 MAX_BAD = 4096
 BAD_SECONDS = 10.0
+MAX_AHEAD = 256  # read-ahead fills in flight at once
 TIMEOUT = 300.0
 # Headers of the fetch server's answer that are the connection's, not the blob's.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
@@ -103,6 +104,34 @@ class Verifier:
         self._lock = threading.Lock()
         self.checked = 0  # blobs checked whole, for tests and logs
         self.rejected = 0
+        self._ahead: set[tuple[str, int]] = set()
+
+    def read_ahead(self, path: str, hex_digest: str, start: int, host: str) -> None:
+        """Have nginx fill the slice at `start` now (through the fetch server's /@fill, into
+        the cache), without waiting for a client to ask. Returns at once."""
+        with self._lock:
+            if (hex_digest, start) in self._ahead or len(self._ahead) >= MAX_AHEAD:
+                return
+            self._ahead.add((hex_digest, start))
+        threading.Thread(
+            target=self._fill, args=(path, hex_digest, start, host), daemon=True
+        ).start()
+
+    def _fill(self, path: str, hex_digest: str, start: int, host: str) -> None:
+        last = start + self.slice_size - 1
+        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
+        try:
+            conn.request(
+                "GET", "/@fill" + path, headers={"Host": host, "Range": f"bytes={start}-{last}"}
+            )
+            # nginx completes a cacheable fill whoever reads it: the headers are enough.
+            conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            _log("read_ahead_failed", digest=hex_digest, start=start, error=str(exc))
+        finally:
+            conn.close()
+            with self._lock:
+                self._ahead.discard((hex_digest, start))
 
     def claim(self, hex_digest: str, start: int) -> _Prefix | None:
         """The hash of the bytes before `start`, if the fill so far came in order; the caller
@@ -264,6 +293,8 @@ def make_handler(verifier: Verifier):
                 self.wfile.write(held)
                 if state is not None:
                     verifier.release(hex_digest, state)
+                if start % verifier.slice_size == 0:
+                    verifier.read_ahead(self.path, hex_digest, end + 1, forward.get("Host", ""))
                 return
             assert state is not None
             verifier.checked += 1
