@@ -339,7 +339,7 @@ def main() -> int:
             "ms",
             "",
             f"max {max(joiners) * 1000:.0f} ms; the fill took {fill_total * 1000:.0f} ms "
-            f"for {LAYER_MB} MB; joiners wait for the whole fill (proxy_cache_lock)",
+            f"for {LAYER_MB} MB; joiners wait for the slice in flight (slice + cache lock)",
         )
 
         for name, clients in (("reads-1", 1), ("reads-10", 10)):

@@ -272,6 +272,7 @@ def _parent_fetch(params: EdgeParams) -> str:
             'proxy_set_header Authorization "";',
             'proxy_set_header Cookie "";',
             'proxy_set_header X-Forwarded-For "";',
+            'proxy_set_header X-Edge-Tenant "";',
             "proxy_ssl_server_name on;",
             *[line.strip() for line in _upstream_tls(params.ca_bundle).splitlines()],
             "proxy_buffering off;",

@@ -101,6 +101,8 @@ def test_slices_are_cached_under_the_digest_and_range_keys(auth_world, tenant_on
         resp.body
     )
     assert upstream.store.reads(layer.digest) == 1
+    # The tenant's label (a mirror address, a credential) never leaves the edge.
+    assert upstream.store.tenant_headers and set(upstream.store.tenant_headers) == {""}
 
 
 def test_corrupted_upstream_blob_is_never_served_whole_and_every_slice_is_evicted(

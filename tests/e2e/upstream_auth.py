@@ -152,6 +152,7 @@ class BlobStore:
     authorizations: list = field(default_factory=list)  # Authorization header of each GET
     corrupt: set = field(default_factory=set)  # hex digests served with one byte changed
     cut_at: dict = field(default_factory=dict)  # hex digest -> range start cut short, once
+    tenant_headers: list = field(default_factory=list)  # X-Edge-Tenant of each GET (none)
     bytes_out: Counter = field(default_factory=Counter)  # hex digest -> body bytes sent
     sizes: dict = field(default_factory=dict)  # hex digest -> blob size
     gets: list = field(default_factory=list)  # (hex digest, Range header) of each GET
@@ -184,6 +185,7 @@ class BlobStore:
 
             def do_GET(self):  # noqa: N802
                 store.authorizations.append(self.headers.get("Authorization", ""))
+                store.tenant_headers.append(self.headers.get("X-Edge-Tenant", ""))
                 path, digest = self._file()
                 if path is None:
                     return
