@@ -288,7 +288,7 @@ def main() -> int:
         figure("gate map reload, 100,000 tenants", reload_s, "s", "", "SIGHUP until new workers")
 
         # --- upstream reads per blob -------------------------------------------------------
-        def cold_pulls(name: str, clients: int) -> tuple[int, int]:
+        def cold_pulls(name: str, clients: int) -> tuple[float, int]:
             image = images[name]
             paths = [f"/v2/library/{name}/blobs/{b.digest}" for b in image.blobs]
 
@@ -304,7 +304,8 @@ def main() -> int:
                 good = sum(pool.map(one, range(clients)))
             time.sleep(1.0)  # the registry writes its access log line after the response
             layer = image.layers[0]
-            return upstream.blob_reads(layer.digest), clients - good
+            # In blob sizes: the cache fills in slices, one upstream request each.
+            return upstream.blob_bytes(layer.digest) / layer.size, clients - good
 
         # --- clients joining a fill in progress --------------------------------------------
         join = images["join"].layers[0]
@@ -345,7 +346,7 @@ def main() -> int:
         for name, clients in (("reads-1", 1), ("reads-10", 10)):
             reads, failed = cold_pulls(name, clients)
             print(
-                f"  cold blob, {clients} concurrent client(s): {reads} upstream reads, "
+                f"  cold blob, {clients} concurrent client(s): {reads:.3f} upstream reads, "
                 f"{failed} failed downloads"
             )
             figure(

@@ -45,12 +45,14 @@ BLOB_RE = re.compile(
     r"/blobs/sha256:([a-f0-9]{64})$"
 )
 CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+RANGE_START_RE = re.compile(r"^bytes=(\d{1,18})-")
 CHUNK = 256 * 1024
 # Hash states of fills in progress (a few hundred bytes each) and digests recently found bad.
 MAX_STATES = 4096
 MAX_BAD = 4096
 BAD_SECONDS = 10.0
 MAX_AHEAD = 256  # read-ahead fills in flight at once
+AHEAD_DELAY = 0.05
 TIMEOUT = 300.0
 # Headers of the fetch server's answer that are the connection's, not the blob's.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
@@ -105,6 +107,14 @@ class Verifier:
         self.checked = 0  # blobs checked whole, for tests and logs
         self.rejected = 0
         self._ahead: set[tuple[str, int]] = set()
+        self._relaying: set[tuple[str, int]] = set()  # fills passing here now
+
+    def relaying(self, hex_digest: str, start: int, on: bool) -> None:
+        with self._lock:
+            if on:
+                self._relaying.add((hex_digest, start))
+            else:
+                self._relaying.discard((hex_digest, start))
 
     def read_ahead(self, path: str, hex_digest: str, start: int, host: str) -> None:
         """Have nginx fill the slice at `start` now (through the fetch server's /@fill, into
@@ -118,6 +128,16 @@ class Verifier:
         ).start()
 
     def _fill(self, path: str, hex_digest: str, start: int, host: str) -> None:
+        # A client reading the blob asks for the next slice at once: let it fill it itself
+        # (a client waiting on nginx's cache lock polls every 0.5 s). Only when nobody asks
+        # does the read-ahead fill it, keeping the link busy for clients slower than it.
+        time.sleep(AHEAD_DELAY)
+        with self._lock:
+            taken = (hex_digest, start) in self._relaying
+        if taken:
+            with self._lock:
+                self._ahead.discard((hex_digest, start))
+            return
         last = start + self.slice_size - 1
         conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
         try:
@@ -239,6 +259,9 @@ def make_handler(verifier: Verifier):
                 for name in ("Host", "Range", "X-Request-Id", "X-Edge-Tenant")
                 if self.headers.get(name)
             }
+            asked = RANGE_START_RE.match(forward.get("Range", ""))
+            fill = (hex_digest, int(asked.group(1)) if asked else 0)
+            verifier.relaying(*fill, True)  # from now on, no read-ahead of this slice
             conn = http.client.HTTPConnection(*_host_port(verifier.fetch), timeout=TIMEOUT)
             try:
                 conn.request("GET", self.path, headers=forward)
@@ -250,6 +273,7 @@ def make_handler(verifier: Verifier):
                 self.close_connection = True
             finally:
                 conn.close()
+                verifier.relaying(*fill, False)
 
         def _relay(self, resp: http.client.HTTPResponse, hex_digest: str, forward: dict) -> None:
             length = resp.getheader("Content-Length")

@@ -379,6 +379,16 @@ class Registry:
             if needle in line and f"/blobs/{digest} " in line and '" 200 ' in line
         )
 
+    def blob_bytes(self, digest: str) -> int:
+        """Body bytes of this blob the registry sent in 200 and 206 answers (the edge's cache
+        fills in slices, each a 206), from its access log."""
+        pattern = re.compile(rf'"GET /v2/\S+/blobs/{digest} HTTP/[0-9.]+" 20[06] (\d+) ')
+        return sum(
+            int(found.group(1))
+            for line in self.proc.log_tail(10**9).splitlines()
+            if (found := pattern.search(line))
+        )
+
 
 def start_registry(workdir: Path, *, name: str = "upstream") -> Registry:
     workdir.mkdir(parents=True, exist_ok=True)
