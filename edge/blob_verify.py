@@ -165,6 +165,12 @@ class Verifier:
                 return None
             return self._states.pop(hex_digest)
 
+    def continues(self, hex_digest: str, start: int) -> bool:
+        """Whether a fill at `start` continues one under way (its previous slice just in)."""
+        with self._lock:
+            state = self._states.get(hex_digest)
+            return start > 0 and state is not None and state.pos == start
+
     def release(self, hex_digest: str, state: _Prefix) -> None:
         with self._lock:
             self._states[hex_digest] = state
@@ -262,6 +268,10 @@ def make_handler(verifier: Verifier):
             asked = RANGE_START_RE.match(forward.get("Range", ""))
             fill = (hex_digest, int(asked.group(1)) if asked else 0)
             verifier.relaying(*fill, True)  # from now on, no read-ahead of this slice
+            if verifier.continues(*fill):
+                # A tenant's rate of misses counts blobs, not slices: the slices after the
+                # first of a fill in order are not its misses again.
+                forward.pop("X-Edge-Tenant", None)
             conn = http.client.HTTPConnection(*_host_port(verifier.fetch), timeout=TIMEOUT)
             try:
                 conn.request("GET", self.path, headers=forward)

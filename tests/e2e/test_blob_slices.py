@@ -12,9 +12,11 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
+from edge import render as edge_config
 from edge.blob_verify import cache_key, cache_path, cached_body
 from tests.conftest import require
 from tests.e2e import harness
@@ -40,6 +42,7 @@ IMAGES = {
         "midcut": 3 * MB,
         "joiners": 6 * MB,
         "exact": 2 * MB,
+        "manyslices": 5 * MB,
     }.items()
 }
 
@@ -225,3 +228,79 @@ def test_one_client_aborting_mid_fill_while_five_others_continue(auth_world, ten
     for t in tenants[1:]:
         assert by_tenant[t.label]["body_bytes_sent"] == layer.size
     assert by_tenant[tenants[0].label]["completion"] == ""
+
+
+def test_the_digest_check_refuses_what_is_not_a_blob_fill(auth_world):
+    _, upstream, edge = auth_world
+    port = int(edge.params.verify_listen.rsplit(":", 1)[1])
+    gets = len(upstream.store.gets)
+    for path in (
+        "/",
+        "/v2/",
+        "/v2/library/x/manifests/latest",
+        "/v2/library/x/blobs/sha256:" + "A" * 64,
+        "/v2/library/x/blobs/sha256:" + "a" * 63,
+        "/v2/../../etc/passwd/blobs/sha256:" + "a" * 64,
+        "/v2/library/x/blobs/sha256:" + "a" * 64 + "/../../x",
+    ):
+        assert harness.request(port, "GET", path, host="x").status == 404, path
+    assert harness.request(port, "HEAD", "/v2/library/x/blobs/sha256:" + "a" * 64).status == 405
+    assert len(upstream.store.gets) == gets  # nothing reached the upstream
+
+
+def test_cache_file_bodies_are_read_only_when_whole(tmp_path):
+    key = cache_key("ab" * 32, MB, MB)
+    assert key == f"sha256:{'ab' * 32}bytes={MB}-{2 * MB - 1}"
+    path = cache_path(tmp_path, key)
+    assert path.parent.parent.parent == tmp_path and len(path.name) == 32
+    assert path.parent.name == path.name[-4:-2] and path.parent.parent.name == path.name[-2:]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x05" * 40 + b"\nKEY: " + key.encode() + b"\nHTTP/1.1 206\r\n\r\nbody")
+    assert cached_body(path, 4) == b"body"
+    assert cached_body(path, 5) is None  # a short entry is not trusted
+    path.write_bytes(b"no key line here\r\n\r\nbody")
+    assert cached_body(path, 4) is None
+    assert cached_body(tmp_path / "missing", 4) is None
+
+
+def test_a_tenants_miss_rate_counts_blobs_not_slices(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    # Another nginx from the template whose tenants may miss twice in all (no refill to speak
+    # of), sharing the registry and token helper.
+    workdir = harness.worker_readable_dir("e2e-missrate-")
+    params = replace(
+        harness.edge_params(
+            workdir,
+            upstream_url=upstream.url,
+            name=edge.name,
+            mirror_domain=edge.mirror_domain,
+            tenant_miss_rate="1r/m",
+            tenant_miss_burst=1,
+        ),
+        registry_listen=edge.params.registry_listen,
+        token_listen=edge.params.token_listen,
+    )
+    params.run_dir.mkdir(parents=True)
+    params.cache_dir.mkdir(parents=True)
+    (params.run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
+    verify = harness.start_verifier(params, workdir / "verify.log")
+    nginx = harness.start_nginx(params)
+    small = harness.Edge(
+        params, nginx, edge.registry, int(params.listen.rsplit(":")[1]), edge.mirror_domain
+    )
+    try:
+        tenant = tenant_on(small)
+        layer = images["manyslices"].layers[0]
+        resp = blob_get(small, tenant.label, "manyslices", layer)  # 6 slices, one miss
+        assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+        assert upstream.store.reads(layer.digest) == 1
+        # The limit still holds per blob: two more cold blobs exceed a burst of 1.
+        statuses = [
+            blob_get(small, tenant.label, name, images[name].layers[0]).status
+            for name in ("badrange", "joiners")
+        ]
+        assert 429 in statuses, statuses
+    finally:
+        nginx.stop()
+        verify.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
