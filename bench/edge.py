@@ -130,6 +130,7 @@ def main() -> int:
             mirror_domain=DOMAIN,
             tenant_head_rate="100000r/s",
             tenant_head_burst=100000,
+            slice_size="8m",  # the default (the test harness uses small slices)
         )
         procs.append(edge)
         edge.write_gate_map({LABEL: "active"})
