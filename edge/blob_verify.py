@@ -116,7 +116,7 @@ class Verifier:
             else:
                 self._relaying.discard((hex_digest, start))
 
-    def read_ahead(self, path: str, hex_digest: str, start: int, host: str) -> None:
+    def read_ahead(self, path: str, hex_digest: str, start: int, headers: dict) -> None:
         """Have nginx fill the slice at `start` now (through the fetch server's /@fill, into
         the cache), without waiting for a client to ask. Returns at once."""
         with self._lock:
@@ -124,10 +124,10 @@ class Verifier:
                 return
             self._ahead.add((hex_digest, start))
         threading.Thread(
-            target=self._fill, args=(path, hex_digest, start, host), daemon=True
+            target=self._fill, args=(path, hex_digest, start, headers), daemon=True
         ).start()
 
-    def _fill(self, path: str, hex_digest: str, start: int, host: str) -> None:
+    def _fill(self, path: str, hex_digest: str, start: int, headers: dict) -> None:
         # A client reading the blob asks for the next slice at once: let it fill it itself
         # (a client waiting on nginx's cache lock polls every 0.5 s). Only when nobody asks
         # does the read-ahead fill it, keeping the link busy for clients slower than it.
@@ -142,7 +142,7 @@ class Verifier:
         conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
         try:
             conn.request(
-                "GET", "/@fill" + path, headers={"Host": host, "Range": f"bytes={start}-{last}"}
+                "GET", "/@fill" + path, headers={**headers, "Range": f"bytes={start}-{last}"}
             )
             # nginx completes a cacheable fill whoever reads it: the headers are enough.
             conn.getresponse()
@@ -262,7 +262,9 @@ def make_handler(verifier: Verifier):
                 return self._answer(502, b"")
             forward = {
                 name: self.headers[name]
-                for name in ("Host", "Range", "X-Request-Id", "X-Edge-Tenant")
+                # X-Edge-Secret: a fetch server that requires the edge's secret gets it from
+                # nginx through here; this process keeps none of its own.
+                for name in ("Host", "Range", "X-Request-Id", "X-Edge-Tenant", "X-Edge-Secret")
                 if self.headers.get(name)
             }
             asked = RANGE_START_RE.match(forward.get("Range", ""))
@@ -328,7 +330,12 @@ def make_handler(verifier: Verifier):
                 if state is not None:
                     verifier.release(hex_digest, state)
                 if start % verifier.slice_size == 0:
-                    verifier.read_ahead(self.path, hex_digest, end + 1, forward.get("Host", ""))
+                    verifier.read_ahead(
+                        self.path,
+                        hex_digest,
+                        end + 1,
+                        {k: v for k, v in forward.items() if k in ("Host", "X-Edge-Secret")},
+                    )
                 return
             assert state is not None
             verifier.checked += 1

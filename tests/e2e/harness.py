@@ -588,6 +588,11 @@ def start_nginx(params: edge_config.EdgeParams) -> Proc:
         (run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
     nginx = Proc.start("nginx", nginx_cmd(run_dir), log=run_dir / "logs" / "nginx.out")
     wait_port(int(params.listen.rsplit(":", 1)[1]), proc=nginx)
+    # nginx opens its listeners before it writes its pid file, which a gate sync signals.
+    deadline = time.monotonic() + 15
+    while not (run_dir / "nginx.pid").exists():
+        assert time.monotonic() < deadline, nginx.log_tail()
+        time.sleep(0.02)
     return nginx
 
 
