@@ -92,6 +92,7 @@ EDGE_UNITS = [
     "accelerator-edge@.service",
     "accelerator-registry@.service",
     "accelerator-edge-token@.service",
+    "accelerator-edge-verify@.service",
     "accelerator-edge-worker@.service",
 ]
 
@@ -189,6 +190,7 @@ def test_compose_has_the_same_set_as_the_units(compose):
         "edge",
         "registry",
         "edge-token",
+        "edge-verify",
         "edge-worker",
     }
     beats = [n for n, s in services.items() if "beat" in s.get("command", [])]

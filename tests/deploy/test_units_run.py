@@ -118,6 +118,7 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
             "EDGE_REGISTRY_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_FETCH_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_TOKEN_LISTEN": f"127.0.0.1:{harness.free_port()}",
+            "EDGE_VERIFY_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_RESOLVER": "127.0.0.1",
         }
 
@@ -162,6 +163,9 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
 
         harness.wait_port(port("EDGE_REGISTRY_LISTEN"), proc=start("accelerator-registry@.service"))
         harness.wait_port(port("EDGE_TOKEN_LISTEN"), proc=start("accelerator-edge-token@.service"))
+        harness.wait_port(
+            port("EDGE_VERIFY_LISTEN"), proc=start("accelerator-edge-verify@.service")
+        )
         nginx = start("accelerator-edge@.service")
         harness.wait_port(port("EDGE_LISTEN"), proc=nginx)
         worker = start("accelerator-edge-worker@.service")
