@@ -227,6 +227,9 @@ def main() -> int:
         )
         small_params.run_dir.mkdir(parents=True, exist_ok=True)
         (small_params.run_dir / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])
+        small_params.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Its own digest check, which its blob fills pass through.
+        procs.append(harness.start_verifier(small_params, work / "buf4k-verify.log"))
         nginx4k = harness.start_nginx(small_params)
         procs.append(nginx4k)
 

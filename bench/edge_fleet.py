@@ -78,6 +78,8 @@ def second_edge(work: Path, base: harness.Edge, upstream_url: str, **overrides) 
         ),
         registry_listen=base.params.registry_listen,
         token_listen=base.params.token_listen,
+        # The token helper it shares answers only that edge's secret.
+        internal_secret=base.params.internal_secret,
         slice_size=SLICE,
     )
     params.run_dir.mkdir(parents=True, exist_ok=True)
