@@ -199,6 +199,7 @@ def main() -> int:
             # A second registry (the routing figures): its own pull-through registry, the same
             # stand-in upstream behind it.
             upstreams={"ghcr.io": upstream.url},
+            slice_size="8m",  # the default (the test harness uses small slices)
         )
         procs.append(edge)
         edge.write_gate_map({LABEL: "active"})
@@ -226,6 +227,9 @@ def main() -> int:
         )
         small_params.run_dir.mkdir(parents=True, exist_ok=True)
         (small_params.run_dir / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])
+        small_params.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Its own digest check, which its blob fills pass through.
+        procs.append(harness.start_verifier(small_params, work / "buf4k-verify.log"))
         nginx4k = harness.start_nginx(small_params)
         procs.append(nginx4k)
 
@@ -362,7 +366,7 @@ def main() -> int:
         routing_figures(edge, work, upstream, host, f"/v2/library/warm/manifests/{warm.digest}", n)
 
         # --- upstream reads per blob -------------------------------------------------------
-        def cold_pulls(name: str, clients: int) -> tuple[int, int]:
+        def cold_pulls(name: str, clients: int) -> tuple[float, int]:
             image = images[name]
             paths = [f"/v2/library/{name}/blobs/{b.digest}" for b in image.blobs]
 
@@ -378,7 +382,8 @@ def main() -> int:
                 good = sum(pool.map(one, range(clients)))
             time.sleep(1.0)  # the registry writes its access log line after the response
             layer = image.layers[0]
-            return upstream.blob_reads(layer.digest), clients - good
+            # In blob sizes: the cache fills in slices, one upstream request each.
+            return upstream.blob_bytes(layer.digest) / layer.size, clients - good
 
         # --- clients joining a fill in progress --------------------------------------------
         join = images["join"].layers[0]
@@ -413,13 +418,13 @@ def main() -> int:
             "ms",
             "",
             f"max {max(joiners) * 1000:.0f} ms; the fill took {fill_total * 1000:.0f} ms "
-            f"for {LAYER_MB} MB; joiners wait for the whole fill (proxy_cache_lock)",
+            f"for {LAYER_MB} MB; joiners wait for the slice in flight (slice + cache lock)",
         )
 
         for name, clients in (("reads-1", 1), ("reads-10", 10)):
             reads, failed = cold_pulls(name, clients)
             print(
-                f"  cold blob, {clients} concurrent client(s): {reads} upstream reads, "
+                f"  cold blob, {clients} concurrent client(s): {reads:.3f} upstream reads, "
                 f"{failed} failed downloads"
             )
             figure(

@@ -421,6 +421,15 @@ EDGE_CACHE_INACTIVE = env_str("EDGE_CACHE_INACTIVE", "30d")
 EDGE_CACHE_LOCK_SECONDS = env_int("EDGE_CACHE_LOCK_SECONDS", 3600)
 EDGE_FETCH_LISTEN = env_str("EDGE_FETCH_LISTEN", "127.0.0.1:8481")
 EDGE_TOKEN_LISTEN = env_str("EDGE_TOKEN_LISTEN", "127.0.0.1:8482")
+# The cache fills in slices (clients joining a fill wait for one slice, not the blob), each fill
+# passing through the digest check (`manage.py edge_verify`, EDGE_VERIFY_LISTEN).
+EDGE_VERIFY_LISTEN = env_str("EDGE_VERIFY_LISTEN", "127.0.0.1:8484")
+EDGE_SLICE_SIZE = env_str("EDGE_SLICE_SIZE", "8m")
+# The parent tier: this edge's misses go to a parent edge first (its EDGE_CHILD_LISTEN), and a
+# parent serves its children there; both ends carry the same EDGE_PARENT_SECRET.
+EDGE_PARENT_URL = env_str("EDGE_PARENT_URL", "")
+EDGE_CHILD_LISTEN = env_str("EDGE_CHILD_LISTEN", "")
+EDGE_PARENT_SECRET = env_str("EDGE_PARENT_SECRET", "")
 # The edge's health listener: /healthz (outside the gate) and nginx's stub_status for the
 # nginx exporter. Loopback by default; a load balancer on another host needs a reachable one.
 EDGE_HEALTH_LISTEN = env_str("EDGE_HEALTH_LISTEN", "127.0.0.1:8483")

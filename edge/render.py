@@ -24,6 +24,7 @@ _EDGE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _DOMAIN_RE = re.compile(r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$")
 _LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 _SIZE_RE = re.compile(r"^\d{1,6}[kKmM]?$")
+_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 
 
 class EdgeConfigError(ValueError):
@@ -67,6 +68,14 @@ class EdgeParams:
     # The blob cache and the fetch path of its misses (issue: one upstream read per blob).
     fetch_listen: str = "127.0.0.1:8481"
     token_listen: str = "127.0.0.1:8482"
+    # The digest check every fill passes through, and the size of the cache's slices.
+    verify_listen: str = "127.0.0.1:8484"
+    slice_size: str = "8m"
+    # The parent tier: a child's misses go to its parent edge (EDGE_PARENT_URL) before the
+    # upstream; a parent serves its children on EDGE_CHILD_LISTEN. Both sides share a secret.
+    parent_url: str = ""
+    child_listen: str = ""
+    parent_secret: str = ""
     # /healthz and nginx's stub_status, outside the gate (load balancers, the nginx exporter).
     health_listen: str = "127.0.0.1:8483"
     cache_dir: Path = Path("/var/cache/edge-blobs")
@@ -126,6 +135,7 @@ class EdgeParams:
             ("registry_listen", "EDGE_REGISTRY_LISTEN"),
             ("fetch_listen", "EDGE_FETCH_LISTEN"),
             ("token_listen", "EDGE_TOKEN_LISTEN"),
+            ("verify_listen", "EDGE_VERIFY_LISTEN"),
             ("health_listen", "EDGE_HEALTH_LISTEN"),
         ):
             if not _LISTEN_RE.match(getattr(self, key)):
@@ -133,6 +143,7 @@ class EdgeParams:
         for key, setting in (
             ("fetch_listen", "EDGE_FETCH_LISTEN"),
             ("token_listen", "EDGE_TOKEN_LISTEN"),
+            ("verify_listen", "EDGE_VERIFY_LISTEN"),
         ):
             if not is_loopback(getattr(self, key)):
                 raise EdgeConfigError(
@@ -155,10 +166,27 @@ class EdgeParams:
             )
         if bool(self.upstream_username) != bool(self.upstream_password):
             raise EdgeConfigError("set both UPSTREAM_USERNAME and UPSTREAM_PASSWORD, or neither")
+        if self.parent_url and not re.match(
+            r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$", self.parent_url
+        ):
+            raise EdgeConfigError(
+                f"EDGE_PARENT_URL must be an http(s) URL without a path: {self.parent_url!r}"
+            )
+        if self.child_listen and not _LISTEN_RE.match(self.child_listen):
+            raise EdgeConfigError(f"EDGE_CHILD_LISTEN must be host:port: {self.child_listen!r}")
+        if (self.parent_url or self.child_listen) and not _SECRET_RE.match(self.parent_secret):
+            raise EdgeConfigError(
+                "EDGE_PARENT_SECRET must be 32 to 128 letters, digits, '-' or '_' when "
+                "EDGE_PARENT_URL or EDGE_CHILD_LISTEN is set"
+            )
         if not (self.worker_processes == "auto" or self.worker_processes.isdigit()):
             raise EdgeConfigError("EDGE_WORKER_PROCESSES must be 'auto' or a number")
         if not _SIZE_RE.match(self.proxy_buffer_size):
             raise EdgeConfigError("EDGE_PROXY_BUFFER_SIZE must be a size such as 64k")
+        if not slice_bytes_ok(self.slice_size):
+            raise EdgeConfigError(
+                f"EDGE_SLICE_SIZE must be a size from 256k to 1024m such as 8m: {self.slice_size!r}"
+            )
         if not re.match(r"^\d{1,12}[kKmMgG]?$", self.cache_max_size):
             raise EdgeConfigError("EDGE_CACHE_MAX_SIZE must be a size such as 10g")
         if not re.match(r"^\d{1,9}[smhdwMy]?$", self.cache_inactive):
@@ -238,6 +266,23 @@ def is_loopback(listen: str) -> bool:
         return False
 
 
+def slice_bytes(text: str) -> int:
+    """EDGE_SLICE_SIZE in bytes (nginx's syntax: 8m, 512k)."""
+    match = re.match(r"^(\d{1,9})([kKmM]?)$", text)
+    if not match:
+        raise EdgeConfigError(f"EDGE_SLICE_SIZE must be a size such as 8m: {text!r}")
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[match.group(2).lower()]
+
+
+def slice_bytes_ok(text: str) -> bool:
+    # Small slices mean many cache files and requests per blob; large ones, long waits for
+    # clients joining a fill.
+    try:
+        return 256 * 1024 <= slice_bytes(text) <= 1024 * 1024 * 1024
+    except EdgeConfigError:
+        return False
+
+
 def fill(template: str, values: Mapping[str, str]) -> str:
     """Replace every @@NAME@@; a placeholder without a value is an error, never left in."""
 
@@ -268,6 +313,10 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "PROXY_BUFFER_SIZE": params.proxy_buffer_size,
             "FETCH_LISTEN": params.fetch_listen,
             "TOKEN_LISTEN": params.token_listen,
+            "VERIFY_LISTEN": params.verify_listen,
+            "SLICE_SIZE": str(slice_bytes(params.slice_size)),
+            "PARENT_FETCH": _parent_fetch(params),
+            "CHILD_SERVER": _child_server(params),
             "HEALTH_LISTEN": params.health_listen,
             "CACHE_DIR": str(params.cache_dir),
             "CACHE_MAX_SIZE": params.cache_max_size,
@@ -329,6 +378,118 @@ def _registry_routing(params: EdgeParams) -> dict[str, str]:
         "REGISTRY_UPSTREAMS": "\n".join(groups) or f"{i8}# no other registries (UPSTREAMS)",
         "DENY_MAP": "\n".join(deny) or none,
     }
+
+
+def _parent_fetch(params: EdgeParams) -> str:
+    """The fetch server's first try for a miss: the parent edge, or straight the upstream."""
+    indent = " " * 12
+    if not params.parent_url:
+        lines = [
+            "# No parent edge (EDGE_PARENT_URL): straight to the upstream. try_files acts",
+            "# after the miss limit above (a `return` would come before it).",
+            f"root {params.run_dir}/refusals-have-no-files;",
+            "try_files /none @upstream;",
+        ]
+    else:
+        lines = [
+            "# The parent edge first (EDGE_PARENT_URL): a fleet of edges reads the upstream",
+            "# once per blob. Parent down, failing or refusing: the upstream directly.",
+            f"proxy_pass {params.parent_url.rstrip('/')};",
+            "proxy_http_version 1.1;",
+            'proxy_set_header Connection "";',
+            "proxy_set_header Host $proxy_host;",
+            f'proxy_set_header X-Edge-Parent-Secret "{params.parent_secret}";',
+            'proxy_set_header Authorization "";',
+            'proxy_set_header Cookie "";',
+            'proxy_set_header X-Forwarded-For "";',
+            # The parent has its own internal secret: this edge's never leaves it.
+            'proxy_set_header X-Edge-Secret "";',
+            'proxy_set_header X-Edge-Tenant "";',
+            "proxy_ssl_server_name on;",
+            *[line.strip() for line in _upstream_tls(params.ca_bundle).splitlines()],
+            "proxy_buffering off;",
+            "proxy_connect_timeout 3s;",
+            "proxy_read_timeout 300s;",
+            "proxy_intercept_errors on;",
+            "error_page 403 500 502 503 504 = @upstream;",
+            "# The upstream's redirects still go to @follow after that error page.",
+            "recursive_error_pages on;",
+        ]
+    return "\n".join(indent + line for line in lines)
+
+
+def _child_server(params: EdgeParams) -> str:
+    """A parent's listener for its child edges: their misses, from this edge's blob cache
+    (filled like a tenant's miss). Its log is for operators: never ingested, never charged."""
+    if not params.child_listen:
+        return "    # Not a parent edge (EDGE_CHILD_LISTEN is empty)."
+    tls = ""
+    if params.tls_cert and params.tls_key:
+        tls = (
+            f" ssl;\n        ssl_certificate {params.tls_cert};\n"
+            f"        ssl_certificate_key {params.tls_key};\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3"
+        )
+    blob = (
+        r'"^/v2/(?<blob_repo>[a-z0-9][a-z0-9._/-]*)/blobs/'
+        r'(?<blob_digest>sha256:[a-f0-9]{64})$"'
+    )
+    ignore = "Cache-Control Expires Set-Cookie Vary X-Accel-Expires X-Accel-Buffering"
+    return f"""    # Children (EDGE_CHILD_LISTEN): their misses, from this edge's blob cache.
+    # Only requests carrying EDGE_PARENT_SECRET; their log is not the ingested access log.
+    server {{
+        listen {params.child_listen}{tls};
+        access_log {params.run_dir}/logs/children.log edge_json buffer=16k flush=2s;
+        # A slice cut short must reach the child at once (see the tenant blob location).
+        keepalive_timeout 0;
+        client_max_body_size 16k;
+        location ~ {blob} {{
+            if ($http_x_edge_parent_secret != "{params.parent_secret}") {{
+                return 403;
+            }}
+            # The registry the child routed to (ns=, always set by a child's fetch path): an
+            # unknown or denied one is refused here, before anything is dialled.
+            if ($registry_refusal) {{
+                return 404;
+            }}
+            limit_except GET {{
+                deny all;
+            }}
+            proxy_pass http://blob_verify$registry_path?ns=$registry;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header Authorization "";
+            proxy_set_header Cookie "";
+            proxy_set_header X-Edge-Parent-Secret "";
+            # This edge's own secret, which its digest check passes on to its fetch server.
+            proxy_set_header X-Edge-Secret "{params.internal_secret}";
+            proxy_set_header X-Request-Id $request_id;
+            proxy_set_header X-Edge-Tenant "";
+            slice {slice_bytes(params.slice_size)};
+            proxy_set_header Range $slice_range;
+            proxy_cache edge_blobs;
+            proxy_cache_key $blob_digest$slice_range;
+            proxy_cache_valid 200 206 3650d;
+            proxy_no_cache $blob_no_length;
+            proxy_ignore_headers {ignore};
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout {params.cache_lock_seconds}s;
+            proxy_cache_lock_age {params.cache_lock_seconds}s;
+            proxy_buffering on;
+            proxy_buffer_size {params.proxy_buffer_size};
+            proxy_buffers 16 {params.proxy_buffer_size};
+            proxy_busy_buffers_size {params.proxy_buffer_size};
+            proxy_connect_timeout 5s;
+            proxy_read_timeout 300s;
+            sendfile on;
+            tcp_nopush on;
+            proxy_hide_header X-Upstream-Authorization;
+        }}
+        location / {{
+            return 404;
+        }}
+    }}"""
 
 
 def _client_tls(params: EdgeParams) -> str:

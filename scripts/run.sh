@@ -121,6 +121,8 @@ for conf in "$EDGE_RUN_DIR"/registry-*.yml; do
 done
 # Bearer tokens for the blob cache's fetches from UPSTREAM_URL (no database needed).
 start edge-token edge_token $PY manage.py edge_token
+# The digest check every blob cache fill passes through.
+start edge-verify edge_verify $PY manage.py edge_verify
 start nginx nginx "$NGINX" -p "$EDGE_RUN_DIR/" -c "$EDGE_RUN_DIR/nginx.conf" \
   -e "$EDGE_RUN_DIR/logs/error.log"
 

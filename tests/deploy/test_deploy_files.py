@@ -92,6 +92,7 @@ EDGE_UNITS = [
     "accelerator-edge@.service",
     "accelerator-registry@.service",
     "accelerator-edge-token@.service",
+    "accelerator-edge-verify@.service",
     "accelerator-edge-worker@.service",
 ]
 
@@ -189,6 +190,7 @@ def test_compose_has_the_same_set_as_the_units(compose):
         "edge",
         "registry",
         "edge-token",
+        "edge-verify",
         "edge-worker",
     }
     beats = [n for n, s in services.items() if "beat" in s.get("command", [])]
@@ -376,6 +378,8 @@ def test_control_plane_and_edges_run_as_different_users_with_separate_environmen
     # Each edge process reads only what it needs.
     assert _env_files("accelerator-edge@.service") == ["/etc/accelerator/edge-%i.env"]
     assert _env_files("accelerator-registry@.service") == ["/etc/accelerator/edge-%i.env"]
+    # The digest check: its listeners, cache directory and slice size, no secret of any kind.
+    assert _env_files("accelerator-edge-verify@.service") == ["/etc/accelerator/edge-%i.env"]
     assert _env_files("accelerator-edge-token@.service") == [
         "/etc/accelerator/upstream.env",
         "/etc/accelerator/edge-%i.env",

@@ -42,6 +42,7 @@ def _env(var: Path) -> dict[str, str]:
         EDGE_TOKEN_LISTEN=f"127.0.0.1:{harness.free_port()}",
         # Not the default 8483: another run on this machine may hold it.
         EDGE_HEALTH_LISTEN=f"127.0.0.1:{harness.free_port()}",
+        EDGE_VERIFY_LISTEN=f"127.0.0.1:{harness.free_port()}",
     )
     return env
 
@@ -167,7 +168,7 @@ def test_make_run_after_a_manage_command_serves_console_and_edge_and_mail(tmp_pa
             "newcomer@example.com" in m and "/accounts/confirm-email/" in m for m in mails
         ), mails
         pids = _recorded_pids(var)
-        assert len(pids) == 6
+        assert len(pids) == 7  # web, worker, beat, registry, token helper, digest check, nginx
     finally:
         status = _ctrl_c(proc)
     assert status == 0, log.read_text()[-4000:]

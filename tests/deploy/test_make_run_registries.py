@@ -62,7 +62,8 @@ def test_make_run_starts_a_registry_per_upstream(tmp_path, var):  # noqa: F811
             )
             assert harness.sha256_digest(manifest.body) == image.digest
             assert (var / "edge" / "registry-ghcr.io.yml").exists()
-            assert len(_recorded_pids(var)) == 7  # the six of make run, and ghcr.io's registry
+            # The seven of make run (the digest check among them), and ghcr.io's registry.
+            assert len(_recorded_pids(var)) == 8
         finally:
             status = _ctrl_c(proc)
         assert status == 0, log.read_text()[-4000:]

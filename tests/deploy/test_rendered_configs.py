@@ -68,6 +68,7 @@ def production_like(settings, workdir):
     # nginx listens on the fetch port too: a fixed default could be taken by another run.
     settings.EDGE_FETCH_LISTEN = f"127.0.0.1:{harness.free_port()}"
     settings.EDGE_TOKEN_LISTEN = f"127.0.0.1:{harness.free_port()}"
+    settings.EDGE_VERIFY_LISTEN = f"127.0.0.1:{harness.free_port()}"
     # A closed port: nothing here may depend on reaching Docker Hub.
     settings.UPSTREAM_URL = f"http://127.0.0.1:{harness.free_port()}"
     settings.SITE_URL = f"https://{CONSOLE}"

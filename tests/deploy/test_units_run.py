@@ -90,6 +90,8 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
     procs: list[harness.Proc] = []
     broker = settings.REDIS_URL
     try:
+        image = harness.make_image(files={"u": b"through the units"})
+        harness.push_image(upstream.port, "library/accel-unit", "latest", image)
         # /etc/accelerator/common.env + control.env (the control plane) and edge.env (the
         # edge's own credentials: no secret key, no SMTP), production settings.
         common = {
@@ -118,6 +120,7 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
             "EDGE_REGISTRY_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_FETCH_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_TOKEN_LISTEN": f"127.0.0.1:{harness.free_port()}",
+            "EDGE_VERIFY_LISTEN": f"127.0.0.1:{harness.free_port()}",
             "EDGE_RESOLVER": "127.0.0.1",
         }
 
@@ -162,6 +165,9 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
 
         harness.wait_port(port("EDGE_REGISTRY_LISTEN"), proc=start("accelerator-registry@.service"))
         harness.wait_port(port("EDGE_TOKEN_LISTEN"), proc=start("accelerator-edge-token@.service"))
+        harness.wait_port(
+            port("EDGE_VERIFY_LISTEN"), proc=start("accelerator-edge-verify@.service")
+        )
         nginx = start("accelerator-edge@.service")
         harness.wait_port(port("EDGE_LISTEN"), proc=nginx)
         worker = start("accelerator-edge-worker@.service")
@@ -192,6 +198,14 @@ def test_edge_units_command_lines_start_a_working_edge(tmp_path, django_user_mod
         # Served through nginx and the registry the units started.
         resp = harness.request(edge_port, "GET", "/v2/library/accel-none/tags/list", host=host)
         assert resp.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        # A blob: nginx, the digest check and the fetch server the units started agree on the
+        # secret, the cache directory and the slices (a miss, then a hit).
+        layer = image.layers[0]
+        blob = f"/v2/library/accel-unit/blobs/{layer.digest}"
+        for cache in ("MISS", "HIT"):
+            got = harness.request(edge_port, "GET", blob, host=host)
+            assert got.status == 200 and harness.sha256_digest(got.body) == layer.digest
+            assert got.headers["X-Edge-Cache"] == cache
     finally:
         for proc in reversed(procs):
             proc.stop(signal.SIGQUIT if "edge@" in proc.name else signal.SIGTERM, timeout=30)

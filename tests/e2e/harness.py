@@ -379,6 +379,16 @@ class Registry:
             if needle in line and f"/blobs/{digest} " in line and '" 200 ' in line
         )
 
+    def blob_bytes(self, digest: str) -> int:
+        """Body bytes of this blob the registry sent in 200 and 206 answers (the edge's cache
+        fills in slices, each a 206), from its access log."""
+        pattern = re.compile(rf'"GET /v2/\S+/blobs/{digest} HTTP/[0-9.]+" 20[06] (\d+) ')
+        return sum(
+            int(found.group(1))
+            for line in self.proc.log_tail(10**9).splitlines()
+            if (found := pattern.search(line))
+        )
+
 
 def start_registry(workdir: Path, *, name: str = "upstream") -> Registry:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -409,6 +419,7 @@ class Edge:
     token: Proc | None = None
     # The pull-through registry of each registry in UPSTREAMS, by name.
     upstream_registries: dict[str, Registry] = field(default_factory=dict)
+    verify: Proc | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -471,6 +482,8 @@ class Edge:
             registry.stop()
         if self.token is not None:
             self.token.stop()
+        if self.verify is not None:
+            self.verify.stop()
 
     @property
     def fetch_log(self) -> Path:
@@ -509,6 +522,9 @@ def edge_params(
         proxy_buffer_size=proxy_buffer_size,
         fetch_listen=f"127.0.0.1:{free_port()}",
         token_listen=f"127.0.0.1:{free_port()}",
+        verify_listen=f"127.0.0.1:{free_port()}",
+        # Small slices, so that tests of a few MB exercise blobs of several slices.
+        slice_size="1m",
         health_listen=f"127.0.0.1:{free_port()}",
         cache_dir=workdir / "blob-cache",
         cache_max_size=cache_max_size,
@@ -554,6 +570,30 @@ def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
     return proc
 
 
+def start_verifier(params: edge_config.EdgeParams, log: Path) -> Proc:
+    """The edge's digest check (`manage.py edge_verify`) for the nginx of params."""
+    proc = Proc.start(
+        "edge-verify",
+        [
+            sys.executable,
+            "-m",
+            "edge.blob_verify",
+            "--listen",
+            params.verify_listen,
+            "--fetch",
+            params.fetch_listen,
+            "--cache-dir",
+            str(params.cache_dir),
+            "--slice-size",
+            params.slice_size,
+        ],
+        log=log,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    wait_port(int(params.verify_listen.rsplit(":", 1)[1]), proc=proc)
+    return proc
+
+
 def start_nginx(params: edge_config.EdgeParams) -> Proc:
     """Render nginx.conf from deploy/ (as `manage.py edge_render` does) and start nginx."""
     run_dir = params.run_dir
@@ -567,6 +607,11 @@ def start_nginx(params: edge_config.EdgeParams) -> Proc:
         (run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
     nginx = Proc.start("nginx", nginx_cmd(run_dir), log=run_dir / "logs" / "nginx.out")
     wait_port(int(params.listen.rsplit(":", 1)[1]), proc=nginx)
+    # nginx opens its listeners before it writes its pid file, which a gate sync signals.
+    deadline = time.monotonic() + 15
+    while not (run_dir / "nginx.pid").exists():
+        assert time.monotonic() < deadline, nginx.log_tail()
+        time.sleep(0.02)
     return nginx
 
 
@@ -672,6 +717,8 @@ def start_edge(workdir: Path, **kw) -> Edge:
             started.append(others[up.name])
         token = start_token_helper(params, workdir / "edge-token.log")
         started.append(token)
+        verify = start_verifier(params, workdir / "edge-verify.log")
+        started.append(verify)
         nginx = start_nginx(params)
     except Exception:
         for proc in started:
@@ -687,6 +734,7 @@ def start_edge(workdir: Path, **kw) -> Edge:
         params.name,
         token=token,
         upstream_registries=others,
+        verify=verify,
     )
 
 

@@ -92,6 +92,10 @@ def test_a_local_client_without_the_secret_gets_nothing_from_fetch_or_token_serv
         ("token_listen", "0.0.0.0:8482", "EDGE_TOKEN_LISTEN"),
         ("token_listen", "[::]:8482", "EDGE_TOKEN_LISTEN"),
         ("token_listen", "192.168.0.1:8482", "EDGE_TOKEN_LISTEN"),
+        ("verify_listen", "0.0.0.0:8484", "EDGE_VERIFY_LISTEN"),
+        ("verify_listen", "[::]:8484", "EDGE_VERIFY_LISTEN"),
+        ("verify_listen", "10.1.2.3:8484", "EDGE_VERIFY_LISTEN"),
+        ("verify_listen", "localhost:8484", "EDGE_VERIFY_LISTEN"),
     ],
 )
 def test_render_refuses_internal_listeners_off_loopback(key, value, setting):
@@ -102,7 +106,57 @@ def test_render_refuses_internal_listeners_off_loopback(key, value, setting):
 
 @pytest.mark.parametrize("value", ["127.0.0.1:8481", "127.0.0.2:9", "[::1]:8481"])
 def test_loopback_listeners_are_accepted(value):
-    edge_config.nginx_conf("x", replace(_params(), fetch_listen=value, token_listen=value))
+    edge_config.nginx_conf(
+        "x", replace(_params(), fetch_listen=value, token_listen=value, verify_listen=value)
+    )
+
+
+def test_a_local_client_without_the_secret_gets_nothing_from_the_digest_check(
+    edge, upstream, make_tenant, db
+):
+    """The digest check keeps no secret: it passes the caller's on, and the fetch server (its
+    /@fill read-ahead too) answers nothing without the edge's, cached blob or not."""
+    image = upstream.images["small"]
+    layer = image.image.layers[0]
+    blob_path = f"/v2/{image.repo}/blobs/{layer.digest}"
+    verify_port = int(edge.params.verify_listen.rsplit(":", 1)[1])
+    fetch_port = int(edge.params.fetch_listen.rsplit(":", 1)[1])
+    tenant = make_tenant()
+    served = edge.get(tenant.label, blob_path)  # now in the cache
+    assert served.status == 200 and served.body == layer.data
+    secret = edge.params.internal_secret
+    for path in (blob_path, f"{blob_path}?ns=docker.io", f"{blob_path}?ns=nowhere.example"):
+        for headers in (
+            [],
+            [("X-Edge-Secret", "")],
+            [("X-Edge-Secret", "0" * len(secret))],
+            [("X-Edge-Secret", secret[:-1])],
+            [("X-Edge-Tenant", tenant.label)],
+            [("X-Edge-Secret", secret[:-1]), ("Range", "bytes=0-")],
+        ):
+            got = harness.request(verify_port, "GET", path, host="x", headers=headers)
+            assert got.status == 403, (path, headers, got.status)
+            assert layer.data not in got.body and layer.data[:64] not in got.body
+            fill = harness.request(fetch_port, "GET", "/@fill" + path, host="x", headers=headers)
+            assert fill.status == 403, (path, headers, fill.status)
+            assert layer.data[:64] not in fill.body
+    # With the secret (what nginx sends) the same request is a blob: the 403s were the secret's.
+    ok = harness.request(
+        verify_port, "GET", blob_path, host="x", headers=[("X-Edge-Secret", secret)]
+    )
+    assert ok.status == 200 and ok.body == layer.data
+
+
+def test_the_digest_check_refuses_to_listen_off_loopback(settings, tmp_path):
+    from edge import blob_verify
+
+    for listen, fetch in (("0.0.0.0:8484", "127.0.0.1:8481"), ("127.0.0.1:8484", "10.0.0.1:80")):
+        with pytest.raises(edge_config.EdgeConfigError, match="loopback"):
+            blob_verify.main(["--listen", listen, "--fetch", fetch, "--cache-dir", str(tmp_path)])
+    settings.EDGE_RUN_DIR = tmp_path / "edge"
+    settings.EDGE_VERIFY_LISTEN = "0.0.0.0:8484"
+    with pytest.raises(edge_config.EdgeConfigError, match="EDGE_VERIFY_LISTEN must be a loopback"):
+        call_command("edge_verify")
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,24 @@ def test_gate_map_is_sorted_lowercase_and_skips_unusable_labels():
         ({"upstream_username": "u"}, "UPSTREAM_PASSWORD"),
         ({"worker_processes": "many"}, "EDGE_WORKER_PROCESSES"),
         ({"proxy_buffer_size": "64 k"}, "EDGE_PROXY_BUFFER_SIZE"),
+        ({"verify_listen": "127.0.0.1:8484; evil"}, "EDGE_VERIFY_LISTEN"),
+        ({"verify_listen": ""}, "EDGE_VERIFY_LISTEN"),
+        ({"slice_size": "8 m"}, "EDGE_SLICE_SIZE"),
+        ({"slice_size": "8m;"}, "EDGE_SLICE_SIZE"),
+        ({"slice_size": "0"}, "EDGE_SLICE_SIZE"),
+        ({"slice_size": "1k"}, "EDGE_SLICE_SIZE"),
+        ({"slice_size": "2048m"}, "EDGE_SLICE_SIZE"),
+        ({"slice_size": "8g"}, "EDGE_SLICE_SIZE"),
+        ({"slice_size": "-8m"}, "EDGE_SLICE_SIZE"),
+        ({"parent_url": "ftp://parent", "parent_secret": "s" * 32}, "EDGE_PARENT_URL"),
+        ({"parent_url": "http://p/x", "parent_secret": "s" * 32}, "EDGE_PARENT_URL"),
+        ({"parent_url": "http://p;evil", "parent_secret": "s" * 32}, "EDGE_PARENT_URL"),
+        ({"parent_url": "http://parent:8485"}, "EDGE_PARENT_SECRET"),
+        ({"parent_url": "http://parent:8485", "parent_secret": "short"}, "EDGE_PARENT_SECRET"),
+        ({"child_listen": "0.0.0.0:8485"}, "EDGE_PARENT_SECRET"),
+        ({"child_listen": "0.0.0.0:8485", "parent_secret": '"' * 40}, "EDGE_PARENT_SECRET"),
+        ({"child_listen": "0.0.0.0:8485", "parent_secret": "a b" * 20}, "EDGE_PARENT_SECRET"),
+        ({"child_listen": "8485", "parent_secret": "s" * 32}, "EDGE_CHILD_LISTEN"),
         ({"run_dir": Path("/srv/my edge")}, "paths"),
         ({"access_log": Path("/srv/log;x")}, "paths"),
     ],
@@ -95,6 +113,13 @@ def test_rendered_files_have_no_placeholders_and_carry_settings():
         template("registry/proxy.yml.template"), PARAMS, http_secret="s"
     )
     assert "username" not in no_creds
+
+
+def test_slices_are_rendered_in_bytes_and_keyed_by_digest_and_range():
+    nginx = edge_config.nginx_conf(template("nginx/edge.conf.template"), PARAMS)
+    assert f"slice {8 * 1024 * 1024};" in nginx
+    assert "proxy_cache_key $blob_digest$slice_range;" in nginx
+    assert edge_config.slice_bytes("512k") == 512 * 1024 and edge_config.slice_bytes("1M") == 2**20
 
 
 def test_missing_placeholder_value_is_an_error():

@@ -41,12 +41,20 @@ def tls_edge(edge):
         tls_key=key,
     )
     params.run_dir.mkdir(parents=True)
-    nginx = harness.start_nginx(params)
+    params.cache_dir.mkdir(parents=True, exist_ok=True)
+    # Its own digest check (on its own cache), which its blob fills pass through.
+    verify = harness.start_verifier(params, workdir / "verify.log")
+    try:
+        nginx = harness.start_nginx(params)
+    except Exception:
+        verify.stop()
+        raise
     e = harness.Edge(params, nginx, edge.registry, tls_port, edge.mirror_domain, edge.name)
     try:
         yield e, cert
     finally:
         nginx.stop()
+        verify.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

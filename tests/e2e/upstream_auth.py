@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import subprocess
 import threading
@@ -116,6 +117,28 @@ class TokenServer:
         self.httpd.shutdown()
 
 
+class SharedLink:
+    """One upstream link shared by every connection: a token bucket paces all the bytes sent
+    (per-connection pacing would give each slice or range request its own budget)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.lock = threading.Lock()
+        self.next_free = time.monotonic()
+
+    def send(self, wfile, data: bytes) -> None:
+        step = 64 * 1024
+        for i in range(0, len(data), step):
+            piece = data[i : i + step]
+            with self.lock:
+                now = time.monotonic()
+                start = max(now, self.next_free)
+                self.next_free = start + len(piece) / self.rate
+            if start > now:
+                time.sleep(start - now)
+            wfile.write(piece)
+
+
 @dataclass
 class BlobStore:
     """Serves the registry's storage to redirected clients; counts and misbehaves on request."""
@@ -127,6 +150,13 @@ class BlobStore:
     slow: dict = field(default_factory=dict)  # hex digest -> seconds per 256 KiB chunk
     no_length: set = field(default_factory=set)  # hex digests sent without Content-Length
     authorizations: list = field(default_factory=list)  # Authorization header of each GET
+    corrupt: set = field(default_factory=set)  # hex digests served with one byte changed
+    cut_at: dict = field(default_factory=dict)  # hex digest -> range start cut short, once
+    tenant_headers: list = field(default_factory=list)  # X-Edge-Tenant of each GET (none)
+    bytes_out: Counter = field(default_factory=Counter)  # hex digest -> body bytes sent
+    sizes: dict = field(default_factory=dict)  # hex digest -> blob size
+    gets: list = field(default_factory=list)  # (hex digest, Range header) of each GET
+    link: SharedLink | None = None  # the upstream's bandwidth, when throttled
     httpd: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
@@ -155,34 +185,62 @@ class BlobStore:
 
             def do_GET(self):  # noqa: N802
                 store.authorizations.append(self.headers.get("Authorization", ""))
+                store.tenant_headers.append(self.headers.get("X-Edge-Tenant", ""))
                 path, digest = self._file()
                 if path is None:
                     return
-                data = path.read_bytes()
-                self.send_response(200)
+                size = path.stat().st_size
+                store.sizes[digest] = size
+                wanted = self.headers.get("Range", "")
+                store.gets.append((digest, wanted))
+                found = re.match(r"^bytes=(\d+)-(\d*)$", wanted)
+                start, end = 0, size - 1
+                if found and digest not in store.no_length and int(found.group(1)) < size:
+                    start = int(found.group(1))
+                    end = min(int(found.group(2) or end), end)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                else:
+                    self.send_response(200)
+                # Only the range asked for is read (benches serve blobs of hundreds of MB).
+                with open(path, "rb") as blob:
+                    blob.seek(start)
+                    body = blob.read(end - start + 1)
+                middle = size // 2
+                if digest in store.corrupt and start <= middle <= end:
+                    at = middle - start
+                    body = body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1 :]
                 if digest in store.no_length:
                     # The body ends when the connection closes: a cut could go unnoticed.
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 else:
-                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Content-Length", str(len(body)))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
-                if digest in store.truncate_next:
+                if digest in store.truncate_next or store.cut_at.get(digest) == start:
                     store.truncate_next.discard(digest)
-                    self.wfile.write(data[: len(data) // 2])
+                    store.cut_at.pop(digest, None)
+                    self.wfile.write(body[: len(body) // 2])
+                    store.bytes_out[digest] += len(body) // 2
                     self.wfile.flush()
                     self.close_connection = True
                     return
                 delay = store.slow.get(digest, 0)
                 try:
-                    for i in range(0, len(data), 256 * 1024):
-                        self.wfile.write(data[i : i + 256 * 1024])
+                    for i in range(0, len(body), 256 * 1024):
+                        piece = body[i : i + 256 * 1024]
+                        if store.link is not None:
+                            store.link.send(self.wfile, piece)
+                        else:
+                            self.wfile.write(piece)
+                        store.bytes_out[digest] += len(piece)
                         if delay:
                             time.sleep(delay)
                 except (BrokenPipeError, ConnectionResetError):
                     return
-                store.full_reads[digest] += 1
+                if start == 0 and end == size - 1:
+                    store.full_reads[digest] += 1
 
             def log_message(self, *args):
                 pass
@@ -196,8 +254,12 @@ class BlobStore:
         assert self.httpd is not None
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def reads(self, digest: str) -> int:
-        return self.full_reads[digest.split(":", 1)[1]]
+    def reads(self, digest: str) -> float:
+        """The blob's body bytes sent, in blob sizes (1 = the blob was read once, in one
+        request or in slices; cut or aborted sends count what was written)."""
+        hexdigest = digest.split(":", 1)[1]
+        size = self.sizes.get(hexdigest)
+        return self.bytes_out[hexdigest] / size if size else 0
 
     def stop(self) -> None:
         if self.httpd is not None:
@@ -248,9 +310,12 @@ class AuthUpstream:
         self.store.stop()
 
 
-def start_auth_upstream(workdir: Path, images: dict[str, harness.Image]) -> AuthUpstream:
+def start_auth_upstream(
+    workdir: Path, images: dict[str, harness.Image], *, rate: int = 0
+) -> AuthUpstream:
     """Push `images` (repo library/<name>, tag latest) with a plain registry on the same
-    storage, then serve that storage with token auth and redirects."""
+    storage, then serve that storage with token auth and redirects; `rate` (bytes per second)
+    throttles the blob store's link, shared by all its connections."""
     plain = harness.start_registry(workdir / "plain")
     try:
         for name, image in images.items():
@@ -258,7 +323,7 @@ def start_auth_upstream(workdir: Path, images: dict[str, harness.Image]) -> Auth
     finally:
         plain.stop()
     tokens = TokenServer(workdir)
-    store = BlobStore(plain.storage)
+    store = BlobStore(plain.storage, link=SharedLink(rate) if rate else None)
     store.start()
     port = harness.free_port()
     config = workdir / "auth-registry.yml"
