@@ -1,4 +1,4 @@
-"""A batch's labels, as the tenants' activity (accelerator.activity): resolved once per batch."""
+"""Batches' labels, as the tenants' activity (accelerator.activity): resolved once per write."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from ingest import parser
 from ingest.labels import labels_lookup
 
 
-def activity_add(*, batch: parser.Batch) -> None:
-    """Record what the batch saw of each tenant (caller's transaction). Unknown labels are
-    dropped: they are no tenant's, and staff see their traffic as unknown already."""
-    seen_by_label = batch.activity.seen()
+def activity_add(*, activity: parser.Activity) -> None:
+    """Record what committed batches saw of each tenant. Unknown labels are dropped: they are
+    no tenant's, and staff see their traffic as unknown already."""
+    seen_by_label = activity.seen()
     if not seen_by_label:
         return
     current, gone = labels_lookup(sorted(seen_by_label))

@@ -33,7 +33,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from ingest import parser
-from ingest.activity import activity_add
 from ingest.files import file_next
 from ingest.labels import labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
@@ -61,6 +60,7 @@ class Step:
     apply_seconds: float = 0.0
     ahead: ReadAhead | None = None  # the next batch, being parsed while this one committed
     read_ahead_used: bool = False
+    activity: parser.Activity | None = None  # what the batch saw per label, for the status page
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _commit(
     step.resolve_seconds += t1 - t0
     step.buckets += len(deltas)
     unknown_requests = unknown_traffic_add(edge=edge, unknown=unknown)
-    activity_add(batch=batch)
+    step.activity = batch.activity
     malformed = batch.malformed_total
     if malformed:
         _malformed_add(edge=edge, row=row, batch=batch, now=now)

@@ -170,6 +170,37 @@ class Activity:
     blob_last: dict[str, float] = field(default_factory=dict)
     refusals: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
 
+    def merge(self, other: Activity) -> None:
+        """Add a later batch's activity (ingestion writes several batches' at once)."""
+        first, last, agent = self.first, self.last, self.agent
+        for label, ts in other.first.items():
+            if label not in first or ts < first[label]:
+                first[label] = ts
+        for label, ts in other.last.items():
+            if label not in last or ts >= last[label]:
+                last[label] = ts
+                if label in other.agent:
+                    agent[label] = other.agent[label]
+            elif label not in agent and label in other.agent:
+                agent[label] = other.agent[label]
+        for nbytes, firsts, lasts, o_bytes, o_firsts, o_lasts in (
+            (self.manifest_bytes, self.manifest_first, self.manifest_last,
+             other.manifest_bytes, other.manifest_first, other.manifest_last),
+            (self.blob_bytes, self.blob_first, self.blob_last,
+             other.blob_bytes, other.blob_first, other.blob_last),
+        ):  # fmt: skip
+            for key, ts in o_firsts.items():
+                if key in firsts:
+                    nbytes[key] += o_bytes[key]
+                    firsts[key] = min(firsts[key], ts)
+                    lasts[key] = max(lasts[key], o_lasts[key])
+                else:
+                    nbytes[key], firsts[key], lasts[key] = o_bytes[key], ts, o_lasts[key]
+        for label_status, hit in other.refusals.items():
+            old = self.refusals.get(label_status)
+            if old is None or hit[0] >= old[0]:
+                self.refusals[label_status] = hit
+
     def seen(self) -> dict[str, Seen]:
         """label -> Seen. Within one batch, a repository's blob bytes go to its latest pull
         (or to a pull without a tag when the batch has none of its manifests)."""

@@ -22,13 +22,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from ingest.activity import activity_add
 from ingest.batch import PositionMoved, ReadAhead, batch_step
 from ingest.files import file_forget_finished
 from ingest.health import health_after_run, health_note_error
 from ingest.labels import Redo, labels_retired
 from ingest.models import EdgeIngest
+from ingest.parser import Activity
 from quota.settlement import usage_after_batch
 from quota.tasks import usage_settle
 
@@ -40,6 +43,8 @@ _RETIRED_PRELOAD = timedelta(days=2)
 # While catching up, the ledger hears about the tenants of several batches at once, at least
 # this often: enforcement costs per tenant, not per line, and stays within seconds.
 _ENFORCE_EVERY = 3.0
+# The tenants' activity while a run catches up (every run also writes it when it ends).
+_ACTIVITY_EVERY = 10.0
 
 
 @dataclass
@@ -98,6 +103,11 @@ def ingest_edge(
     redos = 0
     pending: set[int] = set()
     enforced = time.monotonic()
+    # What committed batches saw per tenant (the status page), written together every few
+    # seconds and when the run ends: a catch-up touching thousands of tenants per batch would
+    # otherwise rewrite every one of their rows once per batch.
+    activity = Activity()
+    activity_written = time.monotonic()
     # One thread parses the next batch while the current one commits (ingest.batch.ReadAhead):
     # the parser and PostgreSQL then work at the same time.
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
@@ -128,6 +138,7 @@ def ingest_edge(
                 break
             except Exception as exc:  # rolled back: nothing counted; staff see why
                 health_note_error(edge=edge, message=f"batch failed: {exc!r}")
+                _activity_write(edge=edge, activity=activity)
                 if enforce and pending:
                     _after_batch(edge=edge, tenant_ids=pending)
                 raise
@@ -147,8 +158,14 @@ def ingest_edge(
             report.apply_seconds += step.apply_seconds
             report.read_ahead_used += step.read_ahead_used
             pending |= step.tenant_ids
+            if step.activity is not None:
+                activity.merge(step.activity)
             report.caught_up = step.caught_up
             last = not step.progressed or time.monotonic() - started >= max_seconds
+            if last or time.monotonic() - activity_written >= _ACTIVITY_EVERY:
+                _activity_write(edge=edge, activity=activity)
+                activity = Activity()
+                activity_written = time.monotonic()
             if enforce and pending and (last or time.monotonic() - enforced >= _ENFORCE_EVERY):
                 report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
                 pending = set()
@@ -158,6 +175,7 @@ def ingest_edge(
     finally:
         # A parse still running is waited for (it closes its file), one never started dropped.
         reader.shutdown(wait=True, cancel_futures=True)
+    _activity_write(edge=edge, activity=activity)  # a busy or moved run's committed batches
     if enforce and pending:  # a busy or moved run still reports what it committed
         report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
     report.seconds = time.monotonic() - started
@@ -170,6 +188,20 @@ def ingest_edge(
         )
         file_forget_finished(edge=edge)
     return report
+
+
+def _activity_write(*, edge: str, activity: Activity) -> None:
+    """Write what committed batches saw per tenant, in its own transaction. The status page is
+    not the meter: a failure (or a crash before this runs) loses a few seconds of it, never a
+    charged byte, and a committed batch is never read again, so nothing is counted twice."""
+    if not activity.first:
+        return
+    try:
+        with transaction.atomic():
+            activity_add(activity=activity)
+    except Exception as exc:
+        log.exception("tenant activity not written for edge %s", edge)
+        health_note_error(edge=edge, message=f"activity: {exc!r}")
 
 
 def _after_batch(*, edge: str, tenant_ids: set[int]) -> float:

@@ -177,3 +177,43 @@ def test_a_pull_cut_by_batch_boundaries_is_still_one_pull(django_user_model, log
         ("library/nginx", "latest", 51_000),
         ("library/redis", "latest", 51_000),
     ]
+
+
+def test_activity_of_many_small_batches_is_written_as_of_one_batch(django_user_model, log_path):
+    """A run writes its batches' activity together: merged per label, the same rows as one big
+    batch gives (first and last request, client, the pull's bytes, the last refusal)."""
+    labels = make_tenants(django_user_model, 2)
+    t0 = timezone.now().timestamp() - 60
+    data = b"".join(docker_pull(label, t0 + i * 0.01) for i, label in enumerate(labels))
+    data += b"".join(
+        line(label, t0 + 20, f"/v2/library/nginx/blobs/{D2}", body=7) for label in labels
+    )
+    data += b"".join(
+        line(label, t0 + 25, "/v2/library/nginx/manifests/latest", status=429, body=0)
+        for label in labels
+    )
+
+    def rows():
+        return {
+            a.tenant_id: (
+                a.first_seen_at,
+                a.last_seen_at,
+                a.client,
+                a.client_version,
+                a.recent_pulls,
+                a.last_refusal_at,
+                a.last_refusal_path,
+            )
+            for a in TenantActivity.objects.order_by("tenant_id")
+        }
+
+    log_path.write_bytes(data)
+    ingest_edge(edge=EDGE, path=log_path, batch_lines=100_000)
+    whole = rows()
+    assert len(whole) == 2
+    TenantActivity.objects.all().delete()
+    UsageBucket.objects.all().delete()
+    other = log_path.with_name("again.log")
+    other.write_bytes(data)
+    ingest_edge(edge=EDGE + "-b", path=other, batch_lines=1)  # one line per batch
+    assert rows() == whole
