@@ -1,9 +1,10 @@
-"""Writes of TenantActivity: what the edge saw of each tenant, folded in once per ingested batch.
+"""Writes of TenantActivity: what the edge saw of each tenant, folded in per ingestion write.
 
 Invariants:
-- activity_record joins the caller's transaction (ingestion commits it with the batch and its
-  log position), so a replayed batch is rolled back with everything else and never counted
-  twice. Rows are locked in tenant order, so two edges' workers take turns without deadlock.
+- activity_record joins the caller's transaction. Ingestion calls it with committed batches
+  only (once per run, every few seconds of a catch-up), so a batch is never counted twice; a
+  crash before the write loses a few seconds of status, never a charged byte. Rows are locked
+  in tenant order, so two edges' workers take turns without deadlock.
 - First seen only moves back, last seen only forward; the client is the one of the latest
   request; pulls fold by accelerator.clients' rule and keep the 20 latest.
 - A refusal the user should hear about (exhausted, suspended, rotated address) queues at most

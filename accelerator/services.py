@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -133,16 +134,29 @@ def tenant_clear_low(*, tenant_id: int) -> bool:
 def tenants_set_usage_warnings(*, warnings: Mapping[int, tuple[int | None, int | None]]) -> None:
     """What the edge's Warning header says of the month, per tenant id: (used, allowance), or
     (None, None) for no warning. The caller passes changes only (it holds the rows' locks), so
-    the edge's map, and nginx's reload, change only when a text does. One statement per 1,000."""
+    the edge's map, and nginx's reload, change only when a text does. PostgreSQL: one
+    statement over one JSON parameter (bulk_update's CASE per row took seconds for 10,000)."""
+    if not warnings:
+        return
     now = timezone.now()
-    Tenant.objects.bulk_update(
-        [
-            Tenant(pk=pk, warn_used=used, warn_allowance=allowance, updated_at=now)
-            for pk, (used, allowance) in sorted(warnings.items())
-        ],
-        ["warn_used", "warn_allowance", "updated_at"],
-        batch_size=1000,
-    )
+    if connection.vendor != "postgresql":
+        Tenant.objects.bulk_update(
+            [
+                Tenant(pk=pk, warn_used=used, warn_allowance=allowance, updated_at=now)
+                for pk, (used, allowance) in sorted(warnings.items())
+            ],
+            ["warn_used", "warn_allowance", "updated_at"],
+            batch_size=500,
+        )
+        return
+    table = Tenant._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS t SET warn_used = (e->>1)::bigint, "
+            "warn_allowance = (e->>2)::bigint, updated_at = %s "
+            "FROM jsonb_array_elements(%s::jsonb) AS e WHERE t.id = (e->>0)::bigint",
+            [now, json.dumps([[pk, u, a] for pk, (u, a) in sorted(warnings.items())])],
+        )
 
 
 def tenants_set_quota_states(
