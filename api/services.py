@@ -96,12 +96,14 @@ def token_revoke(*, user: User, token_id: int) -> bool:
     return True
 
 
-def token_revoke_all(*, user: User) -> int:
-    """Revoke every live token of `user` (a password change or reset: whoever knew the old
-    password may have minted one). Idempotent; returns how many were revoked now."""
-    return PersonalAccessToken.objects.filter(user=user, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+def token_revoke_all(*, user: User, now: datetime | None = None) -> list[int]:
+    """Revoke every token of `user` not revoked yet (a password change or reset: whoever knew
+    the old password may have minted one; an account deletion). Idempotent; returns the ids
+    revoked now, so an undone deletion can restore exactly those."""
+    live = PersonalAccessToken.objects.filter(user=user, revoked_at__isnull=True)
+    ids = list(live.values_list("pk", flat=True))
+    PersonalAccessToken.objects.filter(pk__in=ids).update(revoked_at=now or timezone.now())
+    return ids
 
 
 def token_touch(*, token: PersonalAccessToken, now: datetime) -> None:

@@ -35,7 +35,7 @@ from typing import Annotated, BinaryIO
 
 import msgspec
 
-from accelerator.clients import Pull, pull_add, pull_path
+from accelerator.clients import REFUSAL_STATUSES, Pull, pull_add, pull_path
 
 MAX_LINE_BYTES = 64 * 1024  # nginx lines are < 10 KB; anything longer is garbage
 CHUNK_BYTES = 1 << 22
@@ -346,7 +346,7 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
                         m_first[akey] = ts
                         m_bytes[akey] = r.body_bytes_sent
                     m_last[akey] = ts
-            elif status == 403 or status == 404 or status == 429:
+            elif status in REFUSAL_STATUSES:
                 refusals[(label, status)] = (ts, r.uri[:300])
     if r is not None:
         batch.last_ts = r.ts

@@ -106,12 +106,17 @@ def _enforce_chunk(*, tenant_ids: list[int], now: datetime) -> dict[int, MonthSu
     return summaries
 
 
+def _past_warning(summary: MonthSummary) -> bool:
+    """80 % of the allowance used: the threshold email and the edge's usage Warning."""
+    return summary.charged > 0 and summary.charged * 5 >= summary.allowance * 4
+
+
 def _usage_warning(summary: MonthSummary) -> tuple[int | None, int | None]:
     """From 80 % of the allowance (the threshold email's rule), the edge adds a Warning to
     manifest answers: (used, allowance), else (None, None). ``used`` is rounded down to 1 % of
     the allowance: the text, and so the edge's map, changes at most a hundred times a month."""
     allowance = summary.allowance
-    if allowance > 0 and summary.charged * 5 >= allowance * 4:
+    if allowance > 0 and _past_warning(summary):
         step = max(1, allowance // 100)
         return summary.charged // step * step, allowance
     return None, None
@@ -127,7 +132,7 @@ def _notices_record(*, summaries: dict[int, MonthSummary], now: datetime) -> lis
     pending, skipped = str(QuotaNotice.Status.PENDING), str(QuotaNotice.Status.SKIPPED)
     due: list[tuple[int, date, int, str]] = []
     for tenant_id, summary in summaries.items():
-        reached_warn = summary.charged > 0 and summary.charged * 5 >= summary.allowance * 4
+        reached_warn = _past_warning(summary)
         if not (reached_warn or summary.exhausted):
             continue
         month = summary.month_start.date()

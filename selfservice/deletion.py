@@ -25,6 +25,7 @@ from accelerator.models import Tenant
 from accelerator.services import tenant_start
 from accounts.models import AccountDeletion, User
 from api.models import PersonalAccessToken
+from api.services import token_revoke_all
 from dashboard.models import StaffAction
 from selfservice.emails import UNDO_SALT
 from selfservice.tasks import deletion_email_deliver
@@ -32,16 +33,6 @@ from selfservice.tasks import deletion_email_deliver
 
 class UndoRefused(Exception):
     """The undo link is malformed, forged, from an earlier deletion, or too late."""
-
-
-def _tokens_revoke_for_deletion(*, user: User, now: datetime) -> list[int]:
-    """Revoke the user's live API tokens; returns their ids, so an undo can restore them."""
-    live = PersonalAccessToken.objects.filter(
-        user=user, revoked_at__isnull=True, expires_at__gt=now
-    )
-    ids = list(live.values_list("pk", flat=True))
-    PersonalAccessToken.objects.filter(pk__in=ids).update(revoked_at=now)
-    return ids
 
 
 @transaction.atomic
@@ -61,7 +52,7 @@ def account_delete(
         "purge_after": now + timedelta(days=settings.ACCOUNT_DELETE_GRACE_DAYS),
         "requested_by": requested_by,
         "undo_nonce": secrets.token_urlsafe(32),
-        "revoked_token_ids": _tokens_revoke_for_deletion(user=locked, now=now),
+        "revoked_token_ids": token_revoke_all(user=locked, now=now),
         "undone_at": None,
     }
     deletion, _created = AccountDeletion.objects.update_or_create(user=locked, defaults=values)
