@@ -1,8 +1,10 @@
-"""Large id sets in queries without one placeholder per id."""
+"""Large sets of numbers in queries without one placeholder (or one driver-quoted array
+element) per number: PostgreSQL splits one comma-separated text parameter itself."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, date, datetime
 
 from django.db import connection
 from django.db.models.expressions import RawSQL
@@ -18,4 +20,14 @@ def ids_in(ids: Iterable[int]) -> list[int] | RawSQL:
     ids = [int(i) for i in ids]  # ints only: the text is split and cast by the server
     if connection.vendor != "postgresql":
         return ids
-    return RawSQL("SELECT unnest(string_to_array(%s, ',')::bigint[])", [",".join(map(str, ids))])
+    return RawSQL("SELECT unnest(string_to_array(%s, ',')::bigint[])", [numbers_joined(ids)])
+
+
+def numbers_joined(numbers: Iterable[int]) -> str:
+    """One text parameter for ``string_to_array(%s, ',')::bigint[]``."""
+    return ",".join(map(str, numbers))
+
+
+def day_epoch(day: date) -> int:
+    """A UTC day as epoch seconds (``(to_timestamp(%s) AT TIME ZONE 'UTC')::date`` reads it)."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())

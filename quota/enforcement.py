@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -20,7 +20,7 @@ from django.utils import timezone
 from accelerator import services as tenant_services
 from accelerator.gate import is_low
 from accelerator.models import Tenant
-from accelerator.sql import ids_in
+from accelerator.sql import day_epoch, ids_in, numbers_joined
 from quota.models import QuotaNotice
 from quota.month import MonthSummary, month_summaries
 from quota.notices import notices_enqueue
@@ -183,13 +183,10 @@ def _notices_insert(*, rows: list[tuple[int, date, int, str]], now: datetime) ->
                 pending,
                 str(QuotaNotice.Status.SKIPPED),
                 now,
-                ",".join(str(t) for t, _m, _th, _s in rows),
-                ",".join(
-                    str(int(datetime(m.year, m.month, m.day, tzinfo=UTC).timestamp()))
-                    for _t, m, _th, _s in rows
-                ),
-                ",".join(str(th) for _t, _m, th, _s in rows),
-                ",".join("1" if st == pending else "0" for _t, _m, _th, st in rows),
+                numbers_joined(t for t, _m, _th, _s in rows),
+                numbers_joined(day_epoch(m) for _t, m, _th, _s in rows),
+                numbers_joined(th for _t, _m, th, _s in rows),
+                numbers_joined(1 if st == pending else 0 for _t, _m, _th, st in rows),
             ],
         )
         return sorted(pk for pk, status in cursor.fetchall() if status == pending)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from django.db import connection, transaction
 
+from accelerator.sql import day_epoch, numbers_joined
 from config.upstreams import DOCKER_HUB
 from quota.models import UsageBucket, UsageMonth
 from quota.periods import month_start
@@ -97,13 +98,13 @@ def _upsert_set_based(cursor, rows, month_rows) -> None:
         [
             edges,
             registries,
-            _joined(tenants),
-            _joined(edge_index[e] for e in edge_ids),
-            _joined(int(h.timestamp()) for h in hours),
-            _joined(registry_index[g] for g in registry_ids),
-            _joined(nbytes),
-            _joined(requests),
-            _joined(hits),
+            numbers_joined(tenants),
+            numbers_joined(edge_index[e] for e in edge_ids),
+            numbers_joined(int(h.timestamp()) for h in hours),
+            numbers_joined(registry_index[g] for g in registry_ids),
+            numbers_joined(nbytes),
+            numbers_joined(requests),
+            numbers_joined(hits),
         ],
     )
     cursor.execute(
@@ -112,19 +113,11 @@ def _upsert_set_based(cursor, rows, month_rows) -> None:
         "string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[], "
         "string_to_array(%s, ',')::bigint[]) AS u(t, m, b) " + _MONTH_UPDATE.format(t=mtable),
         [
-            _joined(t for (t, _m), _b in month_rows),
-            _joined(_epoch(m) for (_t, m), _b in month_rows),
-            _joined(b for _key, b in month_rows),
+            numbers_joined(t for (t, _m), _b in month_rows),
+            numbers_joined(day_epoch(m) for (_t, m), _b in month_rows),
+            numbers_joined(b for _key, b in month_rows),
         ],
     )
-
-
-def _joined(numbers: Iterable[int]) -> str:
-    return ",".join(map(str, numbers))
-
-
-def _epoch(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
 def _upsert_row_by_row(cursor, rows, month_rows) -> None:
