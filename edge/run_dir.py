@@ -175,6 +175,7 @@ def edge_render(*, params: render.EdgeParams | None = None) -> EdgeFiles:
     restarts while the database is down must come back with it.
     """
     params = params or edge_params()
+    params.validate()  # a bad setting is named before any directory is looked at
     files = edge_files(params.run_dir)
     _check_worker_access(params)
     for sub in ("logs", "tmp"):
