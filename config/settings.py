@@ -418,7 +418,6 @@ EDGE_WORKER_SHUTDOWN_SECONDS = env_int("EDGE_WORKER_SHUTDOWN_SECONDS", 120)
 EDGE_CACHE_DIR = Path(env_str("EDGE_CACHE_DIR", str(VAR_DIR / "edge-cache")))
 EDGE_CACHE_MAX_SIZE = env_str("EDGE_CACHE_MAX_SIZE", "10g")
 EDGE_CACHE_INACTIVE = env_str("EDGE_CACHE_INACTIVE", "30d")
-EDGE_CACHE_LOCK_SECONDS = env_int("EDGE_CACHE_LOCK_SECONDS", 3600)
 EDGE_FETCH_LISTEN = env_str("EDGE_FETCH_LISTEN", "127.0.0.1:8481")
 EDGE_TOKEN_LISTEN = env_str("EDGE_TOKEN_LISTEN", "127.0.0.1:8482")
 # The cache fills in slices (clients joining a fill wait for one slice, not the blob), each fill

@@ -1,14 +1,23 @@
-"""The edge's digest check: a blob whose bytes do not match its digest is never served whole.
+"""The edge's slice fills: one upstream read per slice for every client, and a digest check.
 
 The blob cache fills in slices (nginx's slice module, one cache entry per digest and slice);
-each slice's fill passes through here on its way from the fetch server. Slices usually come in
-order, so the SHA-256 of the blob is computed along the fill. The last slice is relayed all
-but its final chunk until the whole blob is checked: on a match the chunk goes out and nginx
-caches the slice; on a mismatch the connection is cut, so nginx caches nothing of that slice
-(a cut answer is never cached) and every client reading the blob gets a cut download, never a
-complete wrong one; every slice already cached is evicted (its file removed: nginx treats a
-missing file as a miss) and the digest answers 502 for BAD_SECONDS, so clients retrying do not
-make the edge read the bad blob again and again.
+every slice nginx does not have comes here. The first request for a slice starts its fill from
+the fetch server; the fill is spooled to an unlinked file as it arrives, and every request for
+that slice meanwhile (and for GRACE_SECONDS after, while nginx moves the slice into its cache)
+joins it and streams what has arrived so far: a client joining a cold blob gets its first byte
+at once, not after the slice, and the upstream is read once. nginx's own cache lock (a waiter
+polls every 0.5 s) is off; only the request that started a fill caches it (joiners are answered
+with ``X-Edge-Joined``, which nginx does not cache and does not pass on). A fill goes on when its
+requests go away: the one that caches it is nginx's, which completes a cacheable answer anyway.
+
+The digest check. Slices usually come in order, so the SHA-256 of the blob is computed along
+the fills. Every fill holds back its final chunk until its hash state is handed on, and the
+last slice's until the whole blob is checked: on a match the chunk goes out and nginx caches
+the slice; on a mismatch every request of the fill is cut, so nginx caches nothing of that
+slice (a cut answer is never cached) and every client reading the blob gets a cut download,
+never a complete wrong one; every slice already cached is evicted (its file removed: nginx
+treats a missing file as a miss) and the digest answers 502 for BAD_SECONDS, so clients retrying
+do not make the edge read the bad blob again and again.
 
 When the slices before the last one did not pass here in order (a resumed download of a cold
 blob fills from the middle), their bytes are read from the cache files, and any slice not there
@@ -18,23 +27,29 @@ A data-plane process: no Django, no database. Run with
     python -m edge.blob_verify --listen 127.0.0.1:8484 --fetch 127.0.0.1:8481 \\
         --cache-dir /var/cache/edge-blobs --slice-size 8m
 or `manage.py edge_verify`, which takes them from settings. It must run as nginx's worker user:
-it reads and removes cache files.
+it reads and removes cache files, and spools fills in the cache directory (unlinked files).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import contextlib
 import hashlib
 import http.client
 import json
 import logging
+import os
 import re
+import socket
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import IO
 
 from edge.render import EdgeConfigError, is_loopback, slice_bytes
 
@@ -54,6 +69,19 @@ BAD_SECONDS = 10.0
 MAX_AHEAD = 256  # read-ahead fills in flight at once
 AHEAD_DELAY = 0.05
 TIMEOUT = 300.0
+# How long a finished fill still answers joiners once the request that started it has it all:
+# nginx moves the slice into its cache a moment after its last byte, and a request in between
+# would otherwise read the upstream again.
+GRACE_SECONDS = 1.0
+# A request that joined a fill whose answer could not be shared (an error; a tenant's own
+# 599) asks again itself, at most this many times.
+JOIN_ATTEMPTS = 3
+JOINED_HEADER = "X-Edge-Joined"
+RESUME_ATTEMPTS = 3  # a slice cut mid-way is read on from where it stopped, this many times
+# Fills in flight (and in their grace) are kept in memory up to this much (--memory; the systemd
+# unit allows 512M): about (upstream rate) x (a slice's fill + GRACE_SECONDS). Beyond it, in
+# unlinked files in the cache directory (a byte written there costs about twice the CPU).
+MEMORY_BUDGET = 256 * 1024 * 1024
 # Headers of the fetch server's answer that are the connection's, not the blob's.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 
@@ -94,10 +122,206 @@ class _Prefix:
     hasher: hashlib._Hash
 
 
-class Verifier:
-    """Hash states per digest and the record of bad digests. Thread-safe."""
+class Fill:
+    """One slice's answer from the fetch server, for every request that asks for it while it
+    arrives. Its body is kept in memory (or, past the verifier's memory budget, in an unlinked
+    spool file); readers send what is ``visible``."""
 
-    def __init__(self, fetch: str, cache_dir: Path, slice_size: int) -> None:
+    def __init__(self, key: tuple[str, str], spool_dir: Path, budget: ChunkPool) -> None:
+        self.key = key
+        self.cond = threading.Condition()
+        self._spool_dir = spool_dir
+        self._budget = budget
+        # Set once the fetch server's headers are in (``shared`` is then True or False).
+        self.shared: bool | None = None
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.size = 0
+        # The body so far: chunks in memory (with the offset each starts at; their buffers go
+        # back to the pool), or a spool file.
+        self.chunks: list[memoryview] | None = None
+        self.offsets: list[int] = []
+        self._buffers: list[bytearray] = []
+        self.spool: IO[bytes] | None = None
+        # An answer that is not shared, unread, with its connection (the starter closes it).
+        self.response: http.client.HTTPResponse | None = None
+        self.connection: http.client.HTTPConnection | None = None
+        self.received = 0
+        self.visible = 0
+        self.done = False
+        self.failed = False
+        self.finished_at = 0.0
+        self._readers = 0
+        self._closed = False
+        self._ends = 0  # of the fetch and of the starter's answer: both over, the grace starts
+
+    def answer(self, status: int, headers: list[tuple[str, str]], size: int) -> None:
+        if self._budget.take(size):
+            self.chunks = []
+        else:  # closed by retire(), once no reader uses it
+            self.spool = tempfile.TemporaryFile(dir=self._spool_dir)  # noqa: SIM115
+        with self.cond:
+            self.status, self.headers, self.size, self.shared = status, headers, size, True
+            self.cond.notify_all()
+
+    def unshared(
+        self,
+        response: http.client.HTTPResponse | None = None,
+        connection: http.client.HTTPConnection | None = None,
+    ) -> None:
+        """The answer is not a slice (or never came): only the request that started the fill
+        gets it, the others ask again."""
+        with self.cond:
+            self.response, self.connection = response, connection
+            self.shared, self.failed = False, response is None
+            self.finished_at = time.monotonic()
+            self.cond.notify_all()
+
+    def take(self, resp: http.client.HTTPResponse) -> memoryview | bytes:
+        """Read what has come of the body (at most CHUNK bytes) into the fill and return it.
+        Readers may send it, unless it ends the slice: that part waits for finish()."""
+        want = min(CHUNK, self.size - self.received)
+        got: memoryview | bytes
+        if self.chunks is not None:
+            buffer = self._budget.buffer()
+            self._buffers.append(buffer)
+            got = memoryview(buffer)[: resp.readinto(memoryview(buffer)[:want])]
+        else:
+            assert self.spool is not None
+            got = resp.read(want)
+            os.pwrite(self.spool.fileno(), got, self.received)
+        if not got:
+            raise OSError(f"fetch answer cut at {self.received} of {self.size} bytes")
+        with self.cond:
+            if self.chunks is not None:
+                assert isinstance(got, memoryview)
+                self.chunks.append(got)
+                self.offsets.append(self.received)
+            self.received += len(got)
+            if self.received < self.size:
+                self.visible = self.received
+            self.cond.notify_all()
+        return got
+
+    def send(self, connection: socket.socket, start: int, end: int) -> None:
+        """Bytes [start, end) of the body to ``connection``."""
+        if self.chunks is not None:
+            with self.cond:  # the lists grow while readers send
+                first = bisect.bisect_right(self.offsets, start) - 1
+                parts = list(zip(self.offsets[first:], self.chunks[first:], strict=True))
+            for offset, chunk in parts:
+                if offset >= end:
+                    break
+                connection.sendall(chunk[start - offset : end - offset])
+                start = offset + len(chunk)
+            return
+        assert self.spool is not None
+        while start < end:
+            written = os.sendfile(connection.fileno(), self.spool.fileno(), start, end - start)
+            if written == 0:
+                raise OSError("spool ended early")
+            start += written
+
+    def finish(self, ok: bool) -> None:
+        with self.cond:
+            if ok:
+                self.visible = self.received
+                self.done = True
+            else:
+                self.failed = True
+            self.finished_at = time.monotonic()
+            self.cond.notify_all()
+
+    def wait_headers(self) -> bool:
+        with self.cond:
+            self.cond.wait_for(lambda: self.shared is not None, timeout=TIMEOUT)
+            return bool(self.shared)
+
+    def wait_bytes(self, sent: int) -> int:
+        """The number of bytes readers may send, once it is more than ``sent``; -1 when the
+        fill failed (the reader must cut its answer)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.visible > sent or self.failed, timeout=TIMEOUT)
+            if self.visible > sent:
+                return self.visible
+            return -1
+
+    def joinable(self, now: float) -> bool:
+        with self.cond:
+            if self.failed or self.shared is False:
+                return False
+            return not self.done or self._ends < 2 or now - self.finished_at < GRACE_SECONDS
+
+    def ended(self) -> bool:
+        """One of the fetch and the starter's answer is over; True once both are (the grace
+        starts then)."""
+        with self.cond:
+            self._ends += 1
+            if self._ends == 2:
+                self.finished_at = time.monotonic()
+            return self._ends == 2
+
+    def reader(self, on: bool) -> None:
+        with self.cond:
+            self._readers += 1 if on else -1
+            self._free_when_unused()
+
+    def retire(self) -> None:
+        with self.cond:
+            self._closed = True
+            self._free_when_unused()
+
+    def _free_when_unused(self) -> None:
+        if not self._closed or self._readers:
+            return
+        if self.chunks is not None:
+            self.chunks = None
+            self._budget.give(self.size, self._buffers)
+            self._buffers = []
+        if self.spool is not None and not self.spool.closed:
+            self.spool.close()
+
+
+class ChunkPool:
+    """The bytes fills may keep in memory at once (the rest spool to files), in CHUNK buffers
+    that are used again: fresh memory for every chunk costs the kernel more than the copy.
+    Thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        """Reserve room for a fill of n bytes."""
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def buffer(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(CHUNK)
+
+    def give(self, n: int, buffers: list[bytearray]) -> None:
+        with self._lock:
+            self.used -= n
+            # Kept for the next fills, up to a quarter of the budget (an idle edge gives the
+            # rest back).
+            room = self.limit // 4 // CHUNK - len(self._free)
+            self._free.extend(buffers[: max(room, 0)])
+
+
+class Verifier:
+    """Fills in flight, hash states per digest and the record of bad digests. Thread-safe."""
+
+    def __init__(
+        self, fetch: str, cache_dir: Path, slice_size: int, memory: int = MEMORY_BUDGET
+    ) -> None:
         self.fetch = fetch
         self.cache_dir = cache_dir
         self.slice_size = slice_size
@@ -107,14 +331,55 @@ class Verifier:
         self.checked = 0  # blobs checked whole, for tests and logs
         self.rejected = 0
         self._ahead: set[tuple[str, int]] = set()
-        self._relaying: set[tuple[str, int]] = set()  # fills passing here now
+        self._fills: dict[tuple[str, str], Fill] = {}  # (digest, Range) -> its fill
+        self.memory = ChunkPool(memory)
+        self.fills_started = 0  # for tests and logs: fills read from the fetch server
+        self.fills_joined = 0  # requests answered from a fill another one started
 
-    def relaying(self, hex_digest: str, start: int, on: bool) -> None:
+    def fill_for(self, hex_digest: str, range_header: str) -> tuple[Fill, bool]:
+        """The fill of this slice that a request joins, or a new one it starts (True)."""
+        key = (hex_digest, range_header)
+        now = time.monotonic()
         with self._lock:
-            if on:
-                self._relaying.add((hex_digest, start))
-            else:
-                self._relaying.discard((hex_digest, start))
+            fill = self._fills.get(key)
+            if fill is not None and fill.joinable(now):
+                fill.reader(True)
+                self.fills_joined += 1
+                return fill, False
+            if fill is not None:
+                fill.retire()
+            fill = Fill(key, self.cache_dir, self.memory)
+            fill.reader(True)
+            self._fills[key] = fill
+            self.fills_started += 1
+            return fill, True
+
+    def fill_over(self, fill: Fill) -> None:
+        """Called when the fetch is over and when the starter's answer is: once both are,
+        forget the fill after its grace (at once when it failed or was not shared)."""
+        if not fill.ended():
+            return
+        delay = GRACE_SECONDS if fill.done else 0.0
+
+        def forget() -> None:
+            with self._lock:
+                if self._fills.get(fill.key) is fill:
+                    del self._fills[fill.key]
+            fill.retire()
+
+        if delay:
+            timer = threading.Timer(delay, forget)
+            timer.daemon = True
+            timer.start()
+        else:
+            forget()
+
+    def filling(self, hex_digest: str, start: int) -> bool:
+        """Whether a fill of the slice at ``start`` is under way (or just over)."""
+        key = (hex_digest, f"bytes={start}-{start + self.slice_size - 1}")
+        with self._lock:
+            fill = self._fills.get(key)
+        return fill is not None and fill.joinable(time.monotonic())
 
     def read_ahead(self, path: str, hex_digest: str, start: int, headers: dict) -> None:
         """Have nginx fill the slice at `start` now (through the fetch server's /@fill, into
@@ -132,9 +397,7 @@ class Verifier:
         # (a client waiting on nginx's cache lock polls every 0.5 s). Only when nobody asks
         # does the read-ahead fill it, keeping the link busy for clients slower than it.
         time.sleep(AHEAD_DELAY)
-        with self._lock:
-            taken = (hex_digest, start) in self._relaying
-        if taken:
+        if self.filling(hex_digest, start):
             with self._lock:
                 self._ahead.discard((hex_digest, start))
             return
@@ -209,6 +472,117 @@ class Verifier:
                 pass
         return removed
 
+    def run_fill(self, fill: Fill, path: str, hex_digest: str, forward: dict) -> None:
+        """Read one slice from the fetch server into ``fill`` (in a thread of its own: it goes
+        on whoever still reads it), checking the blob's digest along the way."""
+        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
+        handed_over = False
+        ok = False
+        try:
+            conn.request("GET", path, headers=forward)
+            resp = conn.getresponse()
+            found = _slice_of(resp)
+            if found is None:
+                # Errors, and bodies of unknown length (nginx caches neither): as they are, to
+                # the request that asked; it closes the connection.
+                fill.unshared(resp, conn)
+                handed_over = True
+                return
+            start, end, total = found
+            headers = [(n, v) for n, v in resp.getheaders() if n.lower() not in HOP_HEADERS]
+            fill.answer(resp.status, headers, end - start + 1)
+            ok = self._stream(fill, resp, hex_digest, start, end, total, path, forward)
+        except (OSError, http.client.HTTPException) as exc:
+            # Headers may be out already: cutting the answers is the only safe thing to do.
+            _log("fill_failed", digest=hex_digest, range=fill.key[1], error=str(exc))
+        finally:
+            if not handed_over:
+                conn.close()
+                if fill.shared is None:
+                    fill.unshared()
+                else:
+                    fill.finish(ok)
+            self.fill_over(fill)
+
+    def _stream(
+        self,
+        fill: Fill,
+        resp: http.client.HTTPResponse,
+        hex_digest: str,
+        start: int,
+        end: int,
+        total: int,
+        path: str,
+        forward: dict,
+    ) -> bool:
+        """The slice's body into the fill, all but its final chunk visible; hands the hash state
+        on (or checks the whole blob) before that chunk goes out. False: cut."""
+        size = end - start + 1
+        last = end == total - 1
+        state = self.claim(hex_digest, start)
+        if state is None and last:
+            state = self.prefix_from_cache(path, hex_digest, start, forward)
+        resumed: list[http.client.HTTPConnection] = []
+        try:
+            while fill.received < size:
+                try:
+                    chunk = fill.take(resp)
+                except (OSError, http.client.HTTPException) as exc:
+                    # Cut mid-slice (the upstream, or a parent that went away): go on from the
+                    # byte it stopped at. nginx does not end a client's answer when one of its
+                    # slices comes short: it would go on with the next slice, bytes missing.
+                    if len(resumed) >= RESUME_ATTEMPTS:
+                        raise
+                    _log(
+                        "fill_resumed", digest=hex_digest, at=start + fill.received, error=str(exc)
+                    )
+                    resp = self._rest(path, forward, start + fill.received, end, total, resumed)
+                    continue
+                if state is not None:
+                    state.hasher.update(chunk)
+        finally:
+            for conn in resumed:
+                conn.close()
+        if state is not None:
+            state.pos = end + 1
+        if not last:
+            if state is not None:
+                self.release(hex_digest, state)
+            if start % self.slice_size == 0:
+                self.read_ahead(
+                    path,
+                    hex_digest,
+                    end + 1,
+                    {k: v for k, v in forward.items() if k in ("Host", "X-Edge-Secret")},
+                )
+            return True
+        assert state is not None
+        self.checked += 1
+        if state.hasher.hexdigest() != hex_digest:
+            removed = self.reject(hex_digest, total)
+            _log("digest_mismatch", digest=hex_digest, size=total, evicted_files=removed)
+            return False
+        return True
+
+    def _rest(
+        self,
+        path: str,
+        forward: dict,
+        first: int,
+        last: int,
+        total: int,
+        conns: list[http.client.HTTPConnection],
+    ) -> http.client.HTTPResponse:
+        """The fetch server's answer for bytes [first, last] of the blob (not a miss again)."""
+        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
+        conns.append(conn)
+        headers = {k: v for k, v in forward.items() if k != "X-Edge-Tenant"}
+        conn.request("GET", path, headers={**headers, "Range": f"bytes={first}-{last}"})
+        resp = conn.getresponse()
+        if _slice_of(resp) != (first, last, total):
+            raise OSError(f"resuming at {first}: status {resp.status}, not that range")
+        return resp
+
     def prefix_from_cache(self, path: str, hex_digest: str, start: int, headers: dict) -> _Prefix:
         """Hash bytes [0, start) from the cached slices, fetching (uncached) any missing one."""
         hasher = hashlib.sha256()
@@ -237,6 +611,33 @@ class Verifier:
         return body
 
 
+def _slice_of(resp: http.client.HTTPResponse) -> tuple[int, int, int] | None:
+    """(first byte, last byte, blob size) of an answer that is a whole slice (or a whole blob),
+    or None for anything else: an error, or a body of unknown or inconsistent length."""
+    length = resp.getheader("Content-Length")
+    if resp.status not in (200, 206) or length is None or not length.isdigit():
+        return None
+    size = int(length)
+    if resp.status == 206:
+        found = CONTENT_RANGE_RE.match(resp.getheader("Content-Range", ""))
+        if found is None:
+            return None
+        start, end, total = (int(x) for x in found.groups())
+    else:
+        start, end, total = 0, size - 1, size
+    if end - start + 1 != size or size == 0:
+        return None
+    return start, end, total
+
+
+def memory_bytes(text: str) -> int:
+    """A size such as 128m, 512k or 0 (every fill spooled to a file)."""
+    found = re.fullmatch(r"(\d{1,9})([kmg]?)", text.strip().lower())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"not a size such as 128m: {text!r}")
+    return int(found.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[found.group(2)]
+
+
 def _host_port(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
@@ -260,8 +661,6 @@ def make_handler(verifier: Verifier):
             if match is None:
                 return self._answer(404, b"")
             hex_digest = match.group(1)
-            if verifier.is_bad(hex_digest):
-                return self._answer(502, b"")
             forward = {
                 name: self.headers[name]
                 # X-Edge-Secret: a fetch server that requires the edge's secret gets it from
@@ -269,86 +668,71 @@ def make_handler(verifier: Verifier):
                 for name in ("Host", "Range", "X-Request-Id", "X-Edge-Tenant", "X-Edge-Secret")
                 if self.headers.get(name)
             }
+            for _ in range(JOIN_ATTEMPTS):
+                if verifier.is_bad(hex_digest):
+                    return self._answer(502, b"")
+                fill, started = verifier.fill_for(hex_digest, forward.get("Range", ""))
+                try:
+                    if started:
+                        self._start(fill, hex_digest, forward)
+                    if fill.wait_headers():
+                        return self._send(fill, joined=not started)
+                    if started:
+                        return self._unshared(fill)
+                finally:
+                    fill.reader(False)
+                    if started:
+                        verifier.fill_over(fill)
+            return self._answer(502, b"")
+
+        def _start(self, fill: Fill, hex_digest: str, forward: dict) -> None:
             asked = RANGE_START_RE.match(forward.get("Range", ""))
-            fill = (hex_digest, int(asked.group(1)) if asked else 0)
-            verifier.relaying(*fill, True)  # from now on, no read-ahead of this slice
-            if verifier.continues(*fill):
+            forward = dict(forward)
+            if verifier.continues(hex_digest, int(asked.group(1)) if asked else 0):
                 # A tenant's rate of misses counts blobs, not slices: the slices after the
                 # first of a fill in order are not its misses again.
                 forward.pop("X-Edge-Tenant", None)
-            conn = http.client.HTTPConnection(*_host_port(verifier.fetch), timeout=TIMEOUT)
-            try:
-                conn.request("GET", self.path, headers=forward)
-                resp = conn.getresponse()
-                self._relay(resp, hex_digest, forward)
-            except (OSError, http.client.HTTPException) as exc:
-                # Headers may be out already: cutting the connection is the only safe answer.
-                _log("relay_failed", digest=hex_digest, error=str(exc))
-                self.close_connection = True
-            finally:
-                conn.close()
-                verifier.relaying(*fill, False)
+            threading.Thread(
+                target=verifier.run_fill,
+                args=(fill, self.path, hex_digest, forward),
+                daemon=True,
+                name="fill",
+            ).start()
 
-        def _relay(self, resp: http.client.HTTPResponse, hex_digest: str, forward: dict) -> None:
-            length = resp.getheader("Content-Length")
-            if resp.status not in (200, 206) or length is None:
-                # Errors, and bodies of unknown length (nginx caches neither): as they are.
-                return self._pass_through(resp)
-            size = int(length)
-            if resp.status == 206:
-                found = CONTENT_RANGE_RE.match(resp.getheader("Content-Range", ""))
-                if found is None:
-                    return self._pass_through(resp)
-                start, end, total = (int(x) for x in found.groups())
-            else:
-                start, end, total = 0, size - 1, size
-            if end - start + 1 != size:
-                return self._pass_through(resp)
-            last = end == total - 1
-            state = verifier.claim(hex_digest, start)
-            if state is None and last:
-                state = verifier.prefix_from_cache(self.path, hex_digest, start, forward)
-            self.send_response(resp.status)
-            for name, value in resp.getheaders():
-                if name.lower() not in HOP_HEADERS:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(size))
+        def _send(self, fill: Fill, joined: bool) -> None:
+            """The fill's answer as it arrives; cut (never completed) when the fill fails."""
+            self.send_response(fill.status)
+            for name, value in fill.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(fill.size))
+            if joined:
+                self.send_header(JOINED_HEADER, "1")  # nginx caches only the starter's copy
             self.end_headers()
-            sent, held = 0, b""
-            while sent + len(held) < size:
-                chunk = resp.read(min(CHUNK, size - sent - len(held)))
-                if not chunk:
-                    raise OSError(f"fetch answer cut at {sent + len(held)} of {size} bytes")
-                if state is not None:
-                    state.hasher.update(chunk)
-                if held:
-                    self.wfile.write(held)
-                    sent += len(held)
-                held = chunk
-            if state is not None:
-                state.pos = end + 1
-            if not last:
-                self.wfile.write(held)
-                if state is not None:
-                    verifier.release(hex_digest, state)
-                if start % verifier.slice_size == 0:
-                    verifier.read_ahead(
-                        self.path,
-                        hex_digest,
-                        end + 1,
-                        {k: v for k, v in forward.items() if k in ("Host", "X-Edge-Secret")},
-                    )
-                return
-            assert state is not None
-            verifier.checked += 1
-            if state.hasher.hexdigest() != hex_digest:
-                removed = verifier.reject(hex_digest, total)
-                _log("digest_mismatch", digest=hex_digest, size=total, evicted_files=removed)
+            sent = 0
+            try:
+                while sent < fill.size:
+                    visible = fill.wait_bytes(sent)
+                    if visible < 0:
+                        raise OSError("fill failed")
+                    fill.send(self.connection, sent, visible)
+                    sent = visible
+            except OSError:
+                # The fill failed (cut: nginx caches nothing), or nginx went away (the fill
+                # goes on for the others).
                 self.close_connection = True
-                self.wfile.flush()
-                self.connection.shutdown(2)
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+        def _unshared(self, fill: Fill) -> None:
+            resp = fill.response
+            if resp is None:  # the fetch server did not answer: nginx answers 502
+                self.close_connection = True
                 return
-            self.wfile.write(held)
+            try:
+                self._pass_through(resp)
+            finally:
+                if fill.connection is not None:
+                    fill.connection.close()
 
         def _pass_through(self, resp: http.client.HTTPResponse) -> None:
             self.send_response(resp.status)
@@ -377,16 +761,20 @@ def make_handler(verifier: Verifier):
     return Handler
 
 
-def make_server(listen: str, fetch: str, cache_dir: Path, slice_size: int) -> ThreadingHTTPServer:
-    verifier = Verifier(fetch, cache_dir, slice_size)
+def make_server(
+    listen: str, fetch: str, cache_dir: Path, slice_size: int, memory: int = MEMORY_BUDGET
+) -> ThreadingHTTPServer:
+    verifier = Verifier(fetch, cache_dir, slice_size, memory)
     server = ThreadingHTTPServer(_host_port(listen), make_handler(verifier))
     server.daemon_threads = True
     server.verifier = verifier  # type: ignore[attr-defined]
     return server
 
 
-def serve(listen: str, fetch: str, cache_dir: Path, slice_size: int) -> None:
-    server = make_server(listen, fetch, cache_dir, slice_size)
+def serve(
+    listen: str, fetch: str, cache_dir: Path, slice_size: int, memory: int = MEMORY_BUDGET
+) -> None:
+    server = make_server(listen, fetch, cache_dir, slice_size, memory)
     logger.info("edge digest check on %s, fills from %s, slices of %d", listen, fetch, slice_size)
     server.serve_forever()
 
@@ -397,13 +785,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fetch", required=True)
     parser.add_argument("--cache-dir", required=True, type=Path)
     parser.add_argument("--slice-size", default="8m", type=slice_bytes)
+    parser.add_argument(
+        "--memory", default=MEMORY_BUDGET, type=memory_bytes, help="fills kept in memory, e.g. 128m"
+    )
     args = parser.parse_args(argv)
     if not is_loopback(args.listen) or not is_loopback(args.fetch):
         # Like edge_render: a blob server on another address would be any local user's, or
         # anyone's, way around the gate's metering.
         raise EdgeConfigError("--listen and --fetch must be loopback addresses (127.0.0.1:port)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve(args.listen, args.fetch, args.cache_dir, args.slice_size)
+    serve(args.listen, args.fetch, args.cache_dir, args.slice_size, args.memory)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,6 @@ class EdgeParams:
     cache_dir: Path = Path("/var/cache/edge-blobs")
     cache_max_size: str = "10g"
     cache_inactive: str = "30d"
-    cache_lock_seconds: int = 3600
     # Old workers still serving downloads after a reload are closed after this long, so
     # reloads cannot pile up workers (at most one reload per gate-sync interval).
     worker_shutdown_seconds: int = 120
@@ -191,8 +190,6 @@ class EdgeParams:
             raise EdgeConfigError("EDGE_CACHE_MAX_SIZE must be a size such as 10g")
         if not re.match(r"^\d{1,9}[smhdwMy]?$", self.cache_inactive):
             raise EdgeConfigError("EDGE_CACHE_INACTIVE must be a time such as 30d")
-        if not 1 <= self.cache_lock_seconds <= 86400:
-            raise EdgeConfigError("EDGE_CACHE_LOCK_SECONDS must be between 1 and 86400")
         if not re.match(r"^[0-9A-Za-z.:\[\]-]+( [0-9A-Za-z.:\[\]-]+)*$", self.resolver):
             raise EdgeConfigError(f"EDGE_RESOLVER must be addresses: {self.resolver!r}")
         if not 1 <= self.tenant_connections <= 100000:
@@ -321,7 +318,6 @@ def nginx_conf(template: str, params: EdgeParams) -> str:
             "CACHE_DIR": str(params.cache_dir),
             "CACHE_MAX_SIZE": params.cache_max_size,
             "CACHE_INACTIVE": params.cache_inactive,
-            "CACHE_LOCK_SECONDS": str(params.cache_lock_seconds),
             "RESOLVER": params.resolver,
             "UPSTREAM_URL": params.upstream_url.rstrip("/"),
             "UPSTREAM_TLS": _upstream_tls(params.ca_bundle),
@@ -471,11 +467,11 @@ def _child_server(params: EdgeParams) -> str:
             proxy_cache edge_blobs;
             proxy_cache_key $blob_digest$slice_range;
             proxy_cache_valid 200 206 3650d;
-            proxy_no_cache $blob_no_length;
+            # As on the tenants' server: the digest check shares fills, the joiners do not cache.
+            proxy_no_cache $blob_no_length $upstream_http_x_edge_joined;
+            proxy_hide_header X-Edge-Joined;
             proxy_ignore_headers {ignore};
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout {params.cache_lock_seconds}s;
-            proxy_cache_lock_age {params.cache_lock_seconds}s;
+            proxy_cache_lock off;
             proxy_buffering on;
             proxy_buffer_size {params.proxy_buffer_size};
             proxy_buffers 16 {params.proxy_buffer_size};

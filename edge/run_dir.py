@@ -49,7 +49,6 @@ def edge_params() -> render.EdgeParams:
         cache_dir=Path(settings.EDGE_CACHE_DIR).resolve(),
         cache_max_size=settings.EDGE_CACHE_MAX_SIZE,
         cache_inactive=settings.EDGE_CACHE_INACTIVE,
-        cache_lock_seconds=settings.EDGE_CACHE_LOCK_SECONDS,
         worker_shutdown_seconds=settings.EDGE_WORKER_SHUTDOWN_SECONDS,
         resolver=settings.EDGE_RESOLVER or _system_resolver(),
         ca_bundle=_ca_bundle(),

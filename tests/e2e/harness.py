@@ -528,7 +528,6 @@ def edge_params(
         health_listen=f"127.0.0.1:{free_port()}",
         cache_dir=workdir / "blob-cache",
         cache_max_size=cache_max_size,
-        cache_lock_seconds=600,
         resolver="127.0.0.1",
         # No bandwidth cap for active tenants unless a test asks for one (the low limits stay).
         tenant_rate=10**12,
@@ -570,8 +569,9 @@ def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:
     return proc
 
 
-def start_verifier(params: edge_config.EdgeParams, log: Path) -> Proc:
-    """The edge's digest check (`manage.py edge_verify`) for the nginx of params."""
+def start_verifier(params: edge_config.EdgeParams, log: Path, memory: str = "") -> Proc:
+    """The edge's digest check (`manage.py edge_verify`) for the nginx of params; `memory`:
+    its --memory (what fills keep in memory), when not the default."""
     proc = Proc.start(
         "edge-verify",
         [
@@ -586,6 +586,7 @@ def start_verifier(params: edge_config.EdgeParams, log: Path) -> Proc:
             str(params.cache_dir),
             "--slice-size",
             params.slice_size,
+            *(["--memory", memory] if memory else []),
         ],
         log=log,
         env={"PYTHONPATH": str(ROOT)},

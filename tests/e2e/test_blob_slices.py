@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.conftest import require
 from tests.e2e import harness
 from tests.e2e.test_blob_cache import blob_get
 from tests.e2e.test_blob_cache import tenant_on as tenant_on  # a fixture, used by name
-from tests.e2e.upstream_auth import start_auth_upstream
+from tests.e2e.upstream_auth import HOLD_AFTER, start_auth_upstream
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
@@ -45,6 +46,9 @@ IMAGES = {
         "joiners": 6 * MB,
         "exact": 2 * MB,
         "manyslices": 5 * MB,
+        "streamed": 3 * MB,
+        "spooled": 3 * MB,
+        "badjoin": 2 * MB,
     }.items()
 }
 
@@ -189,18 +193,20 @@ def test_resumed_download_of_a_cached_blob_reads_nothing_upstream(auth_world, te
     assert line[0]["tenant"] == tenant.label
 
 
-def test_a_slice_cut_short_upstream_is_refetched_and_never_served_wrong(auth_world, tenant_on):
+def test_a_slice_cut_short_upstream_is_read_on_from_where_it_stopped(auth_world, tenant_on):
     images, upstream, edge = auth_world
     tenant = tenant_on(edge)
     layer = images["midcut"].layers[0]
     path = f"/v2/library/midcut/blobs/{layer.digest}"
     hexdigest = layer.digest.split(":", 1)[1]
     upstream.store.cut_at[hexdigest] = MB  # the second slice's first fetch stops half-way
-    # Whoever fetched that slice first (this client, or the read-ahead it set off) got it cut:
-    # the client sees a cut download or, when it waited for the read-ahead, the right blob.
-    first = get_or_cut(edge, tenant.label, path)
-    assert first is None or harness.sha256_digest(first.body) == layer.digest
+    # The fill goes on from the byte the upstream stopped at: the client never sees the cut,
+    # and nothing is read twice.
+    first = edge.get(tenant.label, path)
     assert hexdigest not in upstream.store.cut_at  # the cut happened
+    assert first.status == 200 and harness.sha256_digest(first.body) == layer.digest
+    assert upstream.store.reads(layer.digest) == 1
+    assert (hexdigest, f"bytes={MB + MB // 2}-{2 * MB - 1}") in upstream.store.gets
     resp = edge.get(tenant.label, path)
     assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
     hit = edge.get(tenant.label, path)
@@ -364,3 +370,139 @@ def test_a_corrupted_blob_of_another_registry_goes_through_slices_and_the_digest
     assert [x["body_bytes_sent"] < layer.size for x in lines if x["tenant"] == first.label] == [
         True
     ]
+
+
+class Reader(threading.Thread):
+    """One client reading a blob as it comes, so a test can see how far it got."""
+
+    def __init__(self, edge, label: str, path: str) -> None:
+        super().__init__(daemon=True)
+        self.edge, self.label, self.path = edge, label, path
+        self.body = bytearray()
+        self.headers: dict[str, str] = {}
+        self.length = -1
+        self.cut = False
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.edge.port, timeout=90)
+        try:
+            conn.request("GET", self.path, headers={"Host": self.edge.host(self.label)})
+            resp = conn.getresponse()
+            self.headers = dict(resp.getheaders())
+            self.length = int(resp.getheader("Content-Length", "-1"))
+            while chunk := resp.read1(65536):
+                self.body += chunk
+            self.cut = len(self.body) != self.length
+        except (http.client.HTTPException, OSError):
+            self.cut = True
+        finally:
+            conn.close()
+
+    def wait_for(self, nbytes: int, timeout: float = 30) -> bool:
+        """Whether the client got more than `nbytes` of the body within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while len(self.body) <= nbytes and self.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(self.body) > nbytes
+
+
+@pytest.fixture
+def verifier_memory(auth_world):
+    """Restart the edge's digest check with another --memory; the default one again after."""
+    _, _, edge = auth_world
+    log = edge.params.run_dir / "verify-memory.log"
+
+    def restart(memory: str) -> None:
+        edge.verify.stop()
+        edge.verify = harness.start_verifier(edge.params, log, memory=memory)
+
+    yield restart
+    restart("")
+
+
+@pytest.mark.parametrize(
+    ("name", "memory", "spools"),
+    [("streamed", "", 0), ("spooled", "0", 1)],
+    ids=["fills-in-memory", "fills-spooled-past-the-memory-budget"],
+)
+def test_a_client_joining_a_cold_fill_streams_it_while_the_slice_arrives(
+    auth_world, tenant_on, verifier_memory, name, memory, spools
+):
+    images, upstream, edge = auth_world
+    if memory:
+        verifier_memory(memory)
+    first, second = tenant_on(edge, n=2)
+    layer = images[name].layers[0]
+    path = f"/v2/library/{name}/blobs/{layer.digest}"
+    hexdigest = layer.digest.split(":", 1)[1]
+    # The upstream sends the first 512 KiB of the first slice, then waits for the test.
+    released = threading.Event()
+    upstream.store.hold[hexdigest] = (0, released)
+    starter, joiner = Reader(edge, first.label, path), Reader(edge, second.label, path)
+    try:
+        starter.start()
+        assert starter.wait_for(0), "the client that started the fill got nothing"
+        joiner.start()
+        # The slice is still arriving (the upstream holds it): the joiner streams what is in.
+        assert joiner.wait_for(0), "a client joining the fill waited for the whole slice"
+        assert upstream.store.bytes_out[hexdigest] == HOLD_AFTER
+        assert len(spooled(edge)) == spools  # one fill for both, spooled past the budget
+    finally:
+        released.set()
+    starter.join(60)
+    joiner.join(60)
+    for client in (starter, joiner):
+        assert not client.cut and harness.sha256_digest(bytes(client.body)) == layer.digest
+        assert "X-Edge-Joined" not in client.headers  # the edge's own header stays inside
+    assert upstream.store.reads(layer.digest) == 1  # one read, shared
+    assert len(slice_files(edge, layer)) == -(-layer.size // MB)
+    # Each tenant is charged what it was sent.
+    lines = {x["tenant"]: x for x in edge.log_lines() if x["uri"] == path}
+    assert lines[first.label]["body_bytes_sent"] == layer.size
+    assert lines[second.label]["body_bytes_sent"] == layer.size
+    # The fills' spool files are closed once their grace is over: nothing piles up on disk.
+    deadline = time.monotonic() + 30
+    while spooled(edge) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert spooled(edge) == []
+
+
+def spooled(edge) -> list[str]:
+    """The unlinked files the digest check holds open (its fills' spools)."""
+    fds = Path(f"/proc/{edge.verify.pid}/fd")
+    out = []
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.endswith("(deleted)"):
+            out.append(target)
+    return out
+
+
+def test_a_corrupted_last_slice_cuts_every_client_that_joined_it(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    first, second = tenant_on(edge, n=2)
+    layer = images["badjoin"].layers[0]
+    path = f"/v2/library/badjoin/blobs/{layer.digest}"
+    hexdigest = layer.digest.split(":", 1)[1]
+    upstream.store.corrupt.add(hexdigest)  # the changed byte is in the middle: the last slice
+    released = threading.Event()
+    upstream.store.hold[hexdigest] = (MB, released)
+    starter, joiner = Reader(edge, first.label, path), Reader(edge, second.label, path)
+    try:
+        starter.start()
+        assert starter.wait_for(MB), "the starter never reached the last slice"
+        joiner.start()
+        assert joiner.wait_for(MB), "the joiner never joined the last slice's fill"
+    finally:
+        released.set()
+    starter.join(60)
+    joiner.join(60)
+    # Nobody got the wrong blob whole, and it was read once.
+    assert starter.cut and joiner.cut
+    assert len(starter.body) < layer.size and len(joiner.body) < layer.size
+    assert upstream.store.reads(layer.digest) <= 1.0001
+    assert slice_files(edge, layer) == []
+    upstream.store.corrupt.discard(hexdigest)

@@ -117,6 +117,9 @@ class TokenServer:
         self.httpd.shutdown()
 
 
+HOLD_AFTER = 512 * 1024  # BlobStore.hold: two of the edge's 256 KiB chunks
+
+
 class SharedLink:
     """One upstream link shared by every connection: a token bucket paces all the bytes sent
     (per-connection pacing would give each slice or range request its own budget)."""
@@ -156,6 +159,9 @@ class BlobStore:
     bytes_out: Counter = field(default_factory=Counter)  # hex digest -> body bytes sent
     sizes: dict = field(default_factory=dict)  # hex digest -> blob size
     gets: list = field(default_factory=list)  # (hex digest, Range header) of each GET
+    # hex digest -> (start, Event): a GET from byte `start` pauses after HOLD_AFTER bytes of its
+    # body until the event is set.
+    hold: dict = field(default_factory=dict)
     link: SharedLink | None = None  # the upstream's bandwidth, when throttled
     httpd: ThreadingHTTPServer | None = None
 
@@ -237,6 +243,10 @@ class BlobStore:
                         store.bytes_out[digest] += len(piece)
                         if delay:
                             time.sleep(delay)
+                        held = store.hold.get(digest)
+                        if held and held[0] == start and i + len(piece) == HOLD_AFTER:
+                            self.wfile.flush()
+                            held[1].wait(60)  # bounded: a test that fails still ends
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 if start == 0 and end == size - 1:
