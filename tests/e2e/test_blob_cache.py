@@ -40,6 +40,7 @@ IMAGES = {
     "dk10": lambda: _image("dk10", 4 * MB),
     "abort": lambda: _image("abort", 12 * MB),
     "trunc": lambda: _image("trunc", 2 * MB),
+    "alwayscut": lambda: _image("alwayscut", 2 * MB),
     "headonly": lambda: _image("headonly", 2 * MB),
     "bytes": lambda: _image("bytes", 3 * MB),
     "nohelper": lambda: _image("nohelper", 1 * MB),
@@ -186,18 +187,38 @@ def test_client_aborting_mid_fill_does_not_spoil_the_entry(auth_world, tenant_on
     assert len(aborted) == 1 and aborted[0]["body_bytes_sent"] < layer.size
 
 
-def test_truncated_upstream_body_is_never_cached(auth_world, tenant_on):
+def test_truncated_upstream_body_is_read_on_and_never_cached_short(auth_world, tenant_on):
     images, upstream, edge = auth_world
     tenant = tenant_on(edge)
     layer = images["trunc"].layers[0]
-    upstream.store.truncate_next.add(layer.digest.split(":")[1])
-    with pytest.raises(http.client.IncompleteRead):  # never a "complete" wrong body
-        blob_get(edge, tenant.label, "trunc", layer)
+    hexdigest = layer.digest.split(":")[1]
+    upstream.store.truncate_next.add(hexdigest)
+    # The upstream stops half-way; the edge reads on from there: the right bytes, once.
     resp = blob_get(edge, tenant.label, "trunc", layer)
+    assert hexdigest not in upstream.store.truncate_next  # the cut happened
     assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
-    assert resp.headers["X-Edge-Cache"] == "MISS"  # the cut body was not kept
+    assert upstream.store.reads(layer.digest) == 1
     hit = blob_get(edge, tenant.label, "trunc", layer)
     assert hit.headers["X-Edge-Cache"] == "HIT" and hit.body == resp.body
+
+
+def test_an_upstream_that_keeps_cutting_gives_a_cut_download_never_a_cached_one(
+    auth_world, tenant_on
+):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["alwayscut"].layers[0]
+    hexdigest = layer.digest.split(":")[1]
+    upstream.store.truncate_all.add(hexdigest)
+    try:
+        # Read on three times, cut each time: the client's download ends short, never whole.
+        with pytest.raises(http.client.IncompleteRead):
+            blob_get(edge, tenant.label, "alwayscut", layer)
+    finally:
+        upstream.store.truncate_all.discard(hexdigest)
+    resp = blob_get(edge, tenant.label, "alwayscut", layer)
+    assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
+    assert resp.headers["X-Edge-Cache"] == "MISS"  # nothing of the cut answers was kept
 
 
 def test_body_without_content_length_is_served_but_never_cached(auth_world, tenant_on):

@@ -150,6 +150,7 @@ class BlobStore:
     full_reads: Counter = field(default_factory=Counter)  # hex digest -> complete GET bodies
     heads: Counter = field(default_factory=Counter)
     truncate_next: set = field(default_factory=set)  # hex digests: next GET stops half-way
+    truncate_all: set = field(default_factory=set)  # hex digests: every GET stops half-way
     slow: dict = field(default_factory=dict)  # hex digest -> seconds per 256 KiB chunk
     no_length: set = field(default_factory=set)  # hex digests sent without Content-Length
     authorizations: list = field(default_factory=list)  # Authorization header of each GET
@@ -224,7 +225,8 @@ class BlobStore:
                     self.send_header("Content-Length", str(len(body)))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
-                if digest in store.truncate_next or store.cut_at.get(digest) == start:
+                cut = digest in store.truncate_next or digest in store.truncate_all
+                if cut or store.cut_at.get(digest) == start:
                     store.truncate_next.discard(digest)
                     store.cut_at.pop(digest, None)
                     self.wfile.write(body[: len(body) // 2])
