@@ -9,6 +9,9 @@ Invariants:
 - Two workers on one edge: the second finds the row locked and leaves (SKIP LOCKED), so they
   never read the same file at once. The compare-and-set on the position keeps that true on
   databases without row locks (SQLite in development).
+- Parsing in parts (ingest.parallel): a big batch is cut at newlines and parsed by worker
+  processes, joined in file order into exactly what one read_batch gives; a worker that dies
+  fails the batch before anything is written.
 - Reading ahead (the pipeline): while a batch commits, the next one is parsed in a thread from
   the position the committing batch will leave (ReadAhead). Parsing only reads the file; the
   next transaction uses that parse only when its locked cursor is the same file at exactly
@@ -36,6 +39,7 @@ from ingest import parser
 from ingest.files import file_next
 from ingest.labels import labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
+from ingest.parallel import ParsePool
 from quota.usage import UsageDelta, usage_apply
 
 
@@ -96,11 +100,19 @@ class ReadAhead:
 
 
 def _read(
-    fh: BinaryIO, *, start: int, batch_lines: int, retired: dict[str, float]
+    fh: BinaryIO,
+    *,
+    start: int,
+    batch_lines: int,
+    retired: dict[str, float],
+    pool: ParsePool | None = None,
 ) -> tuple[parser.Batch, int]:
-    batch = parser.read_batch(
-        fh, start=start, max_lines=batch_lines, max_bytes=1 << 62, retired=retired
-    )
+    if pool is not None and pool.wanted(start=start, size=parser.file_size(fh)):
+        batch = pool.read(fh, start=start, max_lines=batch_lines, retired=retired)
+    else:
+        batch = parser.read_batch(
+            fh, start=start, max_lines=batch_lines, max_bytes=1 << 62, retired=retired
+        )
     return batch, parser.file_size(fh)
 
 
@@ -117,6 +129,7 @@ def batch_step(
     batch_lines: int,
     ahead: ReadAhead | None = None,
     reader: Executor | None = None,
+    pool: ParsePool | None = None,
 ) -> Step:
     """One transaction: find the next file to read (handling rotation), read one batch from
     it, commit the usage and the new position together. Raises labels.Redo (rolled back) when
@@ -124,7 +137,8 @@ def batch_step(
 
     ``ahead``: the previous step's parse of this batch, used when it matches the cursor.
     ``reader``: where to parse the next batch while this one commits (Step.ahead); None
-    parses nothing ahead (the run is about to end)."""
+    parses nothing ahead (the run is about to end). ``pool``: worker processes that parse
+    big batches in parts (ingest.parallel), inline or ahead."""
     step = Step()
     with transaction.atomic():
         locked = EdgeIngest.objects.select_for_update(skip_locked=True).filter(edge=edge).first()
@@ -146,7 +160,7 @@ def batch_step(
                 got = ahead.result()
             step.read_ahead_used = got is not None
             batch, size = got or _read(
-                fh, start=found.row.position, batch_lines=batch_lines, retired=retired
+                fh, start=found.row.position, batch_lines=batch_lines, retired=retired, pool=pool
             )
             if reader is not None and not batch.at_eof and batch.end > batch.start:
                 st = os.fstat(fh.fileno())
@@ -164,6 +178,7 @@ def batch_step(
                         start=batch.end,
                         batch_lines=batch_lines,
                         retired=snapshot,
+                        pool=pool,
                     ),
                 )
                 fh = None  # the reader closes it

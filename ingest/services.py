@@ -31,6 +31,7 @@ from ingest.files import file_forget_finished
 from ingest.health import health_after_run, health_note_error
 from ingest.labels import Redo, labels_retired
 from ingest.models import EdgeIngest
+from ingest.parallel import ParsePool
 from ingest.parser import Activity
 from quota.settlement import usage_after_batch
 from quota.tasks import usage_settle
@@ -64,6 +65,7 @@ class IngestReport:
     resolve_seconds: float = 0.0
     apply_seconds: float = 0.0
     read_ahead_used: int = 0  # batches whose parse ran while the previous one committed
+    parsed_in_parts: int = 0  # batches parsed by worker processes (ingest.parallel)
     caught_up: bool = False  # the last look found nothing but, at most, an unfinished line
 
     @property
@@ -79,6 +81,7 @@ def ingest_edge(
     batch_lines: int | None = None,
     enforce: bool = True,
     read_ahead: bool = True,
+    parse_workers: int | None = None,
 ) -> IngestReport:
     """Ingest an edge's access log from the saved position until it is caught up or
     ``max_seconds`` have passed. Idempotent; safe from any number of workers at once.
@@ -86,6 +89,10 @@ def ingest_edge(
     After committed batches, quota.settlement.usage_after_batch learns the tenants that got usage
     (enforcement, threshold emails, invite credit): when the run is caught up or ends, and
     every few seconds while it catches up; not at all when ``enforce`` is False.
+
+    ``parse_workers``: processes that parse a big catch-up's batches (ingest.parallel), started
+    only when the run is far enough behind and ended with it; default one per core, at most
+    two (PostgreSQL needs its share of the machine); 0 parses in this process.
     """
     path = str(path)
     if not edge or len(edge) > EDGE_NAME_MAX:
@@ -112,6 +119,10 @@ def ingest_edge(
     # the parser and PostgreSQL then work at the same time.
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
     ahead: ReadAhead | None = None
+    if parse_workers is None:
+        cores = os.cpu_count() or 1
+        parse_workers = min(2, cores) if cores > 1 else 0
+    pool = ParsePool(parse_workers)
     try:
         while True:
             try:
@@ -121,6 +132,7 @@ def ingest_edge(
                     retired=retired,
                     batch_lines=batch_lines,
                     ahead=ahead,
+                    pool=pool,
                     # No parse ahead that the run would not use (or when asked: the bench's
                     # baseline).
                     reader=reader
@@ -175,6 +187,8 @@ def ingest_edge(
     finally:
         # A parse still running is waited for (it closes its file), one never started dropped.
         reader.shutdown(wait=True, cancel_futures=True)
+        pool.close()
+    report.parsed_in_parts = pool.batches
     _activity_write(edge=edge, activity=activity)  # a busy or moved run's committed batches
     if enforce and pending:  # a busy or moved run still reports what it committed
         report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)

@@ -1,0 +1,232 @@
+"""A batch parsed by worker processes, in parts: parsing then uses every core while the
+previous batch commits. No Django here: the workers import this module and never touch the
+database (they are started by 'forkserver' or 'spawn', never forked from a process that holds
+connections).
+
+Invariants:
+- The batch is what parser.read_batch from ``start`` gives, exactly: its end is found first
+  (the max_lines-th newline after ``start``, or the last newline before the end of file),
+  [start, end) is cut at newlines into one part per worker, each part is parsed by
+  read_batch with ``stop``, and the parts are joined in file order (parser.Batch.extend).
+- A worker opens the very file the caller holds (its /proc descriptor, else its name, and
+  checks device and inode): a file that cannot be found so, or ends before a part's stop
+  (truncated meanwhile), is parsed in the calling process instead. A worker that dies fails
+  the batch (BrokenProcessPool): nothing of it is committed.
+- One pool per ingestion run, started at its first batch big enough to need it and ended
+  with the run.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from typing import BinaryIO
+
+from ingest import parser
+
+# Below this many bytes behind, a run parses in its own process: starting workers costs more
+# than they save on a small catch-up.
+POOL_START_BYTES = 32 << 20
+# A batch smaller than this is parsed in the calling process (pool or not).
+PART_MIN_BYTES = 1 << 20
+_SCAN_BYTES = 1 << 22
+
+
+class PartUnreadable(Exception):
+    """A worker could not read its part of the very file the caller holds."""
+
+
+def batch_end(f: BinaryIO, *, start: int, max_lines: int) -> tuple[int, bool]:
+    """(end, at end of file) of the batch read_batch would read from ``start``: just after
+    its max_lines-th newline, or after the last newline when the file has fewer lines."""
+    f.seek(start)
+    buf = bytearray(_SCAN_BYTES)
+    pos = start  # file offset of buf[0]
+    end = start
+    need = max_lines
+    while True:
+        n = f.readinto(buf)  # type: ignore[attr-defined]
+        if not n:
+            return end, True
+        count = buf.count(b"\n", 0, n)
+        if count >= need:
+            i = -1
+            for _ in range(need):
+                i = buf.find(b"\n", i + 1, n)
+            return pos + i + 1, False
+        if count:
+            end = pos + buf.rfind(b"\n", 0, n) + 1
+            need -= count
+        pos += n
+
+
+def split(f: BinaryIO, *, start: int, end: int, parts: int) -> list[tuple[int, int]]:
+    """[start, end) cut into about ``parts`` equal ranges, each ending just after a newline
+    (``end`` must be just after one)."""
+    bounds = [start]
+    for k in range(1, parts):
+        at = max(start + (end - start) * k // parts, bounds[-1] + 1)
+        if at >= end:
+            break
+        f.seek(at - 1)
+        cut = -1
+        read = at - 1
+        while cut < 0 and read < end:
+            block = f.read(min(1 << 16, end - read))
+            if not block:
+                break
+            nl = block.find(b"\n")
+            if nl >= 0:
+                cut = read + nl + 1
+            read += len(block)
+        if cut < 0 or cut >= end:
+            break
+        bounds.append(cut)
+    bounds.append(end)
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
+def _worker_init(run_pid: int) -> None:
+    # A worker's aggregates hold no reference cycles: the collector would only rescan them.
+    gc.disable()
+    # The ingestion run ends the pool; a ^C meant for it must not kill parts half-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers share their task pipe, so none sees it close when the run's process is killed:
+    # each ends itself when that process is gone.
+    threading.Thread(target=_exit_with, args=(run_pid,), daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+: look every second
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(1)
+    select.select([fd], [], [])  # readable once the process has exited
+    os._exit(1)
+
+
+def _parse_part(
+    sources: tuple[str, ...],
+    ident: tuple[int, int],
+    start: int,
+    stop: int,
+    retired: Mapping[str, float],
+    die: bool = False,
+) -> parser.Batch:
+    """In a worker: parse [start, stop) of the file known by ``ident`` (device, inode)."""
+    if die:  # test only (ParsePool.test_die)
+        os.kill(os.getpid(), signal.SIGKILL)
+    for source in sources:
+        try:
+            f = open(source, "rb")  # noqa: SIM115 (closed below)
+        except OSError:
+            continue
+        with f:
+            st = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != ident:
+                continue
+            batch = parser.read_batch(
+                f, start=start, max_lines=1 << 62, max_bytes=1 << 62, retired=retired, stop=stop
+            )
+        if batch.end != stop:
+            raise PartUnreadable(f"the file ends at {batch.end}, before {stop}")
+        return batch
+    raise PartUnreadable("the file is not found by its descriptor or its name")
+
+
+def _sources(f: BinaryIO) -> tuple[str, ...]:
+    """Where a worker opens the caller's file: its descriptor (Linux; the file may have been
+    renamed or deleted meanwhile), else its name."""
+    return (f"/proc/{os.getpid()}/fd/{f.fileno()}", str(getattr(f, "name", "")))
+
+
+class ParsePool:
+    """Worker processes for one ingestion run (``close`` ends them). Not started until a run
+    is at least POOL_START_BYTES behind."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # the run's thread and its read-ahead thread share it
+        # Test only (tests/ingest/test_parallel.py), never set in production: each part's
+        # worker kills itself, as a worker dying of anything would.
+        self.test_die = os.environ.get("INGEST_TEST_PARSE_DIE") == "1"
+        self.batches = 0  # batches parsed in parts
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def wanted(self, *, start: int, size: int) -> bool:
+        """Parse the batch at ``start`` of a file of ``size`` bytes with workers?"""
+        return self.workers > 0 and (self.started or size - start >= POOL_START_BYTES)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            return self._pool or self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def read(
+        self, f: BinaryIO, *, start: int, max_lines: int, retired: Mapping[str, float]
+    ) -> parser.Batch:
+        """What parser.read_batch(f, start=start, max_lines=max_lines, retired=retired) gives,
+        parsed by the workers."""
+        end, at_eof = batch_end(f, start=start, max_lines=max_lines)
+        inline = end - start < PART_MIN_BYTES
+        parts = [] if inline else split(f, start=start, end=end, parts=self.workers)
+        if len(parts) > 1:
+            st = os.fstat(f.fileno())
+            pool = self._executor()
+            sources = _sources(f)
+            futures = [
+                pool.submit(
+                    _parse_part, sources, (st.st_dev, st.st_ino), a, b, retired, self.test_die
+                )
+                for a, b in parts
+            ]
+            try:
+                batches = [fut.result() for fut in futures]
+            except PartUnreadable:
+                batches = []
+            if batches:
+                batch = batches[0]
+                for later in batches[1:]:
+                    batch.extend(later)
+                batch.at_eof = at_eof
+                self.batches += 1
+                return batch
+        return parser.read_batch(
+            f, start=start, max_lines=max_lines, max_bytes=1 << 62, retired=retired
+        )
+
+    def close(self) -> None:
+        """End the workers (a part still being parsed is waited for)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
