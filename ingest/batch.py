@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from ingest import parser
 from ingest.files import file_next
-from ingest.labels import labels_resolve, unknown_traffic_add
+from ingest.labels import LabelCache, labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
 from ingest.parallel import ParsePool
 from quota.usage import UsageDelta, usage_apply
@@ -130,6 +130,7 @@ def batch_step(
     ahead: ReadAhead | None = None,
     reader: Executor | None = None,
     pool: ParsePool | None = None,
+    labels: LabelCache | None = None,
 ) -> Step:
     """One transaction: find the next file to read (handling rotation), read one batch from
     it, commit the usage and the new position together. Raises labels.Redo (rolled back) when
@@ -138,7 +139,8 @@ def batch_step(
     ``ahead``: the previous step's parse of this batch, used when it matches the cursor.
     ``reader``: where to parse the next batch while this one commits (Step.ahead); None
     parses nothing ahead (the run is about to end). ``pool``: worker processes that parse
-    big batches in parts (ingest.parallel), inline or ahead."""
+    big batches in parts (ingest.parallel), inline or ahead. ``labels``: the run's tenants
+    found so far (labels.LabelCache)."""
     step = Step()
     with transaction.atomic():
         locked = EdgeIngest.objects.select_for_update(skip_locked=True).filter(edge=edge).first()
@@ -186,7 +188,15 @@ def batch_step(
             if fh is not None:
                 fh.close()
         _test_pause("read")
-        _commit(edge=edge, row=found.row, batch=batch, size=size, retired=retired, step=step)
+        _commit(
+            edge=edge,
+            row=found.row,
+            batch=batch,
+            size=size,
+            retired=retired,
+            step=step,
+            labels=labels,
+        )
         _test_pause("commit")
     _test_pause("committed")
     return step
@@ -200,10 +210,11 @@ def _commit(
     size: int,
     retired: dict[str, float],
     step: Step,
+    labels: LabelCache | None = None,
 ) -> None:
     now = timezone.now()
     t0 = time.perf_counter()
-    charged, unknown = labels_resolve(batch=batch, retired=retired)
+    charged, unknown = labels_resolve(batch=batch, retired=retired, cache=labels)
     hours = {h: datetime.fromtimestamp(h * parser.HOUR, tz=UTC) for _, h, _r in charged}
     deltas = [
         UsageDelta(tenant_id, edge, hours[hour], acc[0], acc[1], acc[2], registry=registry)

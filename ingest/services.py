@@ -29,7 +29,7 @@ from ingest.activity import activity_add
 from ingest.batch import PositionMoved, ReadAhead, batch_step
 from ingest.files import file_forget_finished
 from ingest.health import health_after_run, health_note_error
-from ingest.labels import Redo, labels_retired
+from ingest.labels import LabelCache, Redo, labels_retired
 from ingest.models import EdgeIngest
 from ingest.parallel import ParsePool
 from ingest.parser import Activity
@@ -123,6 +123,7 @@ def ingest_edge(
         cores = os.cpu_count() or 1
         parse_workers = min(2, cores) if cores > 1 else 0
     pool = ParsePool(parse_workers)
+    labels = LabelCache()
     try:
         while True:
             try:
@@ -133,6 +134,7 @@ def ingest_edge(
                     batch_lines=batch_lines,
                     ahead=ahead,
                     pool=pool,
+                    labels=labels,
                     # No parse ahead that the run would not use (or when asked: the bench's
                     # baseline).
                     reader=reader
