@@ -2,9 +2,9 @@
 
 Invariants:
 - A batch is one transaction that holds the edge's EdgeIngest row lock, reads complete lines
-  from a LogFile's position, writes their usage through quota.usage.usage_apply, the unknown
-  traffic, the malformed lines' counts and samples and the edge's totals, and moves the
-  position (compare-and-set). A crash or a kill anywhere rolls the whole batch back; the next
+  from a LogFile's position, writes their usage through quota.usage.usage_apply_hourly, the
+  unknown traffic, the malformed lines' counts and samples and the edge's totals, and moves
+  the position (compare-and-set). A crash or a kill anywhere rolls the whole batch back; the next
   run reads the same bytes again from the committed position.
 - Two workers on one edge: the second finds the row locked and leaves (SKIP LOCKED), so they
   never read the same file at once. The compare-and-set on the position keeps that true on
@@ -40,7 +40,7 @@ from ingest.files import file_next
 from ingest.labels import LabelCache, labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
 from ingest.parallel import ParsePool
-from quota.usage import UsageDelta, usage_apply
+from quota.usage import usage_apply_hourly
 
 
 class PositionMoved(Exception):
@@ -215,16 +215,11 @@ def _commit(
     now = timezone.now()
     t0 = time.perf_counter()
     charged, unknown = labels_resolve(batch=batch, retired=retired, cache=labels)
-    hours = {h: datetime.fromtimestamp(h * parser.HOUR, tz=UTC) for _, h, _r in charged}
-    deltas = [
-        UsageDelta(tenant_id, edge, hours[hour], acc[0], acc[1], acc[2], registry=registry)
-        for (tenant_id, hour, registry), acc in charged.items()
-    ]
     t1 = time.perf_counter()
-    usage_apply(deltas=deltas)
+    usage_apply_hourly(edge=edge, buckets=charged)
     step.apply_seconds += time.perf_counter() - t1
     step.resolve_seconds += t1 - t0
-    step.buckets += len(deltas)
+    step.buckets += len(charged)
     unknown_requests = unknown_traffic_add(edge=edge, unknown=unknown)
     step.activity = batch.activity
     malformed = batch.malformed_total
