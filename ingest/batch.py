@@ -106,9 +106,11 @@ def _read(
     batch_lines: int,
     retired: dict[str, float],
     pool: ParsePool | None = None,
+    more: bool = False,
 ) -> tuple[parser.Batch, int]:
+    """``more``: the run will read the next batch too (the pool starts on it at once)."""
     if pool is not None and pool.wanted(start=start, size=parser.file_size(fh)):
-        batch = pool.read(fh, start=start, max_lines=batch_lines, retired=retired)
+        batch = pool.read(fh, start=start, max_lines=batch_lines, retired=retired, speculate=more)
     else:
         batch = parser.read_batch(
             fh, start=start, max_lines=batch_lines, max_bytes=1 << 62, retired=retired
@@ -162,7 +164,12 @@ def batch_step(
                 got = ahead.result()
             step.read_ahead_used = got is not None
             batch, size = got or _read(
-                fh, start=found.row.position, batch_lines=batch_lines, retired=retired, pool=pool
+                fh,
+                start=found.row.position,
+                batch_lines=batch_lines,
+                retired=retired,
+                pool=pool,
+                more=reader is not None,
             )
             if reader is not None and not batch.at_eof and batch.end > batch.start:
                 st = os.fstat(fh.fileno())
@@ -181,6 +188,7 @@ def batch_step(
                         batch_lines=batch_lines,
                         retired=snapshot,
                         pool=pool,
+                        more=True,
                     ),
                 )
                 fh = None  # the reader closes it

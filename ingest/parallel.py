@@ -12,6 +12,10 @@ Invariants:
   checks device and inode): a file that cannot be found so, or ends before a part's stop
   (truncated meanwhile), is parsed in the calling process instead. A worker that dies fails
   the batch (BrokenProcessPool): nothing of it is committed.
+- While the run goes on, the batch after the one being read is found and handed to the
+  workers at once (ParsePool.read's ``speculate``); a later read uses those parts only when
+  it reads the same file from exactly their start with the same size and retirements, so it
+  is again what a parse from there gives.
 - One pool per ingestion run, started at its first batch big enough to need it and ended
   with the run.
 """
@@ -26,7 +30,8 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from ingest import parser
@@ -154,6 +159,30 @@ def _sources(f: BinaryIO) -> tuple[str, ...]:
     return (f"/proc/{os.getpid()}/fd/{f.fileno()}", str(getattr(f, "name", "")))
 
 
+@dataclass(frozen=True)
+class _Next:
+    """The batch after the one just read, already handed to the workers: used only by a read
+    of the same file (device, inode) from exactly ``start`` with the same size and
+    retirements, as ingest.batch.ReadAhead is."""
+
+    ident: tuple[int, int]
+    start: int
+    max_lines: int
+    retired: dict[str, float]
+    end: int
+    futures: list[Future[parser.Batch]]
+
+    def matches(
+        self, ident: tuple[int, int], start: int, max_lines: int, retired: Mapping[str, float]
+    ) -> bool:
+        return (self.ident, self.start, self.max_lines, self.retired) == (
+            ident,
+            start,
+            max_lines,
+            retired,
+        )
+
+
 class ParsePool:
     """Worker processes for one ingestion run (``close`` ends them). Not started until a run
     is at least POOL_START_BYTES behind."""
@@ -166,6 +195,7 @@ class ParsePool:
         # worker kills itself, as a worker dying of anything would.
         self.test_die = os.environ.get("INGEST_TEST_PARSE_DIE") == "1"
         self.batches = 0  # batches parsed in parts
+        self._next: _Next | None = None
 
     @property
     def started(self) -> bool:
@@ -196,23 +226,38 @@ class ParsePool:
         return self._pool
 
     def read(
-        self, f: BinaryIO, *, start: int, max_lines: int, retired: Mapping[str, float]
+        self,
+        f: BinaryIO,
+        *,
+        start: int,
+        max_lines: int,
+        retired: Mapping[str, float],
+        speculate: bool = False,
     ) -> parser.Batch:
         """What parser.read_batch(f, start=start, max_lines=max_lines, retired=retired) gives,
-        parsed by the workers."""
-        end, at_eof = batch_end(f, start=start, max_lines=max_lines)
-        inline = end - start < PART_MIN_BYTES
-        parts = [] if inline else split(f, start=start, end=end, parts=self.workers)
-        if len(parts) > 1:
-            st = os.fstat(f.fileno())
-            pool = self._executor()
-            sources = _sources(f)
-            futures = [
-                pool.submit(
-                    _parse_part, sources, (st.st_dev, st.st_ino), a, b, retired, self.test_die
-                )
-                for a, b in parts
-            ]
+        parsed by the workers.
+
+        ``speculate``: the run goes on, so the batch after this one is found and handed to
+        the workers now (_Next), behind this one's parts: they never wait while this process
+        scans the file and joins the parts, and the next read finds its parts under way."""
+        st = os.fstat(f.fileno())
+        ident = (st.st_dev, st.st_ino)
+        with self._lock:
+            ahead, self._next = self._next, None
+        if ahead is not None and ahead.matches(ident, start, max_lines, retired):
+            end, at_eof, futures = ahead.end, False, ahead.futures
+        else:
+            end, at_eof = batch_end(f, start=start, max_lines=max_lines)
+            futures = self._submit(f, ident, start, end, retired)
+        if futures and speculate and not at_eof:
+            after, after_eof = batch_end(f, start=end, max_lines=max_lines)
+            # A next batch at the end of the file is scanned again when it is read: the
+            # file may have grown by then.
+            parts = None if after_eof else self._submit(f, ident, end, after, retired)
+            if parts:
+                with self._lock:
+                    self._next = _Next(ident, end, max_lines, dict(retired), after, parts)
+        if futures:
             try:
                 batches = [fut.result() for fut in futures]
             except PartUnreadable:
@@ -228,9 +273,31 @@ class ParsePool:
             f, start=start, max_lines=max_lines, max_bytes=1 << 62, retired=retired
         )
 
+    def _submit(
+        self,
+        f: BinaryIO,
+        ident: tuple[int, int],
+        start: int,
+        end: int,
+        retired: Mapping[str, float],
+    ) -> list[Future[parser.Batch]]:
+        """[start, end) handed to the workers in parts; none when it is too small to cut."""
+        if end - start < PART_MIN_BYTES:
+            return []
+        parts = split(f, start=start, end=end, parts=self.workers)
+        if len(parts) < 2:
+            return []
+        pool = self._executor()
+        sources = _sources(f)
+        return [
+            pool.submit(_parse_part, sources, ident, a, b, dict(retired), self.test_die)
+            for a, b in parts
+        ]
+
     def close(self) -> None:
-        """End the workers (a part still being parsed is waited for)."""
+        """End the workers (a part still being parsed is waited for, one not started yet
+        dropped)."""
         with self._lock:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._next = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

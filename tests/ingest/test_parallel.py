@@ -106,7 +106,9 @@ def test_parts_give_exactly_what_one_pass_gives(tmp_path, small_parts, pool):
                 one = parser.read_batch(
                     f, start=pos, max_lines=max_lines, max_bytes=1 << 62, retired=retired
                 )
-                parts = pool.read(f, start=pos, max_lines=max_lines, retired=retired)
+                parts = pool.read(
+                    f, start=pos, max_lines=max_lines, retired=retired, speculate=pos % 2 == 0
+                )
                 assert _as_lists(parts) == _as_lists(one), (max_lines, pos)
                 assert parts == one
                 pos = one.end
@@ -119,6 +121,52 @@ def test_parts_give_exactly_what_one_pass_gives(tmp_path, small_parts, pool):
     assert whole.late and whole.malformed.keys() == {"json", "encoding", "field", "too_long"}
     assert whole.activity.refusals and whole.activity.manifest_bytes and whole.activity.agent
     assert len({key[2] for key in whole.usage}) == 3 and len({key[1] for key in whole.usage}) > 3
+
+
+def test_the_next_batch_handed_to_the_workers_is_used_only_where_it_fits(
+    tmp_path, small_parts, pool
+):
+    labels = ["aaaa1111", "retired0001"]
+    data = _varied_log(labels, 3000, seed=2)
+    path = tmp_path / "access.log"
+    path.write_bytes(data)
+    retired = {"retired0001": START + HOUR}
+
+    def one(start: int, retired: dict, max_lines: int = 700) -> parser.Batch:
+        with path.open("rb") as g:
+            return parser.read_batch(
+                g, start=start, max_lines=max_lines, max_bytes=1 << 62, retired=retired
+            )
+
+    with path.open("rb") as f:
+        first = pool.read(f, start=0, max_lines=700, retired={}, speculate=True)
+        assert first == one(0, {}) and pool._next is not None
+        # Other retirements (a Redo), another start, another size: read afresh.
+        assert pool.read(f, start=first.end, max_lines=700, retired=retired) == one(
+            first.end, retired
+        )
+        pool.read(f, start=0, max_lines=700, retired={}, speculate=True)
+        assert pool.read(f, start=first.end + 1, max_lines=700, retired={}) == one(
+            first.end + 1, {}
+        )
+        pool.read(f, start=0, max_lines=700, retired={}, speculate=True)
+        assert pool.read(f, start=first.end, max_lines=600, retired={}) == one(first.end, {}, 600)
+        # The same: the parts already under way are the batch.
+        pool.read(f, start=0, max_lines=700, retired={}, speculate=True)
+        ahead = pool._next
+        assert ahead is not None and ahead.start == first.end
+        second = pool.read(f, start=first.end, max_lines=700, retired={}, speculate=True)
+        assert second == one(first.end, {}) and second.end == ahead.end
+        assert pool._next is not None and pool._next.start == second.end
+        # No next batch is parsed ahead at the end of the file (it may grow meanwhile).
+        pos = second.end
+        while True:
+            b = pool.read(f, start=pos, max_lines=700, retired={}, speculate=True)
+            assert b == one(pos, {})
+            pos = b.end
+            if b.at_eof:
+                break
+        assert pool._next is None
 
 
 def test_the_end_of_a_batch_and_its_parts_fall_after_newlines(tmp_path):
