@@ -131,10 +131,12 @@ def _parse_part(
     stop: int,
     retired: Mapping[str, float],
     die: bool = False,
-) -> parser.Batch:
-    """In a worker: parse [start, stop) of the file known by ``ident`` (device, inode)."""
+) -> tuple[parser.Batch, float]:
+    """In a worker: parse [start, stop) of the file known by ``ident`` (device, inode).
+    Returns the batch and the CPU seconds it took."""
     if die:  # test only (ParsePool.test_die)
         os.kill(os.getpid(), signal.SIGKILL)
+    cpu = time.process_time()
     for source in sources:
         try:
             f = open(source, "rb")  # noqa: SIM115 (closed below)
@@ -149,7 +151,7 @@ def _parse_part(
             )
         if batch.end != stop:
             raise PartUnreadable(f"the file ends at {batch.end}, before {stop}")
-        return batch
+        return batch, time.process_time() - cpu
     raise PartUnreadable("the file is not found by its descriptor or its name")
 
 
@@ -170,7 +172,7 @@ class _Next:
     max_lines: int
     retired: dict[str, float]
     end: int
-    futures: list[Future[parser.Batch]]
+    futures: list[Future[tuple[parser.Batch, float]]]
 
     def matches(
         self, ident: tuple[int, int], start: int, max_lines: int, retired: Mapping[str, float]
@@ -195,6 +197,7 @@ class ParsePool:
         # worker kills itself, as a worker dying of anything would.
         self.test_die = os.environ.get("INGEST_TEST_PARSE_DIE") == "1"
         self.batches = 0  # batches parsed in parts
+        self.cpu_seconds = 0.0  # what their parts cost the workers
         self._next: _Next | None = None
 
     @property
@@ -259,7 +262,9 @@ class ParsePool:
                     self._next = _Next(ident, end, max_lines, dict(retired), after, parts)
         if futures:
             try:
-                batches = [fut.result() for fut in futures]
+                results = [fut.result() for fut in futures]
+                batches = [batch for batch, _cpu in results]
+                self.cpu_seconds += sum(cpu for _batch, cpu in results)
             except PartUnreadable:
                 batches = []
             if batches:
@@ -280,7 +285,7 @@ class ParsePool:
         start: int,
         end: int,
         retired: Mapping[str, float],
-    ) -> list[Future[parser.Batch]]:
+    ) -> list[Future[tuple[parser.Batch, float]]]:
         """[start, end) handed to the workers in parts; none when it is too small to cut."""
         if end - start < PART_MIN_BYTES:
             return []

@@ -66,6 +66,7 @@ class IngestReport:
     apply_seconds: float = 0.0
     read_ahead_used: int = 0  # batches whose parse ran while the previous one committed
     parsed_in_parts: int = 0  # batches parsed by worker processes (ingest.parallel)
+    parse_cpu_seconds: float = 0.0  # what those batches cost the workers
     caught_up: bool = False  # the last look found nothing but, at most, an unfinished line
 
     @property
@@ -191,6 +192,7 @@ def ingest_edge(
         reader.shutdown(wait=True, cancel_futures=True)
         pool.close()
     report.parsed_in_parts = pool.batches
+    report.parse_cpu_seconds = pool.cpu_seconds
     _activity_write(edge=edge, activity=activity)  # a busy or moved run's committed batches
     if enforce and pending:  # a busy or moved run still reports what it committed
         report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
