@@ -408,6 +408,8 @@ def _fold_lines(
 
     The fast path folds runs of good lines; a malformed line is sampled (its offset is
     computed then, not for every line) and the fast path resumes after it."""
+    if not lines:  # a batch that a long line, skipped across chunks, filled
+        return
     if max(map(len, lines)) > MAX_LINE_BYTES:
         _fold_one_by_one(lines, offset, batch, retired)  # rare: a giant line in this chunk
         return
