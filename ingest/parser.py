@@ -38,7 +38,8 @@ import msgspec
 from accelerator.clients import REFUSAL_STATUSES, Pull, pull_add, pull_path
 
 MAX_LINE_BYTES = 64 * 1024  # nginx lines are < 10 KB; anything longer is garbage
-CHUNK_BYTES = 1 << 22
+# A chunk and its lines stay in the CPU's cache while they are decoded (4 MiB: ~10 % slower).
+CHUNK_BYTES = 1 << 18
 SAMPLE_BYTES = 300  # what is kept of a malformed line for the dashboard
 SAMPLES_PER_BATCH = 5
 FINGERPRINT_BYTES = 1024  # the head of a file that identifies it besides its inode
