@@ -97,8 +97,17 @@ def labels_resolve(
         target[2] += acc[2]
 
     for (label, hour, registry), acc in batch.usage.items():
-        if label in current and label not in gone:  # (never both, but a cache may lag)
-            add(charged[(current[label], hour, registry)], acc)
+        tenant = current.get(label)
+        if tenant is not None and label not in gone:  # (never both, but a cache may lag)
+            # The common case, thousands of times a batch: no call per bucket.
+            key = (tenant, hour, registry)
+            total = charged.get(key)
+            if total is None:
+                charged[key] = acc[:3]
+            else:
+                total[0] += acc[0]
+                total[1] += acc[1]
+                total[2] += acc[2]
             continue
         if label not in gone:
             add(unknown[(label, hour, False)], acc)

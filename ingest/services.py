@@ -174,7 +174,10 @@ def ingest_edge(
             report.read_ahead_used += step.read_ahead_used
             pending |= step.tenant_ids
             if step.activity is not None:
-                activity.merge(step.activity)
+                if activity.first:
+                    activity.merge(step.activity)
+                else:  # nothing to merge with (a run's first batch): take it as it is
+                    activity = step.activity
             report.caught_up = step.caught_up
             last = not step.progressed or time.monotonic() - started >= max_seconds
             if last or time.monotonic() - activity_written >= _ACTIVITY_EVERY:
