@@ -129,6 +129,7 @@ def _upsert_set_based(cursor, rows, month_rows) -> None:
             numbers_joined(hits),
         ],
     )
+    epochs = {m: day_epoch(m) for m in {m for (_t, m), _b in month_rows}}  # a month or two
     cursor.execute(
         f"INSERT INTO {mtable} (tenant_id, month, bytes) "
         "SELECT t, (to_timestamp(m) AT TIME ZONE 'UTC')::date, b FROM unnest("
@@ -136,7 +137,7 @@ def _upsert_set_based(cursor, rows, month_rows) -> None:
         "string_to_array(%s, ',')::bigint[]) AS u(t, m, b) " + _MONTH_UPDATE.format(t=mtable),
         [
             numbers_joined(t for (t, _m), _b in month_rows),
-            numbers_joined(day_epoch(m) for (_t, m), _b in month_rows),
+            numbers_joined(epochs[m] for (_t, m), _b in month_rows),
             numbers_joined(b for _key, b in month_rows),
         ],
     )
