@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import orjson
@@ -229,6 +230,13 @@ def test_the_workers_end_with_the_pool(tmp_path, small_parts, pool):
     assert pool._pool is not None
     pids = list(pool._pool._processes)
     assert len(pids) == 3
+    # Below the run's own priority (its commits and PostgreSQL go first), once started (a
+    # worker spawned for the last part may still be starting when another took that part).
+    niced = min(os.getpriority(os.PRIO_PROCESS, 0) + parallel.WORKER_NICE, 19)
+    deadline = time.monotonic() + 30
+    while {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} != {niced}:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     pool.close()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
