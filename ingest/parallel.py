@@ -29,7 +29,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -49,9 +49,12 @@ class PartUnreadable(Exception):
     """A worker could not read its part of the very file the caller holds."""
 
 
-def batch_end(f: BinaryIO, *, start: int, max_lines: int) -> tuple[int, bool]:
+def batch_end(
+    f: BinaryIO, *, start: int, max_lines: int, big: Callable[[], None] | None = None
+) -> tuple[int, bool]:
     """(end, at end of file) of the batch read_batch would read from ``start``: just after
-    its max_lines-th newline, or after the last newline when the file has fewer lines."""
+    its max_lines-th newline, or after the last newline when the file has fewer lines.
+    ``big`` is called once the batch is known to be at least PART_MIN_BYTES."""
     f.seek(start)
     buf = bytearray(_SCAN_BYTES)
     pos = start  # file offset of buf[0]
@@ -71,6 +74,9 @@ def batch_end(f: BinaryIO, *, start: int, max_lines: int) -> tuple[int, bool]:
             end = pos + buf.rfind(b"\n", 0, n) + 1
             need -= count
         pos += n
+        if big is not None and end - start >= PART_MIN_BYTES:
+            big()
+            big = None
 
 
 def split(f: BinaryIO, *, start: int, end: int, parts: int) -> list[tuple[int, int]]:
@@ -255,7 +261,9 @@ class ParsePool:
         if ahead is not None and ahead.matches(ident, start, max_lines, retired):
             end, at_eof, futures = ahead.end, False, ahead.futures
         else:
-            end, at_eof = batch_end(f, start=start, max_lines=max_lines)
+            end, at_eof = batch_end(
+                f, start=start, max_lines=max_lines, big=None if self.started else self._warm
+            )
             futures = self._submit(f, ident, start, end, retired)
         if futures and speculate and not at_eof:
             after, after_eof = batch_end(f, start=end, max_lines=max_lines)
@@ -282,6 +290,12 @@ class ParsePool:
         return parser.read_batch(
             f, start=start, max_lines=max_lines, max_bytes=1 << 62, retired=retired
         )
+
+    def _warm(self) -> None:
+        """Start the workers (while this process scans on)."""
+        pool = self._executor()
+        for _ in range(self.workers):
+            pool.submit(os.getpid)
 
     def _submit(
         self,
