@@ -14,10 +14,14 @@ after committed batches, names the tenants that got some (usage_after_batch, her
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -104,6 +108,55 @@ def ingest_edge(
         raise ValueError("batch_lines must be at least 1")
     max_seconds = settings.INGEST_RUN_SECONDS if max_seconds is None else max_seconds
     batch_lines = batch_lines or settings.INGEST_BATCH_LINES
+    with _collector_frozen():
+        return _run(
+            edge=edge,
+            path=path,
+            max_seconds=max_seconds,
+            batch_lines=batch_lines,
+            enforce=enforce,
+            read_ahead=read_ahead,
+            parse_workers=parse_workers,
+        )
+
+
+_frozen_lock = threading.Lock()
+_frozen_runs = 0
+_frozen_here = False  # the runs froze (a process that froze its objects itself keeps them so)
+
+
+@contextmanager
+def _collector_frozen() -> Iterator[None]:
+    """Leave the objects that exist before a run (Django's, the modules') out of the cyclic
+    garbage collector's passes while it runs (gc.freeze): a batch's aggregates are hundreds
+    of thousands of objects, and each full pass also walked the whole process (7 % of a
+    catch-up at 250,000-line batches). Runs in several threads freeze once, the last thaws."""
+    global _frozen_runs, _frozen_here
+    with _frozen_lock:
+        if not _frozen_runs and not gc.get_freeze_count():
+            gc.freeze()
+            _frozen_here = True
+        _frozen_runs += 1
+    try:
+        yield
+    finally:
+        with _frozen_lock:
+            _frozen_runs -= 1
+            if not _frozen_runs and _frozen_here:
+                gc.unfreeze()
+                _frozen_here = False
+
+
+def _run(
+    *,
+    edge: str,
+    path: str,
+    max_seconds: float,
+    batch_lines: int,
+    enforce: bool,
+    read_ahead: bool,
+    parse_workers: int | None,
+) -> IngestReport:
     report = IngestReport(edge=edge)
     started = time.monotonic()
     EdgeIngest.objects.get_or_create(edge=edge, defaults={"path": path})
