@@ -29,8 +29,9 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -43,6 +44,23 @@ POOL_START_BYTES = 32 << 20
 PART_MIN_BYTES = 1 << 20
 _SCAN_BYTES = 1 << 22
 WORKER_NICE = 5
+
+
+def _forget_forkserver() -> None:
+    """In a process forked from one that started the forkserver (a Celery prefork worker, a
+    test): that server is not this process's child and cannot serve it; start its own."""
+    server = multiprocessing.forkserver._forkserver  # type: ignore[attr-defined]
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)  # (the parent's server ends with the parent)
+    server._forkserver_address = None
+    server._forkserver_alive_fd = None
+    server._forkserver_pid = None
+
+
+if "forkserver" in multiprocessing.get_all_start_methods():
+    import multiprocessing.forkserver
+
+    os.register_at_fork(after_in_child=_forget_forkserver)
 
 
 class PartUnreadable(Exception):
@@ -164,6 +182,25 @@ def _parse_part(
             raise PartUnreadable(f"the file ends at {batch.end}, before {stop}")
         return batch, time.process_time() - cpu
     raise PartUnreadable("the file is not found by its descriptor or its name")
+
+
+@contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Let this process start workers (they start on submit) in a Celery prefork worker too.
+    There the process is daemonic, and multiprocessing refuses a daemonic process children
+    because nothing would end them with it: ours end themselves with it (_exit_with). And its
+    authentication key is billiard's type, which multiprocessing cannot hand to a child: the
+    same bytes in multiprocessing's own type."""
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    authkey = config["authkey"]
+    config["authkey"] = multiprocessing.process.AuthenticationString(bytes(authkey))
+    daemon = config.pop("daemon", None)
+    try:
+        yield
+    finally:
+        config["authkey"] = authkey
+        if daemon is not None:
+            config["daemon"] = daemon
 
 
 def _sources(f: BinaryIO) -> tuple[str, ...]:
@@ -294,8 +331,9 @@ class ParsePool:
     def _warm(self) -> None:
         """Start the workers (while this process scans on)."""
         pool = self._executor()
-        for _ in range(self.workers):
-            pool.submit(os.getpid)
+        with _children_allowed():
+            for _ in range(self.workers):
+                pool.submit(os.getpid)
 
     def _submit(
         self,
@@ -313,10 +351,11 @@ class ParsePool:
             return []
         pool = self._executor()
         sources = _sources(f)
-        return [
-            pool.submit(_parse_part, sources, ident, a, b, dict(retired), self.test_die)
-            for a, b in parts
-        ]
+        with _children_allowed():
+            return [
+                pool.submit(_parse_part, sources, ident, a, b, dict(retired), self.test_die)
+                for a, b in parts
+            ]
 
     def close(self) -> None:
         """End the workers (a part still being parsed is waited for, one not started yet

@@ -243,6 +243,34 @@ def test_the_workers_end_with_the_pool(tmp_path, small_parts, pool):
             os.kill(pid, 0)
 
 
+def _in_prefork_child(path: str) -> tuple[bool, bool, int]:
+    """Run in a Celery prefork pool's process (billiard): daemonic, with billiard's key."""
+    import multiprocessing
+
+    parallel.PART_MIN_BYTES = 1  # (this process's own copy of the module)
+    pool = parallel.ParsePool(2)
+    try:
+        with open(path, "rb") as f:
+            parts = pool.read(f, start=0, max_lines=10**6, retired={})
+            one = parser.read_batch(f, start=0, max_lines=10**6, max_bytes=1 << 62)
+        return multiprocessing.current_process().daemon, parts == one, pool.batches
+    finally:
+        pool.close()
+
+
+def test_a_celery_prefork_worker_parses_in_parts(tmp_path):
+    """The beat task runs in Celery's prefork workers: daemonic processes, which
+    multiprocessing refuses children unless the pool lifts the rule (its workers end with
+    the process anyway)."""
+    import billiard
+
+    path = tmp_path / "access.log"
+    path.write_bytes(LogMaker(["aaaa1111", "bbbb2222"], seed=9).lines(4000))
+    with billiard.Pool(1) as prefork:
+        daemonic, equal, in_parts = prefork.apply(_in_prefork_child, (str(path),))
+    assert daemonic and equal and in_parts == 1
+
+
 @pytest.mark.django_db
 def test_a_catch_up_parsed_by_workers_is_exact(django_user_model, log_path, small_parts):
     from accelerator.models import RetiredLabel, Tenant
