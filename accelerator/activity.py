@@ -14,7 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -32,7 +32,7 @@ from accelerator.clients import (
     refusal_reason,
 )
 from accelerator.models import Tenant, TenantActivity
-from accelerator.sql import ids_in
+from accelerator.sql import ids_in, numbers_joined
 from accelerator.tasks import refusal_notices_send
 
 # Refusals that mean "your pulls bypass the accelerator until you act" (a rate limit passes).
@@ -80,13 +80,7 @@ def activity_record(*, deltas: Iterable[ActivityDelta], now: datetime | None = N
     ids = sorted({d.tenant_id for d in deltas})
     with transaction.atomic():
         _create_missing({d.tenant_id: d.first for d in reversed(deltas)})
-        rows = {
-            values[0]: _Row(values)
-            for values in TenantActivity.objects.select_for_update()
-            .filter(tenant_id__in=ids_in(ids))
-            .order_by("tenant_id")
-            .values_list(*_COLUMNS)
-        }
+        rows = {values[0]: _Row(values) for values in _rows_locked(ids)}
         exhausted = dict(
             Tenant.objects.filter(pk__in=ids_in(ids)).values_list("pk", "exhausted_at")
         )
@@ -121,6 +115,43 @@ _FIELDS = [
     ("last_refusal_path", "text"),
 ]
 _COLUMNS = ("tenant_id", *(name for name, _ in _FIELDS))
+
+
+def _rows_locked(ids: list[int]) -> Iterable[Sequence]:
+    """The tenants' activity rows as values of _COLUMNS, locked in tenant order. PostgreSQL:
+    the rows travel as one JSON document, timestamps as epoch seconds, and become datetimes
+    here (the driver loads value by value in Python: 10,000 rows of twelve cost more than the
+    query); the same instants to the microsecond (a float8 of today's epoch resolves a
+    quarter of one)."""
+    if connection.vendor != "postgresql":
+        return (
+            TenantActivity.objects.select_for_update()
+            .filter(tenant_id__in=ids_in(ids))
+            .order_by("tenant_id")
+            .values_list(*_COLUMNS)
+        )
+    columns = ", ".join(
+        (f"extract(epoch from {name})::float8" if kind == "timestamptz" else name) + f" AS c{i}"
+        for i, (name, kind) in enumerate(_FIELDS, start=1)
+    )
+    values = ", ".join(f"c{i}" for i in range(1, len(_FIELDS) + 1))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH locked AS (SELECT tenant_id, {columns} FROM {TenantActivity._meta.db_table} "
+            "WHERE tenant_id = ANY(string_to_array(%s, ',')::bigint[]) "
+            "ORDER BY tenant_id FOR UPDATE) "
+            f"SELECT coalesce(json_agg(json_build_array(tenant_id, {values}) ORDER BY tenant_id), "
+            "'[]') FROM locked",
+            [numbers_joined(ids)],
+        )
+        (document,) = cursor.fetchone()
+    rows = json.loads(document) if isinstance(document, str) else document
+    times = [i for i, (_name, kind) in enumerate(_FIELDS, start=1) if kind == "timestamptz"]
+    for row in rows:
+        for i in times:
+            if row[i] is not None:
+                row[i] = _at(row[i])
+    return rows
 
 
 class _Row:

@@ -3,21 +3,24 @@
 On a generated log (BENCH_INGEST_LINES lines, default 2,000,000, over BENCH_INGEST_TENANTS
 tenants, default 10,000, plus some unknown labels), in one run:
 1. the floor: a bare line-by-line read of the file (``for line in f``);
-2. parse + aggregate only (ingest.parser.read_batch, no database);
+2. parse + aggregate only, in this process (ingest.parser.read_batch, no database);
 3. end to end: ingest.services.ingest_edge — read, parse, aggregate, resolve labels, commit
    usage and position per batch — without the ledger's enforcement; the usage it wrote is
-   checked against the generator's totals. First without the pipeline (each batch parsed in
-   its transaction after the previous commit: the baseline), then pipelined, and the ratio;
+   checked against the generator's totals. First with every batch parsed in this process
+   (parse_workers=0: the next batch parsed in a thread while the previous one commits, as
+   before the parse workers; the baseline), then as ingestion runs by default (big batches
+   parsed in parts by worker processes, ingest.parallel), and the ratio;
 4. the ledger's enforcement after that catch-up (usage_after_batch over every tenant the
    batches touched, as ingest_edge calls it), reported apart: it costs per tenant, not per
    line. The base (BENCH_INGEST_QUOTA) is set so that about half of the tenants are exhausted
    by the half log and most others pass 80 %: states and notices change for nearly all.
-Rates are lines per wall second of this one process (PostgreSQL works in another process
-meanwhile; the next batch is parsed in a thread while the previous one commits) and lines
-per CPU second of the worker (this process, all its threads), and of the worker plus its
-PostgreSQL backend. Memory: peak RSS sampled every 20 ms during each end-to-end pass,
-compared between the first and the second half of the file, and against a pass over half
-the file. The machine's load average is printed before and after: other processes share it.
+Rates are lines per wall second of the run, and lines per CPU second of: the ingest process
+(all its threads), its parse workers (what their parts cost them, as they report it), its
+PostgreSQL backend, and all three together. Memory: peak RSS of the ingest process sampled
+every 20 ms during each end-to-end pass, compared between the first and the second half of
+the file, and against a pass over half the file (the workers hold at most two batches' parts
+and end with the run). The machine's load average is printed before and after: other
+processes share it, and the workers and PostgreSQL need the same cores.
 
 Environment (all optional):
   BENCH_DATABASE_URL     default postgres://postgres@127.0.0.1:5432/bench_ingest (recreated)
@@ -193,7 +196,7 @@ def _parse_only(path: Path, batch: int) -> tuple[int, float, float]:
     return n, time.perf_counter() - w, time.process_time() - c
 
 
-def _end_to_end(path: Path, batch: int, read_ahead: bool = True):
+def _end_to_end(path: Path, batch: int, parse_workers: int | None = None):
     from ingest.services import ingest_edge
 
     _reset()
@@ -206,7 +209,7 @@ def _end_to_end(path: Path, batch: int, read_ahead: bool = True):
             max_seconds=10**6,
             batch_lines=batch,
             enforce=False,
-            read_ahead=read_ahead,
+            parse_workers=parse_workers,
         )
     wall, cpu = time.perf_counter() - w, time.process_time() - c
     pg = _backend_cpu() - pg0
@@ -292,37 +295,40 @@ def main() -> int:
                 "lines/s",
                 note=f"CPU {n / pc:,.0f} lines/s; {pw / bw:.1f}x the bare read's time",
             )
-            # The baseline of the pipeline, in this run: each batch parsed inside its
-            # transaction, after the previous one committed.
-            inline, inline_wall, _cpu, _pg, _rss = _end_to_end(path, batch, read_ahead=False)
-            assert inline.lines == LINES and not inline.read_ahead_used, inline
+            # The baseline, in this run: every batch parsed in this process.
+            one, one_wall, one_cpu, one_pg, _rss = _end_to_end(path, batch, parse_workers=0)
+            assert one.lines == LINES and not one.parsed_in_parts, one
             _check(charged)
             report, wall, cpu, pg, rss = _end_to_end(path, batch)
             assert report.lines == LINES, report
             _check(charged)
+            workers = report.parse_cpu_seconds
             figure(
-                f"end to end, pipelined / parse then commit, batch {batch:,}",
-                inline_wall / wall,
+                f"end to end, parse workers / one process, batch {batch:,}",
+                one_wall / wall,
                 "x",
-                note=f"parse then commit: {LINES / inline_wall:,.0f} lines/s wall",
+                note=f"one process: {LINES / one_wall:,.0f} lines/s wall, "
+                f"{LINES / (one_cpu + one_pg):,.0f} lines/CPU s with its PostgreSQL backend",
             )
             figure(
                 f"end to end, batch {batch:,}",
                 LINES / wall,
                 "lines/s",
                 TARGET,
-                f"{report.batches} commits ({report.read_ahead_used} parsed while the one "
-                f"before committed), {report.buckets:,} buckets; "
-                f"{wall / bw:.1f}x the bare read's time; "
+                f"{report.batches} commits ({report.parsed_in_parts} batches parsed in parts, "
+                f"{report.read_ahead_used} while the one before committed), "
+                f"{report.buckets:,} buckets; {wall / bw:.1f}x the bare read's time; "
                 f"of {wall:.1f} s: usage_apply {report.apply_seconds:.1f} s, "
-                f"label lookups {report.resolve_seconds:.1f} s; "
-                f"with its PostgreSQL backend {LINES / (cpu + pg):,.0f} lines/CPU s",
+                f"label lookups {report.resolve_seconds:.1f} s",
             )
             figure(
-                f"end to end per worker CPU second, batch {batch:,}",
-                LINES / cpu,
+                f"end to end per CPU second, batch {batch:,}",
+                LINES / (cpu + workers + pg),
                 "lines/CPU s",
-                note="the ingest process, all its threads",
+                note=f"the ingest process {LINES / cpu:,.0f}, its parse workers "
+                + (f"{LINES / workers:,.0f}" if workers else "none")
+                + f", its PostgreSQL backend {LINES / pg:,.0f} lines/CPU s; "
+                f"CPU seconds {cpu:.1f} + {workers:.1f} + {pg:.1f} in {wall:.1f} s",
             )
             figure(
                 f"peak RSS during end to end, batch {batch:,}",

@@ -2,13 +2,16 @@
 
 Invariants:
 - A batch is one transaction that holds the edge's EdgeIngest row lock, reads complete lines
-  from a LogFile's position, writes their usage through quota.usage.usage_apply, the unknown
-  traffic, the malformed lines' counts and samples and the edge's totals, and moves the
-  position (compare-and-set). A crash or a kill anywhere rolls the whole batch back; the next
+  from a LogFile's position, writes their usage through quota.usage.usage_apply_hourly, the
+  unknown traffic, the malformed lines' counts and samples and the edge's totals, and moves
+  the position (compare-and-set). A crash or a kill anywhere rolls the whole batch back; the next
   run reads the same bytes again from the committed position.
 - Two workers on one edge: the second finds the row locked and leaves (SKIP LOCKED), so they
   never read the same file at once. The compare-and-set on the position keeps that true on
   databases without row locks (SQLite in development).
+- Parsing in parts (ingest.parallel): a big batch is cut at newlines and parsed by worker
+  processes, joined in file order into exactly what one read_batch gives; a worker that dies
+  fails the batch before anything is written.
 - Reading ahead (the pipeline): while a batch commits, the next one is parsed in a thread from
   the position the committing batch will leave (ReadAhead). Parsing only reads the file; the
   next transaction uses that parse only when its locked cursor is the same file at exactly
@@ -34,9 +37,10 @@ from django.utils import timezone
 
 from ingest import parser
 from ingest.files import file_next
-from ingest.labels import labels_resolve, unknown_traffic_add
+from ingest.labels import LabelCache, labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
-from quota.usage import UsageDelta, usage_apply
+from ingest.parallel import ParsePool
+from quota.usage import usage_apply_hourly
 
 
 class PositionMoved(Exception):
@@ -96,11 +100,21 @@ class ReadAhead:
 
 
 def _read(
-    fh: BinaryIO, *, start: int, batch_lines: int, retired: dict[str, float]
+    fh: BinaryIO,
+    *,
+    start: int,
+    batch_lines: int,
+    retired: dict[str, float],
+    pool: ParsePool | None = None,
+    more: bool = False,
 ) -> tuple[parser.Batch, int]:
-    batch = parser.read_batch(
-        fh, start=start, max_lines=batch_lines, max_bytes=1 << 62, retired=retired
-    )
+    """``more``: the run will read the next batch too (the pool starts on it at once)."""
+    if pool is not None and pool.wanted(start=start, size=parser.file_size(fh)):
+        batch = pool.read(fh, start=start, max_lines=batch_lines, retired=retired, speculate=more)
+    else:
+        batch = parser.read_batch(
+            fh, start=start, max_lines=batch_lines, max_bytes=1 << 62, retired=retired
+        )
     return batch, parser.file_size(fh)
 
 
@@ -117,6 +131,8 @@ def batch_step(
     batch_lines: int,
     ahead: ReadAhead | None = None,
     reader: Executor | None = None,
+    pool: ParsePool | None = None,
+    labels: LabelCache | None = None,
 ) -> Step:
     """One transaction: find the next file to read (handling rotation), read one batch from
     it, commit the usage and the new position together. Raises labels.Redo (rolled back) when
@@ -124,7 +140,9 @@ def batch_step(
 
     ``ahead``: the previous step's parse of this batch, used when it matches the cursor.
     ``reader``: where to parse the next batch while this one commits (Step.ahead); None
-    parses nothing ahead (the run is about to end)."""
+    parses nothing ahead (the run is about to end). ``pool``: worker processes that parse
+    big batches in parts (ingest.parallel), inline or ahead. ``labels``: the run's tenants
+    found so far (labels.LabelCache)."""
     step = Step()
     with transaction.atomic():
         locked = EdgeIngest.objects.select_for_update(skip_locked=True).filter(edge=edge).first()
@@ -146,7 +164,12 @@ def batch_step(
                 got = ahead.result()
             step.read_ahead_used = got is not None
             batch, size = got or _read(
-                fh, start=found.row.position, batch_lines=batch_lines, retired=retired
+                fh,
+                start=found.row.position,
+                batch_lines=batch_lines,
+                retired=retired,
+                pool=pool,
+                more=reader is not None,
             )
             if reader is not None and not batch.at_eof and batch.end > batch.start:
                 st = os.fstat(fh.fileno())
@@ -164,6 +187,8 @@ def batch_step(
                         start=batch.end,
                         batch_lines=batch_lines,
                         retired=snapshot,
+                        pool=pool,
+                        more=True,
                     ),
                 )
                 fh = None  # the reader closes it
@@ -171,7 +196,15 @@ def batch_step(
             if fh is not None:
                 fh.close()
         _test_pause("read")
-        _commit(edge=edge, row=found.row, batch=batch, size=size, retired=retired, step=step)
+        _commit(
+            edge=edge,
+            row=found.row,
+            batch=batch,
+            size=size,
+            retired=retired,
+            step=step,
+            labels=labels,
+        )
         _test_pause("commit")
     _test_pause("committed")
     return step
@@ -185,20 +218,16 @@ def _commit(
     size: int,
     retired: dict[str, float],
     step: Step,
+    labels: LabelCache | None = None,
 ) -> None:
     now = timezone.now()
     t0 = time.perf_counter()
-    charged, unknown = labels_resolve(batch=batch, retired=retired)
-    hours = {h: datetime.fromtimestamp(h * parser.HOUR, tz=UTC) for _, h, _r in charged}
-    deltas = [
-        UsageDelta(tenant_id, edge, hours[hour], acc[0], acc[1], acc[2], registry=registry)
-        for (tenant_id, hour, registry), acc in charged.items()
-    ]
+    charged, unknown = labels_resolve(batch=batch, retired=retired, cache=labels)
     t1 = time.perf_counter()
-    usage_apply(deltas=deltas)
+    usage_apply_hourly(edge=edge, buckets=charged)
     step.apply_seconds += time.perf_counter() - t1
     step.resolve_seconds += t1 - t0
-    step.buckets += len(deltas)
+    step.buckets += len(charged)
     unknown_requests = unknown_traffic_add(edge=edge, unknown=unknown)
     step.activity = batch.activity
     malformed = batch.malformed_total

@@ -61,14 +61,32 @@ def labels_retired(*, since: datetime | None = None, labels: Iterable[str] = ())
     return {label: at.timestamp() for label, at in qs.values_list("label", "retired_at")}
 
 
-def labels_resolve(*, batch: parser.Batch, retired: dict[str, float]) -> tuple[Charged, Unknown]:
+class LabelCache:
+    """Current labels -> tenant id, as one ingestion run found them. Labels are never
+    reissued, so a label found current is its tenant's for good; what can change is its
+    retirement, which labels_resolve asks the database for in every batch (and which wins).
+    A run's cache saves looking up the same thousands of tenants batch after batch."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, int] = {}
+
+
+def labels_resolve(
+    *, batch: parser.Batch, retired: dict[str, float], cache: LabelCache | None = None
+) -> tuple[Charged, Unknown]:
     """Split a batch's buckets into the tenants' usage and unknown traffic, by the labels as
     they are committed now: every bucket of a current or retired label is charged to its
     tenant once; a retired label's lines after its retirement are unknown traffic as well.
     Raises Redo (nothing written yet) when a label's retirement falls inside an hour of this
     batch and the batch was parsed without knowing it."""
     labels = {key[0] for key in batch.usage} | {key[0] for key in batch.late}
-    current, gone = _labels_lookup(sorted(labels))
+    if cache is None:
+        current, gone = _labels_lookup(sorted(labels))
+    else:
+        # Retirements are asked for every label, every batch; tenants only for new labels.
+        names = _plain(sorted(labels))
+        cache.current.update(_current_lookup([n for n in names if n not in cache.current]))
+        current, gone = cache.current, _retired_lookup(names)
     charged: Charged = defaultdict(lambda: [0, 0, 0])
     unknown: Unknown = defaultdict(lambda: [0, 0, 0])
     redo: dict[str, float] = {}
@@ -79,8 +97,17 @@ def labels_resolve(*, batch: parser.Batch, retired: dict[str, float]) -> tuple[C
         target[2] += acc[2]
 
     for (label, hour, registry), acc in batch.usage.items():
-        if label in current:
-            add(charged[(current[label], hour, registry)], acc)
+        tenant = current.get(label)
+        if tenant is not None and label not in gone:  # (never both, but a cache may lag)
+            # The common case, thousands of times a batch: no call per bucket.
+            key = (tenant, hour, registry)
+            total = charged.get(key)
+            if total is None:
+                charged[key] = acc[:3]
+            else:
+                total[0] += acc[0]
+                total[1] += acc[1]
+                total[2] += acc[2]
             continue
         if label not in gone:
             add(unknown[(label, hour, False)], acc)
@@ -161,42 +188,60 @@ def _storable_label(label: str) -> str:
     return repr(label)[1:-1][:63]
 
 
-def _labels_lookup(names: list[str]) -> tuple[dict[str, int], dict[str, tuple[int, float]]]:
-    """Current labels -> tenant id; retired labels -> (tenant id, retirement epoch)."""
-    current: dict[str, int] = {}
-    gone: dict[str, tuple[int, float]] = {}
+def _plain(names: list[str]) -> list[str]:
     # Only a plain label can be a tenant's; anything else (upper case, NUL, which PostgreSQL
     # cannot even take as a parameter) is unknown without asking the database.
-    names = [n for n in names if n and _PLAIN_LABEL.fullmatch(n)]
+    return [n for n in names if n and _PLAIN_LABEL.fullmatch(n)]
+
+
+def _labels_lookup(names: list[str]) -> tuple[dict[str, int], dict[str, tuple[int, float]]]:
+    """Current labels -> tenant id; retired labels -> (tenant id, retirement epoch)."""
+    names = _plain(names)
+    return _current_lookup(names), _retired_lookup(names)
+
+
+def _current_lookup(names: list[str]) -> dict[str, int]:
+    """Current labels -> tenant id (``names`` plain: _plain)."""
     if not names:
-        return current, gone
+        return {}
     if connection.vendor == "postgresql":
         # One round trip, however many labels a batch has: the labels travel as one
         # comma-separated parameter (a plain label has no comma) that the server splits; the
         # driver's array adaptation quotes element by element in Python.
-        joined = ",".join(names)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT label, id FROM {Tenant._meta.db_table} "
                 "WHERE label = ANY(string_to_array(%s, ','))",
-                [joined],
+                [",".join(names)],
             )
-            current.update(cursor.fetchall())
+            return dict(cursor.fetchall())
+    current: dict[str, int] = {}
+    for i in range(0, len(names), 2000):  # bounded IN lists (SQLite's variable limit)
+        current.update(
+            Tenant.objects.filter(label__in=names[i : i + 2000]).values_list("label", "pk")
+        )
+    return current
+
+
+def _retired_lookup(names: list[str]) -> dict[str, tuple[int, float]]:
+    """Retired labels -> (tenant id, retirement epoch) (``names`` plain: _plain)."""
+    if not names:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT label, tenant_id, retired_at FROM {RetiredLabel._meta.db_table} "
                 "WHERE label = ANY(string_to_array(%s, ','))",
-                [joined],
+                [",".join(names)],
             )
-            gone.update((label, (t, at.timestamp())) for label, t, at in cursor.fetchall())
-        return current, gone
-    for i in range(0, len(names), 2000):  # bounded IN lists (SQLite's variable limit)
-        part = names[i : i + 2000]
-        current.update(Tenant.objects.filter(label__in=part).values_list("label", "pk"))
-        for label, tenant_id, at in RetiredLabel.objects.filter(label__in=part).values_list(
-            "label", "tenant_id", "retired_at"
-        ):
+            return {label: (t, at.timestamp()) for label, t, at in cursor.fetchall()}
+    gone: dict[str, tuple[int, float]] = {}
+    for i in range(0, len(names), 2000):
+        for label, tenant_id, at in RetiredLabel.objects.filter(
+            label__in=names[i : i + 2000]
+        ).values_list("label", "tenant_id", "retired_at"):
             gone[label] = (tenant_id, at.timestamp())
-    return current, gone
+    return gone
 
 
 # Public name for other ingestion modules (the tenants' activity resolves labels the same way).

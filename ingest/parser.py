@@ -38,7 +38,8 @@ import msgspec
 from accelerator.clients import REFUSAL_STATUSES, Pull, pull_add, pull_path
 
 MAX_LINE_BYTES = 64 * 1024  # nginx lines are < 10 KB; anything longer is garbage
-CHUNK_BYTES = 1 << 22
+# A chunk and its lines stay in the CPU's cache while they are decoded (4 MiB: ~10 % slower).
+CHUNK_BYTES = 1 << 18
 SAMPLE_BYTES = 300  # what is kept of a malformed line for the dashboard
 SAMPLES_PER_BATCH = 5
 FINGERPRINT_BYTES = 1024  # the head of a file that identifies it besides its inode
@@ -201,6 +202,30 @@ class Activity:
             if old is None or hit[0] >= old[0]:
                 self.refusals[label_status] = hit
 
+    def extend(self, later: Activity) -> None:
+        """Add the activity of the lines right after these (the parts of one batch, parsed
+        apart): exactly what one pass over both gives, file order included (merge is for
+        whole batches and goes by time)."""
+        first = self.first
+        for label, ts in later.first.items():
+            if label not in first:
+                first[label] = ts
+        self.last.update(later.last)
+        self.agent.update(later.agent)
+        for nbytes, firsts, lasts, o_bytes, o_firsts, o_lasts in (
+            (self.manifest_bytes, self.manifest_first, self.manifest_last,
+             later.manifest_bytes, later.manifest_first, later.manifest_last),
+            (self.blob_bytes, self.blob_first, self.blob_last,
+             later.blob_bytes, later.blob_first, later.blob_last),
+        ):  # fmt: skip
+            for key, ts in o_firsts.items():
+                if key in firsts:
+                    nbytes[key] += o_bytes[key]
+                else:
+                    firsts[key], nbytes[key] = ts, o_bytes[key]
+            lasts.update(o_lasts)
+        self.refusals.update(later.refusals)
+
     def seen(self) -> dict[str, Seen]:
         """label -> Seen. Within one batch, a repository's blob bytes go to its latest pull
         (or to a pull without a tag when the batch has none of its manifests)."""
@@ -271,6 +296,30 @@ class Batch:
     @property
     def malformed_total(self) -> int:
         return sum(self.malformed.values())
+
+    def extend(self, later: Batch) -> None:
+        """Add the batch that starts where this one ends (the parts of one batch, parsed in
+        other processes): the result equals one pass over both."""
+        assert later.start == self.end, (self.end, later.start)
+        for mine, theirs in ((self.usage, later.usage), (self.late, later.late)):
+            for key, acc in theirs.items():
+                cur = mine[key]
+                cur[0] += acc[0]
+                cur[1] += acc[1]
+                cur[2] += acc[2]
+        for tkey, tacc in later.traffic.items():
+            tcur = self.traffic[tkey]
+            tcur[0] += tacc[0]
+            tcur[1] += tacc[1]
+        for kind, count in later.malformed.items():
+            self.malformed[kind] = self.malformed.get(kind, 0) + count
+        self.samples = (self.samples + later.samples)[-SAMPLES_PER_BATCH:]
+        self.activity.extend(later.activity)
+        self.lines += later.lines
+        self.end = later.end
+        if later.last_ts is not None:
+            self.last_ts = later.last_ts
+        self.at_eof = later.at_eof
 
     def _bad(self, offset: int, kind: str, reason: str, raw: bytes) -> None:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1
@@ -360,6 +409,8 @@ def _fold_lines(
 
     The fast path folds runs of good lines; a malformed line is sampled (its offset is
     computed then, not for every line) and the fast path resumes after it."""
+    if not lines:  # a batch that a long line, skipped across chunks, filled
+        return
     if max(map(len, lines)) > MAX_LINE_BYTES:
         _fold_one_by_one(lines, offset, batch, retired)  # rare: a giant line in this chunk
         return
@@ -407,12 +458,15 @@ def read_batch(
     max_bytes: int,
     retired: Mapping[str, float] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    stop: int | None = None,
 ) -> Batch:
     """Read complete lines from ``start`` until about max_lines/max_bytes or the end of file.
 
     ``retired`` maps a retired label to its retirement time (epoch): lines of that label
     stamped at or after it go to ``Batch.late`` instead of ``Batch.usage`` (both are charged;
     the split only tells staff who still uses an old address).
+    ``stop``: read nothing at or after this offset (a part of a batch: it must be just after a
+    newline; ingest.parallel finds it).
     Memory is bounded by ``chunk_bytes`` + ``MAX_LINE_BYTES`` whatever the file holds.
     """
     retired = retired or {}
@@ -424,7 +478,9 @@ def read_batch(
     skipping = False  # inside a line longer than MAX_LINE_BYTES, looking for its end
     skip_head = b""
     while batch.lines + batch.malformed_total < max_lines and read_off - start < max_bytes:
-        chunk = f.read(chunk_bytes)
+        if stop is not None and read_off >= stop:
+            break
+        chunk = f.read(chunk_bytes if stop is None else min(chunk_bytes, stop - read_off))
         if not chunk:
             batch.at_eof = True
             break

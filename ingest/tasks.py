@@ -40,12 +40,13 @@ def ingest_edge_log(edge: str | None = None, **unexpected: object) -> dict:
     report = ingest_edge(edge=settings.EDGE_NAME, path=str(settings.EDGE_ACCESS_LOG))
     if report.lines or report.malformed:
         log.info(
-            "ingest %s: %s lines, %s malformed, %s unknown in %.2fs",
+            "ingest %s: %s lines, %s malformed, %s unknown in %.2fs (%s batches parsed in parts)",
             report.edge,
             report.lines,
             report.malformed,
             report.unknown,
             report.seconds,
+            report.parsed_in_parts,
         )
     return {
         "edge": report.edge,

@@ -1,16 +1,16 @@
 """Usage writes: the hourly buckets and their monthly rollup, always in one transaction.
 
-Writers must go through usage_apply (never UsageBucket.objects.create / bulk_create), or the
-rollup (UsageMonth, one row per tenant and month, which the month rule reads) drifts;
-``manage.py ledger_rollup_rebuild`` recomputes it from the buckets.
+Writers must go through usage_apply or usage_apply_hourly (never UsageBucket.objects.create /
+bulk_create), or the rollup (UsageMonth, one row per tenant and month, which the month rule
+reads) drifts; ``manage.py ledger_rollup_rebuild`` recomputes it from the buckets.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
 
@@ -40,21 +40,43 @@ def usage_apply(*, deltas: Iterable[UsageDelta]) -> None:
     (UsageMonth) is updated in the same transaction: the two tables always agree.
     """
     # One row per key: an upsert statement may not touch the same row twice.
-    buckets: dict[tuple[int, str, datetime, str], list[int]] = {}
+    buckets: dict[tuple[int, str, int, str], list[int]] = {}
     for d in deltas:
-        total = buckets.setdefault((d.tenant_id, d.edge, d.hour, d.registry), [0, 0, 0])
+        key = (d.tenant_id, d.edge, int(d.hour.timestamp()), d.registry)
+        total = buckets.setdefault(key, [0, 0, 0])
         total[0] += d.bytes
         total[1] += d.requests
         total[2] += d.cache_hits
-    if not buckets:
+    _apply_rows([(*key, *buckets[key]) for key in sorted(buckets)])
+
+
+def usage_apply_hourly(
+    *, edge: str, buckets: Mapping[tuple[int, float, str], Sequence[int]]
+) -> None:
+    """usage_apply for one edge's buckets as ingestion aggregates them: (tenant id, hour index
+    = epoch // 3600, registry) -> (bytes, requests, cache hits). The same writes, without a
+    UsageDelta and a datetime per bucket (a catch-up batch has tens of thousands)."""
+    rows = sorted(
+        (tenant_id, edge, int(hour * _HOUR), registry, acc[0], acc[1], acc[2])
+        for (tenant_id, hour, registry), acc in buckets.items()
+    )
+    _apply_rows(rows)
+
+
+_HOUR = 3600
+
+
+def _apply_rows(rows: list[tuple[int, str, int, str, int, int, int]]) -> None:
+    """Rows (tenant, edge, hour as epoch seconds, registry, bytes, requests, hits), one per
+    key and in key order, with their monthly rollups."""
+    if not rows:
         return
-    rows = [(*key, *buckets[key]) for key in sorted(buckets)]
     months: dict[tuple[int, date], int] = defaultdict(int)
-    month_of: dict[datetime, date] = {}  # a batch has a few hours: one month_start per hour
+    month_of: dict[int, date] = {}  # a batch has a few hours: one month_start per hour
     for tenant_id, _edge, hour, _registry, nbytes, _requests, _hits in rows:
         month = month_of.get(hour)
         if month is None:
-            month = month_of[hour] = month_start(hour).date()
+            month = month_of[hour] = month_start(datetime.fromtimestamp(hour, tz=UTC)).date()
         months[(tenant_id, month)] += nbytes
     month_rows = sorted(months.items())
     with transaction.atomic(), connection.cursor() as cursor:
@@ -100,13 +122,14 @@ def _upsert_set_based(cursor, rows, month_rows) -> None:
             registries,
             numbers_joined(tenants),
             numbers_joined(edge_index[e] for e in edge_ids),
-            numbers_joined(int(h.timestamp()) for h in hours),
+            numbers_joined(hours),
             numbers_joined(registry_index[g] for g in registry_ids),
             numbers_joined(nbytes),
             numbers_joined(requests),
             numbers_joined(hits),
         ],
     )
+    epochs = {m: day_epoch(m) for m in {m for (_t, m), _b in month_rows}}  # a month or two
     cursor.execute(
         f"INSERT INTO {mtable} (tenant_id, month, bytes) "
         "SELECT t, (to_timestamp(m) AT TIME ZONE 'UTC')::date, b FROM unnest("
@@ -114,7 +137,7 @@ def _upsert_set_based(cursor, rows, month_rows) -> None:
         "string_to_array(%s, ',')::bigint[]) AS u(t, m, b) " + _MONTH_UPDATE.format(t=mtable),
         [
             numbers_joined(t for (t, _m), _b in month_rows),
-            numbers_joined(day_epoch(m) for (_t, m), _b in month_rows),
+            numbers_joined(epochs[m] for (_t, m), _b in month_rows),
             numbers_joined(b for _key, b in month_rows),
         ],
     )
@@ -131,7 +154,10 @@ def _upsert_row_by_row(cursor, rows, month_rows) -> None:
     cursor.executemany(
         f"INSERT INTO {table} (tenant_id, edge, hour, registry, bytes, requests, cache_hits) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s) " + _BUCKET_UPDATE.format(t=table),
-        [(t, e, adapt_dt(h), g, b, r, c) for t, e, h, g, b, r, c in rows],
+        [
+            (t, e, adapt_dt(datetime.fromtimestamp(h, tz=UTC)), g, b, r, c)
+            for t, e, h, g, b, r, c in rows
+        ],
     )
     cursor.executemany(
         f"INSERT INTO {mtable} (tenant_id, month, bytes) VALUES (%s, %s, %s) "

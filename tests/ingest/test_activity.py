@@ -217,3 +217,40 @@ def test_activity_of_many_small_batches_is_written_as_of_one_batch(django_user_m
     other.write_bytes(data)
     ingest_edge(edge=EDGE + "-b", path=other, batch_lines=1)  # one line per batch
     assert rows() == whole
+
+
+@pytest.mark.django_db
+def test_stored_instants_read_back_to_the_microsecond(django_user_model):
+    """activity_record reads the rows as epoch seconds (one JSON document): a second fold sees
+    exactly the instants the first stored, so "the same or later" still holds for equal ones."""
+    from accelerator.activity import ActivityDelta, activity_record
+    from accelerator.clients import Pull
+
+    (tenant_id,) = make_tenants(django_user_model, 1).values()
+    first, last = 4_102_444_799.999999, 4_102_444_800.0 - 0.000001  # the parser's upper bound
+    pull = Pull("library/nginx", "latest", 10, last, last)
+
+    def fold(agent: str, at: float) -> None:
+        activity_record(
+            deltas=[
+                ActivityDelta(
+                    tenant_id=tenant_id,
+                    retired=False,
+                    first=first,
+                    last=at,
+                    agent=agent,
+                    pulls=[pull],
+                    refusals={403: (at, "/v2/")},
+                )
+            ]
+        )
+
+    fold("docker/27.0.1", last)
+    fold("containerd/1.7.2", last)  # the same instant: the latest agent wins
+    row = TenantActivity.objects.get(tenant_id=tenant_id)
+    at = datetime.fromtimestamp(last, tz=UTC)
+    assert (row.first_seen_at, row.last_seen_at) == (datetime.fromtimestamp(first, tz=UTC), at)
+    assert row.user_agent == "containerd/1.7.2" and row.client == "containerd"
+    assert row.last_pull_at == at and row.last_refusal_at == at
+    assert row.last_refusal_reason == "suspended" and len(row.recent_pulls) == 1
+    assert row.recent_pulls[0]["bytes"] == 20

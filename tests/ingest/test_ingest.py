@@ -550,3 +550,35 @@ def test_a_batch_parsed_ahead_is_dropped_when_its_position_is_not_the_cursors(la
         assert follows.lines == 50
     assert ingest(log_path).lines == 2000 - 300 * 3 - 50 * 4
     assert_exact(maker.truth, labels)
+
+
+def test_a_run_leaves_the_objects_before_it_out_of_the_collector_and_then_thaws(
+    labels, log_path, monkeypatch
+):
+    import gc
+
+    from ingest import services
+
+    maker = LogMaker(list(labels), seed=34)
+    log_path.write_bytes(maker.lines(300))
+    during = []
+    real = services._activity_write
+
+    def spy(**kw):
+        during.append(gc.get_freeze_count())
+        return real(**kw)
+
+    monkeypatch.setattr(services, "_activity_write", spy)
+    assert gc.get_freeze_count() == 0
+    assert ingest(log_path, batch_lines=100).lines == 300
+    assert during and min(during) > 0
+    assert gc.get_freeze_count() == 0
+    # A process that froze its objects itself keeps them frozen.
+    gc.freeze()
+    try:
+        log_path.write_bytes(log_path.read_bytes() + maker.lines(50))
+        assert ingest(log_path).lines == 50
+        assert gc.get_freeze_count() > 0  # (less the frozen objects freed meanwhile)
+    finally:
+        gc.unfreeze()
+    assert_exact(maker.truth, labels)

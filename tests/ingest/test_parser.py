@@ -274,3 +274,13 @@ def test_random_garbage_never_breaks_the_totals():
     batches = _read_all(data, chunk_bytes=1000)
     assert _merge(batches) == dict(expected.buckets)
     assert sum(b.lines for b in batches) + sum(b.malformed_total for b in batches) == len(parts)
+
+
+def test_a_batch_filled_by_a_huge_line_across_chunks_ends_after_it():
+    huge = b'{"uri":"' + b"w" * (parser.MAX_LINE_BYTES * 3) + b'"}\n'
+    data = _good(body=1) + huge + _good(body=2)
+    f = io.BytesIO(data)
+    b = parser.read_batch(f, start=0, max_lines=2, max_bytes=1 << 40, chunk_bytes=65536)
+    assert (b.lines, b.malformed, b.end) == (1, {"too_long": 1}, len(_good(body=1)) + len(huge))
+    b2 = parser.read_batch(f, start=b.end, max_lines=2, max_bytes=1 << 40, chunk_bytes=65536)
+    assert (b2.lines, b2.malformed_total, b2.end, b2.at_eof) == (1, 0, len(data), True)

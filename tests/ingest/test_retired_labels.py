@@ -217,3 +217,33 @@ def test_rotations_never_change_what_a_tenant_is_charged(django_user_model, log_
     assert got == {k: v[:2] for k, v in want.items()}
     rows = _unknown_rows()
     assert {k: [v[0], v[1]] for k, v in rows.items() if v[2]} == late
+
+
+@pytest.mark.django_db
+def test_a_label_the_runs_cache_found_current_then_retired_is_resolved_as_retired(
+    django_user_model,
+):
+    """A run caches the tenants of the labels it found current (labels.LabelCache); a label
+    rotated later in the run is still charged to its tenant, and its late lines are still
+    shown to staff (or the batch parsed again), exactly as without the cache."""
+    from accelerator.models import Tenant
+    from ingest.labels import LabelCache
+
+    (tenant_id,) = make_tenants(django_user_model, 1).values()
+    cache = LabelCache()
+    label = Tenant.objects.get(pk=tenant_id).label
+    at = _mid_hour(1)
+    t = at.timestamp()
+    before = [record(ts=t - 2 * HOUR, label=label, body=7)]
+    charged, unknown = labels_resolve(batch=_parse(before, {}), retired={}, cache=cache)
+    assert cache.current == {label: tenant_id} and not unknown
+    _retire(tenant_id, at)  # between two batches of the run
+    after = [record(ts=t - 60, label=label, body=1000), record(ts=t + 60, label=label, body=5)]
+    for use_cache in (cache, None):
+        with pytest.raises(Redo):
+            labels_resolve(batch=_parse(after, {}), retired={}, cache=use_cache)
+        charged, unknown = labels_resolve(
+            batch=_parse(after, {label: t}), retired={label: t}, cache=use_cache
+        )
+        assert _sum(charged) == {tenant_id: [1005, 2, 0]}
+        assert list(unknown.values()) == [[5, 1, 0]]

@@ -55,6 +55,7 @@ class Command(BaseCommand):
                 f"{report.edge}: {'busy' if report.busy else 'ok'} lines={report.lines} "
                 f"malformed={report.malformed} unknown={report.unknown} "
                 f"batches={report.batches} read_ahead={report.read_ahead_used} "
+                f"in_parts={report.parsed_in_parts} "
                 f"bytes_behind={report.bytes_behind} "
                 f"seconds={report.seconds:.3f} lines_per_second={report.lines_per_second:.0f}"
             )
