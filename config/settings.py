@@ -471,6 +471,9 @@ EDGE_WORKER_USER = env_str("EDGE_WORKER_USER", "")
 INGEST_INTERVAL_SECONDS = env_int("INGEST_INTERVAL_SECONDS", 2)
 INGEST_RUN_SECONDS = env_int("INGEST_RUN_SECONDS", 10)
 INGEST_BATCH_LINES = env_int("INGEST_BATCH_LINES", 1_000_000)
+# Processes that parse a big catch-up's batches (ingest.parallel); -1: one per core, at most
+# two (none on one core); 0: parse in the run's own process.
+INGEST_PARSE_WORKERS = env_int("INGEST_PARSE_WORKERS", -1)
 # A rotated file is finished once it has stopped growing for this long (nginx reopened).
 INGEST_ROTATED_IDLE_SECONDS = env_int("INGEST_ROTATED_IDLE_SECONDS", 60)
 INGEST_SAMPLES_KEPT = env_int("INGEST_SAMPLES_KEPT", 20)

@@ -96,8 +96,9 @@ def ingest_edge(
     every few seconds while it catches up; not at all when ``enforce`` is False.
 
     ``parse_workers``: processes that parse a big catch-up's batches (ingest.parallel), started
-    only when the run is far enough behind and ended with it; default one per core, at most
-    two (PostgreSQL needs its share of the machine); 0 parses in this process.
+    only when the run is far enough behind and ended with it; default INGEST_PARSE_WORKERS
+    (-1: one per core, at most two: PostgreSQL needs its share of the machine); 0 parses in
+    this process.
     """
     path = str(path)
     if not edge or len(edge) > EDGE_NAME_MAX:
@@ -174,6 +175,8 @@ def _run(
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
     ahead: ReadAhead | None = None
     if parse_workers is None:
+        parse_workers = settings.INGEST_PARSE_WORKERS
+    if parse_workers < 0:
         cores = os.cpu_count() or 1
         parse_workers = min(2, cores) if cores > 1 else 0
     pool = ParsePool(parse_workers)

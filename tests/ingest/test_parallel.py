@@ -323,3 +323,19 @@ def test_a_worker_dying_fails_the_batch_and_nothing_is_committed(
     report = ingest_edge(edge=EDGE, path=log_path, batch_lines=2000, enforce=False)
     assert report.lines == 5000 and report.parsed_in_parts > 0
     assert_exact(maker.truth, labels)
+
+
+@pytest.mark.django_db
+def test_parse_workers_off_parses_in_the_runs_own_process(
+    django_user_model, log_path, small_parts, settings
+):
+    from ingest.services import ingest_edge
+
+    settings.INGEST_PARSE_WORKERS = 0
+    labels = make_tenants(django_user_model, 3)
+    maker = LogMaker([*labels, ""], seed=8)
+    log_path.write_bytes(maker.lines(3000, step=0.5))
+    report = ingest_edge(edge=EDGE, path=log_path, batch_lines=1000, enforce=False)
+    assert report.lines == 3000 and report.batches == 3
+    assert report.parsed_in_parts == 0
+    assert_exact(maker.truth, dict(labels))
