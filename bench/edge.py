@@ -55,21 +55,26 @@ def random_image(mb: int, note: str) -> harness.Image:
     return harness.make_image(files={"data.bin": os.urandom(mb * 1024 * 1024)}, note=note)
 
 
-def curl_speed(url: str, host: str | None = None) -> float:
-    """Bytes per second of one download to /dev/null, as curl measures it."""
+def curl_speed(url: str, host: str | None = None, secret: str | None = None) -> float:
+    """Bytes per second of one download to /dev/null, as curl measures it; ``secret``: the
+    edge's internal secret, without which its fetch server answers nothing."""
     cmd = ["curl", "-sf", "-o", "/dev/null", "-w", "%{speed_download}", url]
     if host:
         cmd += ["-H", f"Host: {host}"]
+    if secret:
+        cmd += ["-H", f"X-Edge-Secret: {secret}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
     return float(out.stdout.replace(",", "."))
 
 
-def median_speeds(urls: dict[str, tuple[str, str | None]], repeat: int) -> dict[str, float]:
+def median_speeds(
+    urls: dict[str, tuple[str, str | None] | tuple[str, str | None, str]], repeat: int
+) -> dict[str, float]:
     """Median speed per target, the targets interleaved so drift hits them all alike."""
     speeds: dict[str, list[float]] = {k: [] for k in urls}
     for _ in range(repeat):
-        for key, (url, host) in urls.items():
-            speeds[key].append(curl_speed(url, host))
+        for key, target in urls.items():
+            speeds[key].append(curl_speed(*target))
     return {k: statistics.median(v) for k, v in speeds.items()}
 
 
@@ -131,7 +136,10 @@ def routing_figures(edge, work: Path, upstream, host: str, manifest: str, n: int
         (run / sub).mkdir(parents=True, exist_ok=True)
     params.cache_dir.mkdir(parents=True, exist_ok=True)
     (run / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])
-    (run / "nginx.conf").write_text(edge_config.nginx_conf(old.stdout, params))
+    # A setting the old template had and the current one does not (the cache lock's seconds,
+    # gone with shared fills): its old default.
+    old_template = old.stdout.replace("@@CACHE_LOCK_SECONDS@@", "3600")
+    (run / "nginx.conf").write_text(edge_config.nginx_conf(old_template, params))
     nginx = harness.Proc.start("nginx-norouting", harness.nginx_cmd(run), log=run / "nginx.out")
     try:
         harness.wait_port(int(params.listen.rsplit(":", 1)[1]), proc=nginx)
@@ -253,8 +261,16 @@ def main() -> int:
         relay = median_speeds(
             {
                 "upstream": (f"{upstream.url}{blob_path}", None),
-                "relay": (f"http://{edge.params.fetch_listen}{blob_path}", None),
-                "relay4k": (f"http://{small_params.fetch_listen}{blob_path}", None),
+                "relay": (
+                    f"http://{edge.params.fetch_listen}{blob_path}",
+                    None,
+                    edge.params.internal_secret,
+                ),
+                "relay4k": (
+                    f"http://{small_params.fetch_listen}{blob_path}",
+                    None,
+                    small_params.internal_secret,
+                ),
             },
             REPEAT,
         )
@@ -418,7 +434,7 @@ def main() -> int:
             "ms",
             "",
             f"max {max(joiners) * 1000:.0f} ms; the fill took {fill_total * 1000:.0f} ms "
-            f"for {LAYER_MB} MB; joiners wait for the slice in flight (slice + cache lock)",
+            f"for {LAYER_MB} MB; joiners stream the fill in flight as it arrives",
         )
 
         for name, clients in (("reads-1", 1), ("reads-10", 10)):
