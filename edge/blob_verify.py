@@ -393,9 +393,9 @@ class Verifier:
         ).start()
 
     def _fill(self, path: str, hex_digest: str, start: int, headers: dict) -> None:
-        # A client reading the blob asks for the next slice at once: let it fill it itself
-        # (a client waiting on nginx's cache lock polls every 0.5 s). Only when nobody asks
-        # does the read-ahead fill it, keeping the link busy for clients slower than it.
+        # A client reading the blob asks for the next slice at once: let it start that fill
+        # itself (the others join it). Only when nobody asks does the read-ahead fill it,
+        # keeping the link busy for clients slower than it.
         time.sleep(AHEAD_DELAY)
         if self.filling(hex_digest, start):
             with self._lock:
