@@ -19,15 +19,7 @@ class PersonalAccessTokenAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
     ]
-    readonly_fields = [
-        "user",
-        "name",
-        "prefix",
-        "scopes",
-        "created_at",
-        "expires_at",
-        "last_used_at",
-    ]
+    readonly_fields = [name for name in fields if name != "revoked_at"]
 
     def has_add_permission(self, request) -> bool:
         return False

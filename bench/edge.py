@@ -220,26 +220,11 @@ def main() -> int:
 
         # A second nginx from the same template with nginx's default one-page buffer, to
         # measure the relay of uncached streams (the fetch path of cache misses).
-        small_params = replace(
-            harness.edge_params(
-                work / "buf4k",
-                upstream_url=upstream.url,
-                name="bench",
-                mirror_domain=DOMAIN,
-                proxy_buffer_size="4k",
-            ),
-            registry_listen=edge.params.registry_listen,
-            token_listen=edge.params.token_listen,
-            # The token helper it shares answers only its edge's secret.
-            internal_secret=edge.params.internal_secret,
+        small = harness.start_sibling_edge(
+            edge, work / "buf4k", gate={LABEL: "active"}, proxy_buffer_size="4k"
         )
-        small_params.run_dir.mkdir(parents=True, exist_ok=True)
-        (small_params.run_dir / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])
-        small_params.cache_dir.mkdir(parents=True, exist_ok=True)
-        # Its own digest check, which its blob fills pass through.
-        procs.append(harness.start_verifier(small_params, work / "buf4k-verify.log"))
-        nginx4k = harness.start_nginx(small_params)
-        procs.append(nginx4k)
+        procs.append(small)
+        small_params = small.params
 
         # --- warm raw stream ---------------------------------------------------------------
         warm = images["warm"]

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,29 +67,6 @@ def download(edge: harness.Edge, path: str, headers: str = "") -> tuple[float, f
     )
     first, total = (float(x.replace(",", ".")) for x in done.stderr.split()[-2:])
     return first, total, "sha256:" + done.stdout.split()[0]
-
-
-def second_edge(work: Path, base: harness.Edge, upstream_url: str, **overrides) -> harness.Edge:
-    """Another nginx from the template sharing base's registry and token helper."""
-    params = replace(
-        harness.edge_params(
-            work, upstream_url=upstream_url, name="bench", mirror_domain=DOMAIN, **overrides
-        ),
-        registry_listen=base.params.registry_listen,
-        token_listen=base.params.token_listen,
-        # The token helper it shares answers only that edge's secret.
-        internal_secret=base.params.internal_secret,
-        slice_size=SLICE,
-    )
-    params.run_dir.mkdir(parents=True, exist_ok=True)
-    params.cache_dir.mkdir(parents=True, exist_ok=True)
-    (params.run_dir / "gate.map").write_text(edge_config.gate_map({LABEL: "active"})[0])
-    verify = None
-    if params.verify_listen != params.fetch_listen:
-        verify = harness.start_verifier(params, work / "verify.log")
-    nginx = harness.start_nginx(params)
-    port = int(params.listen.rsplit(":", 1)[1])
-    return harness.Edge(params, nginx, base.registry, port, DOMAIN, "bench", verify=verify)
 
 
 def main() -> int:
@@ -188,8 +164,13 @@ def main() -> int:
         store.link = None
         # The same config with its verify upstream pointed at its fetch server: no check.
         fetch = f"127.0.0.1:{harness.free_port()}"
-        nocheck = second_edge(
-            work / "nocheck", edge, upstream.url, fetch_listen=fetch, verify_listen=fetch
+        nocheck = harness.start_sibling_edge(
+            edge,
+            work / "nocheck",
+            gate={LABEL: "active"},
+            slice_size=SLICE,
+            fetch_listen=fetch,
+            verify_listen=fetch,
         )
         stops.append(nocheck)
         path_c, layer_c = blob_path("checked")

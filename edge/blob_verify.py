@@ -328,13 +328,9 @@ class Verifier:
         self._states: OrderedDict[str, _Prefix] = OrderedDict()
         self._bad: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
-        self.checked = 0  # blobs checked whole, for tests and logs
-        self.rejected = 0
         self._ahead: set[tuple[str, int]] = set()
         self._fills: dict[tuple[str, str], Fill] = {}  # (digest, Range) -> its fill
         self.memory = ChunkPool(memory)
-        self.fills_started = 0  # for tests and logs: fills read from the fetch server
-        self.fills_joined = 0  # requests answered from a fill another one started
 
     def fill_for(self, hex_digest: str, range_header: str) -> tuple[Fill, bool]:
         """The fill of this slice that a request joins, or a new one it starts (True)."""
@@ -344,14 +340,12 @@ class Verifier:
             fill = self._fills.get(key)
             if fill is not None and fill.joinable(now):
                 fill.reader(True)
-                self.fills_joined += 1
                 return fill, False
             if fill is not None:
                 fill.retire()
             fill = Fill(key, self.cache_dir, self.memory)
             fill.reader(True)
             self._fills[key] = fill
-            self.fills_started += 1
             return fill, True
 
     def fill_over(self, fill: Fill) -> None:
@@ -454,7 +448,6 @@ class Verifier:
     def reject(self, hex_digest: str, total: int) -> int:
         """Remember a bad digest and evict every slice of it; returns the files removed."""
         with self._lock:
-            self.rejected += 1
             self._states.pop(hex_digest, None)
             self._bad[hex_digest] = time.monotonic() + BAD_SECONDS
             while len(self._bad) > MAX_BAD:
@@ -475,12 +468,11 @@ class Verifier:
     def run_fill(self, fill: Fill, path: str, hex_digest: str, forward: dict) -> None:
         """Read one slice from the fetch server into ``fill`` (in a thread of its own: it goes
         on whoever still reads it), checking the blob's digest along the way."""
-        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
+        conn = None
         handed_over = False
         ok = False
         try:
-            conn.request("GET", path, headers=forward)
-            resp = conn.getresponse()
+            conn, resp = self._ask(path, forward)
             found = _slice_of(resp)
             if found is None:
                 # Errors, and bodies of unknown length (nginx caches neither): as they are, to
@@ -497,7 +489,8 @@ class Verifier:
             _log("fill_failed", digest=hex_digest, range=fill.key[1], error=str(exc))
         finally:
             if not handed_over:
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 if fill.shared is None:
                     fill.unshared()
                 else:
@@ -557,7 +550,6 @@ class Verifier:
                 )
             return True
         assert state is not None
-        self.checked += 1
         if state.hasher.hexdigest() != hex_digest:
             removed = self.reject(hex_digest, total)
             _log("digest_mismatch", digest=hex_digest, size=total, evicted_files=removed)
@@ -574,14 +566,24 @@ class Verifier:
         conns: list[http.client.HTTPConnection],
     ) -> http.client.HTTPResponse:
         """The fetch server's answer for bytes [first, last] of the blob (not a miss again)."""
-        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
-        conns.append(conn)
         headers = {k: v for k, v in forward.items() if k != "X-Edge-Tenant"}
-        conn.request("GET", path, headers={**headers, "Range": f"bytes={first}-{last}"})
-        resp = conn.getresponse()
+        conn, resp = self._ask(path, {**headers, "Range": f"bytes={first}-{last}"})
+        conns.append(conn)
         if _slice_of(resp) != (first, last, total):
             raise OSError(f"resuming at {first}: status {resp.status}, not that range")
         return resp
+
+    def _ask(
+        self, path: str, headers: dict
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """A GET to the fetch server and its answer's head; the caller closes the connection."""
+        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
+        try:
+            conn.request("GET", path, headers=headers)
+            return conn, conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
 
     def prefix_from_cache(self, path: str, hex_digest: str, start: int, headers: dict) -> _Prefix:
         """Hash bytes [0, start) from the cached slices, fetching (uncached) any missing one."""
@@ -597,10 +599,8 @@ class Verifier:
         return _Prefix(start, hasher)
 
     def fetch_range(self, path: str, first: int, last: int, headers: dict) -> bytes:
-        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
+        conn, resp = self._ask(path, {**headers, "Range": f"bytes={first}-{last}"})
         try:
-            conn.request("GET", path, headers={**headers, "Range": f"bytes={first}-{last}"})
-            resp = conn.getresponse()
             body = resp.read()
         finally:
             conn.close()

@@ -420,6 +420,7 @@ class Edge:
     # The pull-through registry of each registry in UPSTREAMS, by name.
     upstream_registries: dict[str, Registry] = field(default_factory=dict)
     verify: Proc | None = None
+    owns_registry: bool = True  # False for start_sibling_edge's: the registry is another's
 
     @property
     def run_dir(self) -> Path:
@@ -477,7 +478,8 @@ class Edge:
 
     def stop(self) -> None:
         self.nginx.stop(signal.SIGQUIT)
-        self.registry.stop()
+        if self.owns_registry:
+            self.registry.stop()
         for registry in self.upstream_registries.values():
             registry.stop()
         if self.token is not None:
@@ -539,6 +541,44 @@ def edge_params(
         ),
     )
     return replace(params, **overrides)
+
+
+def start_sibling_edge(
+    base: Edge, workdir: Path, *, gate: dict[str, str] | None = None, port: int = 0, **overrides
+) -> Edge:
+    """Another nginx from the template, with its own cache and digest check, sharing base's
+    registry and token helper (which answers base's internal secret only). overrides:
+    edge_params' (e.g. cache_max_size="3500k"); with verify_listen == fetch_listen it has no
+    digest check. port: the one clients use, when not its plain listener."""
+    overrides.setdefault("upstream_url", base.params.upstream_url)
+    params = replace(
+        edge_params(workdir, name=base.name, mirror_domain=base.mirror_domain, **overrides),
+        registry_listen=base.params.registry_listen,
+        token_listen=base.params.token_listen,
+        internal_secret=base.params.internal_secret,
+    )
+    params.run_dir.mkdir(parents=True, exist_ok=True)
+    params.cache_dir.mkdir(parents=True, exist_ok=True)
+    (params.run_dir / "gate.map").write_text(edge_config.gate_map(gate or {})[0])
+    verify = None
+    if params.verify_listen != params.fetch_listen:
+        verify = start_verifier(params, workdir / "verify.log")
+    try:
+        nginx = start_nginx(params)
+    except Exception:
+        if verify is not None:
+            verify.stop()
+        raise
+    return Edge(
+        params,
+        nginx,
+        base.registry,
+        port or int(params.listen.rsplit(":", 1)[1]),
+        base.mirror_domain,
+        base.name,
+        verify=verify,
+        owns_registry=False,
+    )
 
 
 def start_token_helper(params: edge_config.EdgeParams, log: Path) -> Proc:

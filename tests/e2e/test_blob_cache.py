@@ -12,12 +12,10 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import pytest
 
 from accelerator.services import tenant_start
-from edge import render as edge_config
 from edge.token_helper import TokenCache, TokenError, parse_challenge, repo_from_uri
 from tests.conftest import require
 from tests.e2e import harness
@@ -285,32 +283,7 @@ def test_cache_stays_within_its_size_evicting_least_recently_used(auth_world, te
     images, upstream, edge = auth_world
     # A second nginx from the same template with a small cache, same registry and token helper.
     workdir = harness.worker_readable_dir("e2e-lru-")
-    params = replace(
-        harness.edge_params(
-            workdir,
-            upstream_url=upstream.url,
-            name=edge.name,
-            mirror_domain=edge.mirror_domain,
-            cache_max_size="3500k",
-        ),
-        registry_listen=edge.params.registry_listen,
-        token_listen=edge.params.token_listen,
-        # The token helper it shares answers only its edge's secret.
-        internal_secret=edge.params.internal_secret,
-    )
-    params.run_dir.mkdir(parents=True)
-    (params.run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
-    params.cache_dir.mkdir(parents=True, exist_ok=True)
-    verify = harness.start_verifier(params, workdir / "verify.log")
-    nginx = harness.start_nginx(params)
-    small = harness.Edge(
-        params,
-        nginx,
-        edge.registry,
-        int(params.listen.rsplit(":")[1]),
-        edge.mirror_domain,
-        edge.name,
-    )
+    small = harness.start_sibling_edge(edge, workdir, cache_max_size="3500k")
     try:
         tenant = tenant_on(small)
         layers = {i: images[f"lru{i}"].layers[0] for i in range(1, 5)}
@@ -329,8 +302,7 @@ def test_cache_stays_within_its_size_evicting_least_recently_used(auth_world, te
         assert get(1) == "HIT"
         assert get(2) == "MISS"  # evicted: it was the least recently used
     finally:
-        nginx.stop()
-        verify.stop()
+        small.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

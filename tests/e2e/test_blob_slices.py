@@ -12,12 +12,10 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from edge import render as edge_config
 from edge.blob_verify import cache_key, cache_path, cached_body
 from tests.conftest import require
 from tests.e2e import harness
@@ -288,28 +286,7 @@ def test_a_tenants_miss_rate_counts_blobs_not_slices(auth_world, tenant_on):
     # Another nginx from the template whose tenants may miss twice in all (no refill to speak
     # of), sharing the registry and token helper.
     workdir = harness.worker_readable_dir("e2e-missrate-")
-    params = replace(
-        harness.edge_params(
-            workdir,
-            upstream_url=upstream.url,
-            name=edge.name,
-            mirror_domain=edge.mirror_domain,
-            tenant_miss_rate="1r/m",
-            tenant_miss_burst=1,
-        ),
-        registry_listen=edge.params.registry_listen,
-        token_listen=edge.params.token_listen,
-        # The token helper it shares answers that edge's secret only.
-        internal_secret=edge.params.internal_secret,
-    )
-    params.run_dir.mkdir(parents=True)
-    params.cache_dir.mkdir(parents=True)
-    (params.run_dir / "gate.map").write_text(edge_config.gate_map({})[0])
-    verify = harness.start_verifier(params, workdir / "verify.log")
-    nginx = harness.start_nginx(params)
-    small = harness.Edge(
-        params, nginx, edge.registry, int(params.listen.rsplit(":")[1]), edge.mirror_domain
-    )
+    small = harness.start_sibling_edge(edge, workdir, tenant_miss_rate="1r/m", tenant_miss_burst=1)
     try:
         tenant = tenant_on(small)
         layer = images["manyslices"].layers[0]
@@ -323,8 +300,7 @@ def test_a_tenants_miss_rate_counts_blobs_not_slices(auth_world, tenant_on):
         ]
         assert 429 in statuses, statuses
     finally:
-        nginx.stop()
-        verify.stop()
+        small.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

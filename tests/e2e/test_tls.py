@@ -25,36 +25,19 @@ def tls_edge(edge):
         workdir / "cert.pem", workdir / "key.pem", f"*.{edge.mirror_domain}"
     )
     tls_port = harness.free_port()
-    params = replace(
-        harness.edge_params(
-            workdir,
-            upstream_url=edge.params.upstream_url,
-            name=edge.name,
-            mirror_domain=edge.mirror_domain,
-        ),
-        registry_listen=edge.params.registry_listen,
-        token_listen=edge.params.token_listen,
-        # The token helper it shares answers only its edge's secret.
-        internal_secret=edge.params.internal_secret,
+    # Its own digest check (on its own cache), which its blob fills pass through.
+    e = harness.start_sibling_edge(
+        edge,
+        workdir,
+        port=tls_port,
         tls_listen=f"127.0.0.1:{tls_port}",
         tls_cert=cert,
         tls_key=key,
     )
-    params.run_dir.mkdir(parents=True)
-    params.cache_dir.mkdir(parents=True, exist_ok=True)
-    # Its own digest check (on its own cache), which its blob fills pass through.
-    verify = harness.start_verifier(params, workdir / "verify.log")
-    try:
-        nginx = harness.start_nginx(params)
-    except Exception:
-        verify.stop()
-        raise
-    e = harness.Edge(params, nginx, edge.registry, tls_port, edge.mirror_domain, edge.name)
     try:
         yield e, cert
     finally:
-        nginx.stop()
-        verify.stop()
+        e.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
