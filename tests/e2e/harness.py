@@ -543,6 +543,37 @@ def edge_params(
     return replace(params, **overrides)
 
 
+_FRONT_CONF = """daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{}}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+{location}
+        }}
+    }}
+}}
+"""
+
+
+def start_front_nginx(workdir: Path, location: str, name: str = "front") -> tuple[Proc, str]:
+    """A bare nginx on a free loopback port whose one location holds ``location`` (nginx
+    directives): (its process, its URL). Its requests are logged to workdir/access.log."""
+    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = _FRONT_CONF.format(d=workdir, port=port, location=location)
+    (workdir / "nginx.conf").write_text(conf)
+    cmd = [which("nginx"), "-p", f"{workdir}/", "-c", str(workdir / "nginx.conf")]
+    proc = Proc.start(name, [*cmd, "-e", str(workdir / "error.log")], log=workdir / "out.log")
+    wait_port(port, proc=proc)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def start_sibling_edge(
     base: Edge, workdir: Path, *, gate: dict[str, str] | None = None, port: int = 0, **overrides
 ) -> Edge:

@@ -54,43 +54,16 @@ class Setup:
     quay_refuses: Path
 
 
-# In front of quay.io's stand-in: refuses everything while the flag file names a status.
-FRONT = """daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{}}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/tmp;
-    proxy_temp_path {d}/tmp;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            if (-f {d}/refuse-503) {{
-                return 503;
-            }}
-            if (-f {d}/refuse-429) {{
-                return 429;
-            }}
-            proxy_pass http://127.0.0.1:{upstream};
-            proxy_set_header Host $http_host;
-        }}
-    }}
-}}
-"""
-
-
 def start_front(workdir: Path, upstream_port: int) -> tuple[harness.Proc, str]:
+    """In front of quay.io's stand-in: refuses everything while a flag file names a status."""
     front = workdir / "front-quay"
-    (front / "tmp").mkdir(parents=True)
-    port = harness.free_port()
-    (front / "nginx.conf").write_text(FRONT.format(d=front, port=port, upstream=upstream_port))
-    cmd = [harness.which("nginx"), "-p", f"{front}/", "-c", str(front / "nginx.conf")]
-    proc = harness.Proc.start(
-        "front-quay", [*cmd, "-e", str(front / "error.log")], log=front / "out"
+    location = (
+        f"if (-f {front}/refuse-503) {{ return 503; }}\n"
+        f"if (-f {front}/refuse-429) {{ return 429; }}\n"
+        f"proxy_pass http://127.0.0.1:{upstream_port};\n"
+        "proxy_set_header Host $http_host;"
     )
-    harness.wait_port(port, proc=proc)
-    return proc, f"http://127.0.0.1:{port}"
+    return harness.start_front_nginx(front, location, name="front-quay")
 
 
 @pytest.fixture(scope="module")

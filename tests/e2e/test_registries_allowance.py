@@ -21,25 +21,6 @@ from tests.e2e import harness
 
 pytestmark = pytest.mark.e2e
 
-NGINX = """daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{}}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/tmp;
-    proxy_temp_path {d}/tmp;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://127.0.0.1:{upstream};
-            add_header ratelimit-limit "100;w=21600" always;
-            add_header ratelimit-remaining "15;w=21600" always;
-        }}
-    }}
-}}
-"""
-
 
 @pytest.fixture
 def hub_with_ratelimit(request):
@@ -55,26 +36,16 @@ def hub_with_ratelimit(request):
         hub.port, "ratelimitpreview/test", "latest", harness.make_image(files={"a": b"1"})
     )
     harness.push_image(ghcr.port, "org/probe", "1", harness.make_image(files={"a": b"2"}))
-    port = harness.free_port()
     front = workdir / "front"
-    (front / "tmp").mkdir(parents=True)
-    (front / "nginx.conf").write_text(NGINX.format(d=front, port=port, upstream=hub.port))
-    proc = harness.Proc.start(
-        "front",
-        [
-            harness.which("nginx"),
-            "-p",
-            f"{front}/",
-            "-c",
-            str(front / "nginx.conf"),
-            "-e",
-            str(front / "error.log"),
-        ],
-        log=front / "out.log",
+    # Docker Hub's stand-in with its rate-limit headers.
+    proc, url = harness.start_front_nginx(
+        front,
+        f"proxy_pass http://127.0.0.1:{hub.port};\n"
+        'add_header ratelimit-limit "100;w=21600" always;\n'
+        'add_header ratelimit-remaining "15;w=21600" always;',
     )
     request.addfinalizer(proc.stop)
-    harness.wait_port(port, proc=proc)
-    return f"http://127.0.0.1:{port}", ghcr.url, front / "access.log"
+    return url, ghcr.url, front / "access.log"
 
 
 def test_probe_reads_the_headers_with_a_head_and_staff_are_warned(
