@@ -144,3 +144,25 @@ def page(chromium, live_server):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def api(client):
+    """A test client that sends a bearer token: api(token).get(url, ...)."""
+
+    class Api:
+        def __init__(self, token: str | None):
+            self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+        def get(self, url, data=None):
+            return client.get(url, data, headers=self.headers)
+
+        def post(self, url, data=None):
+            return client.post(
+                url, data or {}, content_type="application/json", headers=self.headers
+            )
+
+        def delete(self, url):
+            return client.delete(url, headers=self.headers)
+
+    return Api

@@ -39,28 +39,6 @@ def owner_token(owner):
     ).secret
 
 
-@pytest.fixture
-def api(client):
-    """A test client that sends a bearer token: api(token).get(url, ...)."""
-
-    class Api:
-        def __init__(self, token: str | None):
-            self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-        def get(self, url, data=None):
-            return client.get(url, data, headers=self.headers)
-
-        def post(self, url, data=None):
-            return client.post(
-                url, data or {}, content_type="application/json", headers=self.headers
-            )
-
-        def delete(self, url):
-            return client.delete(url, headers=self.headers)
-
-    return Api
-
-
 def hour(days_ago: int = 0, h: int = 0) -> datetime:
     now = timezone.now().astimezone(UTC)
     base = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days_ago)

@@ -48,22 +48,3 @@ def _tasks_run_inline():
     app.conf.task_always_eager = app.conf.task_eager_propagates = True
     yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = old
-
-
-@pytest.fixture
-def api(client):
-    """A test client that sends a bearer token: api(token).get(url)."""
-
-    class Api:
-        def __init__(self, token: str | None):
-            self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-        def get(self, url, data=None):
-            return client.get(url, data, headers=self.headers)
-
-        def post(self, url, data=None):
-            return client.post(
-                url, data or {}, content_type="application/json", headers=self.headers
-            )
-
-    return Api
