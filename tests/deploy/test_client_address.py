@@ -12,7 +12,6 @@ import random
 import re
 import socket
 import ssl
-import sys
 import uuid
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -25,11 +24,11 @@ from tests.deploy.test_rendered_configs import (  # noqa: F401 (fixtures)
     CONSOLE,
     ROOT,
     _require,
+    console_stack,
     production_like,
     render_all,
     workdir,
 )
-from tests.e2e import harness
 
 TOO_MANY = b"Too many failed login attempts"
 
@@ -87,42 +86,11 @@ def _loopback() -> str:
 def console(production_like, transactional_db):  # noqa: F811
     _require("nginx")
     settings, cert = production_like
-    run = render_all()
-    web_port = int(settings.WEB_LISTEN.rsplit(":", 1)[1])
-    gunicorn = harness.Proc.start(
-        "gunicorn",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "--bind",
-            settings.WEB_LISTEN,
-            "--workers",
-            "1",
-        ],
-        log=run / "logs" / "gunicorn.log",
-        env={
-            "DJANGO_DEBUG": "true",
-            "TRUSTED_PROXY_COUNT": "1",
-            "API_THROTTLE_ANON": "5/min",
-            "DATABASE_URL": harness.database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "DJANGO_ALLOWED_HOSTS": CONSOLE,
-            "VAR_DIR": str(run.parent / "var"),
-        },
+    stack = console_stack(
+        settings, render_all(), TRUSTED_PROXY_COUNT="1", API_THROTTLE_ANON="5/min"
     )
-    nginx = harness.Proc.start("nginx", harness.nginx_cmd(run), log=run / "logs" / "nginx.out")
-    try:
-        harness.wait_port(web_port, proc=gunicorn, timeout=30)
-        tls_port = int(settings.EDGE_TLS_LISTEN.rsplit(":", 1)[1])
-        harness.wait_port(tls_port, proc=nginx)
-        yield tls_port, cert
-    finally:
-        nginx.stop()
-        gunicorn.stop()
+    with stack:
+        yield int(settings.EDGE_TLS_LISTEN.rsplit(":", 1)[1]), cert
 
 
 def test_ten_failed_logins_from_one_client_do_not_stop_anothers_login(console, django_user_model):

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -168,11 +169,10 @@ def _https(port: int, host: str, path: str, cafile: Path) -> tuple[int, dict, by
         conn.close()
 
 
-def test_one_nginx_serves_the_console_over_https_and_the_mirror_hosts(production_like, db):
-    """The rendered single-server nginx with real gunicorn behind the console host."""
-    _require("nginx")
-    settings, cert = production_like
-    run = render_all()
+@contextmanager
+def console_stack(settings, run: Path, **env: str) -> Iterator[None]:
+    """The console (gunicorn) behind the rendered single-server nginx, both answering; env:
+    more of gunicorn's environment."""
     web_port = int(settings.WEB_LISTEN.rsplit(":", 1)[1])
     gunicorn = harness.Proc.start(
         "gunicorn",
@@ -195,14 +195,26 @@ def test_one_nginx_serves_the_console_over_https_and_the_mirror_hosts(production
             "REDIS_URL": settings.REDIS_URL,
             "DJANGO_ALLOWED_HOSTS": CONSOLE,
             "VAR_DIR": str(run.parent / "var"),
+            **env,
         },
     )
     nginx = harness.Proc.start("nginx", harness.nginx_cmd(run), log=run / "logs" / "nginx.out")
     try:
         harness.wait_port(web_port, proc=gunicorn, timeout=30)
+        harness.wait_port(int(settings.EDGE_TLS_LISTEN.rsplit(":", 1)[1]), proc=nginx)
+        yield
+    finally:
+        nginx.stop()
+        gunicorn.stop()
+
+
+def test_one_nginx_serves_the_console_over_https_and_the_mirror_hosts(production_like, db):
+    """The rendered single-server nginx with real gunicorn behind the console host."""
+    _require("nginx")
+    settings, cert = production_like
+    with console_stack(settings, render_all()):
         tls_port = int(settings.EDGE_TLS_LISTEN.rsplit(":", 1)[1])
         http_port = int(settings.EDGE_LISTEN.rsplit(":", 1)[1])
-        harness.wait_port(tls_port, proc=nginx)
 
         # The console over HTTPS: Django's own login page through nginx.
         status, headers, body = _https(tls_port, CONSOLE, "/accounts/login/", cert)
@@ -219,9 +231,6 @@ def test_one_nginx_serves_the_console_over_https_and_the_mirror_hosts(production
         assert headers.get("Docker-Distribution-API-Version") == "registry/2.0"
         # ...and on plain HTTP too (clients configured with http:// mirrors keep working).
         assert harness.request(http_port, "GET", "/v2/", host=mirror).status == 404
-    finally:
-        nginx.stop()
-        gunicorn.stop()
 
 
 def test_registry_config_is_served_by_distribution_and_a_broken_one_is_refused(
