@@ -495,6 +495,20 @@ class Edge:
         return [p for p in self.params.cache_dir.rglob("*") if p.is_file()]
 
 
+# A production-like edge, for tests that only render its configuration.
+RENDER_PARAMS = edge_config.EdgeParams(
+    name="edge-1",
+    run_dir=Path("/srv/edge"),
+    access_log=Path("/srv/edge/logs/access.log"),
+    listen="127.0.0.1:8480",
+    registry_listen="127.0.0.1:5000",
+    storage_dir=Path("/srv/registry"),
+    mirror_domain="m.example.io",
+    upstream_url="https://registry-1.docker.io",
+    ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
+)
+
+
 def edge_params(
     workdir: Path,
     *,

@@ -99,7 +99,7 @@ def test_a_local_client_without_the_secret_gets_nothing_from_fetch_or_token_serv
     ],
 )
 def test_render_refuses_internal_listeners_off_loopback(key, value, setting):
-    params = replace(_params(), **{key: value})
+    params = replace(harness.RENDER_PARAMS, **{key: value})
     with pytest.raises(edge_config.EdgeConfigError, match=setting):
         edge_config.nginx_conf("@@FETCH_LISTEN@@", params)
 
@@ -107,7 +107,8 @@ def test_render_refuses_internal_listeners_off_loopback(key, value, setting):
 @pytest.mark.parametrize("value", ["127.0.0.1:8481", "127.0.0.2:9", "[::1]:8481"])
 def test_loopback_listeners_are_accepted(value):
     edge_config.nginx_conf(
-        "x", replace(_params(), fetch_listen=value, token_listen=value, verify_listen=value)
+        "x",
+        replace(harness.RENDER_PARAMS, fetch_listen=value, token_listen=value, verify_listen=value),
     )
 
 
@@ -164,7 +165,7 @@ def test_the_digest_check_refuses_to_listen_off_loopback(settings, tmp_path):
 )
 def test_render_refuses_a_bad_internal_secret(secret):
     with pytest.raises(edge_config.EdgeConfigError, match="internal secret"):
-        edge_config.nginx_conf("x", replace(_params(), internal_secret=secret))
+        edge_config.nginx_conf("x", replace(harness.RENDER_PARAMS, internal_secret=secret))
 
 
 def test_edge_token_command_refuses_off_loopback_and_without_a_secret(settings, tmp_path):
@@ -216,7 +217,7 @@ def test_render_refuses_https_upstream_without_a_ca_bundle(settings, tmp_path):
 
 def test_params_refuse_https_upstream_without_a_ca_bundle():
     with pytest.raises(edge_config.EdgeConfigError, match="EDGE_UPSTREAM_CA_BUNDLE"):
-        edge_config.nginx_conf("x", replace(_params(), ca_bundle=None))
+        edge_config.nginx_conf("x", replace(harness.RENDER_PARAMS, ca_bundle=None))
 
 
 # --- files 0640 -----------------------------------------------------------------------------
@@ -421,22 +422,8 @@ def test_a_burst_of_gate_changes_reloads_nginx_once_per_interval(settings, reque
     assert not gate_sync(run_dir=params.run_dir, reload_every=0).reloaded  # nothing new
 
 
-def _params() -> edge_config.EdgeParams:
-    return edge_config.EdgeParams(
-        name="edge-1",
-        run_dir=Path("/srv/edge"),
-        access_log=Path("/srv/edge/logs/access.log"),
-        listen="127.0.0.1:8480",
-        registry_listen="127.0.0.1:5000",
-        storage_dir=Path("/srv/registry"),
-        mirror_domain="m.example.io",
-        upstream_url="https://registry-1.docker.io",
-        ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
-    )
-
-
 def test_nginx_config_carries_the_shutdown_timeout_and_the_secret():
-    params = replace(_params(), worker_shutdown_seconds=45)
+    params = replace(harness.RENDER_PARAMS, worker_shutdown_seconds=45)
     text = edge_config.nginx_conf(
         (harness.DEPLOY / "nginx" / "edge.conf.template").read_text(), params
     )
@@ -447,4 +434,4 @@ def test_nginx_config_carries_the_shutdown_timeout_and_the_secret():
     assert text.count('proxy_set_header X-Edge-Secret "";') == 2
     for bad in (0, -1, 86401):
         with pytest.raises(edge_config.EdgeConfigError, match="EDGE_WORKER_SHUTDOWN_SECONDS"):
-            edge_config.nginx_conf("x", replace(_params(), worker_shutdown_seconds=bad))
+            edge_config.nginx_conf("x", replace(harness.RENDER_PARAMS, worker_shutdown_seconds=bad))

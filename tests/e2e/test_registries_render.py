@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -18,17 +17,7 @@ from tests.e2e import harness
 
 pytestmark = pytest.mark.e2e
 
-PARAMS = edge_config.EdgeParams(
-    name="edge-1",
-    run_dir=Path("/srv/edge"),
-    access_log=Path("/srv/edge/logs/access.log"),
-    listen="127.0.0.1:8480",
-    registry_listen="127.0.0.1:5000",
-    storage_dir=Path("/srv/registry"),
-    mirror_domain="m.example.io",
-    upstream_url="https://registry-1.docker.io",
-    ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
-)
+PARAMS = harness.RENDER_PARAMS
 TEMPLATE = (harness.DEPLOY / "nginx" / "edge.conf.template").read_text()
 GHCR = edge_config.UpstreamRoute("ghcr.io", "https://ghcr.io", "127.0.0.1:5001")
 
