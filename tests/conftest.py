@@ -166,3 +166,14 @@ def api(client):
             return client.delete(url, headers=self.headers)
 
     return Api
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in the test's process (after commit, as in production)."""
+    from config.celery import app
+
+    old = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = old

@@ -300,16 +300,6 @@ def test_the_staff_api_reject_and_non_staff(staff, owner, held):
 # --- invite emails ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def eager_tasks():
-    from config.celery import app
-
-    old = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = old
-
-
 @pytest.mark.parametrize("existing", ["stranger@example.com", "Stranger+x@example.com"])
 def test_an_invite_to_an_existing_address_answers_as_a_new_one_and_counts(
     owner_client, stranger, eager_tasks, django_capture_on_commit_callbacks, existing

@@ -18,16 +18,6 @@ from tests.conftest import PASSWORD
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def eager_tasks():
-    from config.celery import app
-
-    old = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = old
-
-
 def signup(client, email):
     return client.post(
         reverse("account_signup"), {"email": email, "password1": PASSWORD, "password2": PASSWORD}

@@ -79,16 +79,6 @@ def test_a_pull_shows_client_times_and_the_pull_and_old_lines_without_ua_still_c
     assert len(b.recent_pulls) == 1
 
 
-@pytest.fixture
-def eager_tasks():
-    from config.celery import app
-
-    old = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = old
-
-
 def test_refusals_with_their_reasons_and_one_email_a_day(
     django_user_model, log_path, mailoutbox, eager_tasks
 ):

@@ -15,18 +15,6 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture
-def eager_tasks():
-    """Run Celery tasks in-process (after commit, as in production)."""
-    from config.celery import app
-
-    old = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    yield app
-    app.conf.task_always_eager, app.conf.task_eager_propagates = old
-
-
-@pytest.fixture
 def tenant(owner):
     from accelerator.services import tenant_start
 

@@ -40,11 +40,5 @@ def logged_in(client, owner):
 
 
 @pytest.fixture(autouse=True)
-def _tasks_run_inline():
+def _tasks_run_inline(eager_tasks):
     """Tasks queued after commit (the deletion email) run in the test's process."""
-    from config.celery import app
-
-    old = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = old
