@@ -182,25 +182,31 @@ def test_an_undo_after_the_grace_period_is_refused(client, owner, owned):
     assert not owner.is_active
 
 
-def test_the_same_address_can_sign_up_again_without_a_second_welcome_bonus(
-    client, owner, stranger, settings
-):
-    settings.INVITE_MIN_AGE_SECONDS = 0
-    settings.INVITE_MIN_USAGE_BYTES = 0
-    # owner joined through stranger's invite and got the welcome bonus.
+def _invited_again_after_erasure(owner, stranger, email: str):
+    """owner joined through stranger's invite (and got the welcome bonus), deleted the account
+    and was erased; then ``email`` signs up, invited by stranger: (that user, the invite)."""
     Invite.objects.create(inviter=stranger, invitee=owner, code="abcdefgh")
     tenant_start(user=owner)
     invite_credit(invitee_id=owner.pk)
     assert Grant.objects.filter(kind=Grant.Kind.WELCOME, tenant__user=owner).exists()
     deletion = account_delete(user=owner)
     accounts_purge_due(now=deletion.purge_after + timedelta(seconds=1))
+    user = User.objects.create_user(email=email, password=PASSWORD)
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    tenant_start(user=user)
+    invite = Invite.objects.create(inviter=stranger, invitee=user, code="abcdefgh")
+    invite_credit(invitee_id=user.pk)
+    invite.refresh_from_db()
+    return user, invite
+
+
+def test_the_same_address_can_sign_up_again_without_a_second_welcome_bonus(
+    client, owner, stranger, settings
+):
+    settings.INVITE_MIN_AGE_SECONDS = 0
+    settings.INVITE_MIN_USAGE_BYTES = 0
     # The same mailbox (an alias of it) signs up again, invited again.
-    again = User.objects.create_user(email="Owner+again@example.com", password=PASSWORD)
-    EmailAddress.objects.create(user=again, email=again.email, verified=True, primary=True)
-    tenant_start(user=again)
-    second = Invite.objects.create(inviter=stranger, invitee=again, code="abcdefgh")
-    invite_credit(invitee_id=again.pk)
-    second.refresh_from_db()
+    again, second = _invited_again_after_erasure(owner, stranger, "Owner+again@example.com")
     assert second.status == "credited" and second.invitee_bytes == 0
     assert not Grant.objects.filter(kind=Grant.Kind.WELCOME, tenant__user=again).exists()
 
@@ -208,17 +214,7 @@ def test_the_same_address_can_sign_up_again_without_a_second_welcome_bonus(
 def test_another_mailbox_still_gets_its_welcome_bonus(owner, stranger, settings):
     settings.INVITE_MIN_AGE_SECONDS = 0
     settings.INVITE_MIN_USAGE_BYTES = 0
-    Invite.objects.create(inviter=stranger, invitee=owner, code="abcdefgh")
-    tenant_start(user=owner)
-    invite_credit(invitee_id=owner.pk)
-    deletion = account_delete(user=owner)
-    accounts_purge_due(now=deletion.purge_after + timedelta(seconds=1))
-    other = User.objects.create_user(email="someone@example.com", password=PASSWORD)
-    EmailAddress.objects.create(user=other, email=other.email, verified=True, primary=True)
-    tenant_start(user=other)
-    invite = Invite.objects.create(inviter=stranger, invitee=other, code="abcdefgh")
-    invite_credit(invitee_id=other.pk)
-    invite.refresh_from_db()
+    _other, invite = _invited_again_after_erasure(owner, stranger, "someone@example.com")
     assert invite.invitee_bytes > 0
 
 
