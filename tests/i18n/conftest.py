@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.quota.conftest import eager_tasks  # noqa: F401 - a fixture, used by test_emails
-
 ZH = "zh-hans"
 PO = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 MO = PO.with_suffix(".mo")
