@@ -13,12 +13,12 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+import msgspec
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -141,11 +141,11 @@ def _rows_locked(ids: list[int]) -> Iterable[Sequence]:
             "WHERE tenant_id = ANY(string_to_array(%s, ',')::bigint[]) "
             "ORDER BY tenant_id FOR UPDATE) "
             f"SELECT coalesce(json_agg(json_build_array(tenant_id, {values}) ORDER BY tenant_id), "
-            "'[]') FROM locked",
+            "'[]')::text FROM locked",
             [numbers_joined(ids)],
         )
         (document,) = cursor.fetchone()
-    rows = json.loads(document) if isinstance(document, str) else document
+    rows = msgspec.json.decode(document)  # as text: the driver's own JSON loads cost more
     times = [i for i, (_name, kind) in enumerate(_FIELDS, start=1) if kind == "timestamptz"]
     for row in rows:
         for i in times:
@@ -183,7 +183,7 @@ def _create_missing(first_by_tenant: dict[int, float]) -> None:
             "last_refusal_path) SELECT (e->>0)::bigint, to_timestamp((e->>1)::float8), "
             "to_timestamp((e->>1)::float8), '', '', '', '', '[]'::jsonb, '', '' "
             "FROM jsonb_array_elements(%s::jsonb) AS e ON CONFLICT (tenant_id) DO NOTHING",
-            [json.dumps(sorted(first_by_tenant.items()))],
+            [_json(sorted(first_by_tenant.items()))],
         )
 
 
@@ -200,7 +200,7 @@ def _write(rows: list[_Row]) -> None:
             batch_size=500,
         )
         return
-    payload = json.dumps(
+    payload = _json(
         [
             [r.tenant_id]
             + [
@@ -223,6 +223,12 @@ def _write(rows: list[_Row]) -> None:
             "WHERE a.tenant_id = (e->>0)::bigint",
             [payload],
         )
+
+
+def _json(value) -> str:
+    """A JSON parameter for PostgreSQL, encoded in C (the standard library's encoder cost a
+    tenth of a 10,000-tenant write)."""
+    return msgspec.json.encode(value).decode()
 
 
 @lru_cache(maxsize=4096)
