@@ -19,6 +19,9 @@ never a complete wrong one; every slice already cached is evicted (its file remo
 treats a missing file as a miss) and the digest answers 502 for BAD_SECONDS, so clients retrying
 do not make the edge read the bad blob again and again.
 
+``GET /@stats`` answers the process's counters (COUNTERS) as JSON; the edge's gate sync reads
+them for the operators' metrics (edge.state).
+
 When the slices before the last one did not pass here in order (a resumed download of a cold
 blob fills from the middle), their bytes are read from the cache files, and any slice not there
 is read from the fetch server without being cached.
@@ -84,6 +87,11 @@ RESUME_ATTEMPTS = 3  # a slice cut mid-way is read on from where it stopped, thi
 MEMORY_BUDGET = 256 * 1024 * 1024
 # Headers of the fetch server's answer that are the connection's, not the blob's.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
+# What /@stats counts since the process started (the edge's gate sync reads it for the
+# operators' metrics): slice fills started and joined, fills read on after a cut, fills cut,
+# blobs whose digest did not match, fills spooled to files past the memory budget.
+STATS_PATH = "/@stats"
+COUNTERS = ("fills", "joins", "resumes", "cut", "digest_mismatches", "spooled")
 
 
 def cache_key(hex_digest: str, start: int, slice_size: int) -> str:
@@ -290,6 +298,7 @@ class ChunkPool:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.refused = 0  # fills that did not fit (spooled to files)
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
 
@@ -297,6 +306,7 @@ class ChunkPool:
         """Reserve room for a fill of n bytes."""
         with self._lock:
             if self.used + n > self.limit:
+                self.refused += 1
                 return False
             self.used += n
             return True
@@ -331,6 +341,25 @@ class Verifier:
         self._ahead: set[tuple[str, int]] = set()
         self._fills: dict[tuple[str, str], Fill] = {}  # (digest, Range) -> its fill
         self.memory = ChunkPool(memory)
+        self.started = time.time()
+        self._counts = dict.fromkeys(COUNTERS[:-1], 0)  # "spooled" is the memory pool's
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def stats(self) -> dict:
+        """The counters since this process started (``started``, epoch seconds: a new value
+        means they began again at 0), the fill memory in use and the fills in flight."""
+        with self._lock:
+            counts = {**self._counts, "spooled": self.memory.refused}
+            in_flight = len(self._fills)
+        return {
+            "started": self.started,
+            "counts": counts,
+            "memory_bytes": self.memory.used,
+            "fills_in_flight": in_flight,
+        }
 
     def fill_for(self, hex_digest: str, range_header: str) -> tuple[Fill, bool]:
         """The fill of this slice that a request joins, or a new one it starts (True)."""
@@ -340,12 +369,14 @@ class Verifier:
             fill = self._fills.get(key)
             if fill is not None and fill.joinable(now):
                 fill.reader(True)
+                self._counts["joins"] += 1
                 return fill, False
             if fill is not None:
                 fill.retire()
             fill = Fill(key, self.cache_dir, self.memory)
             fill.reader(True)
             self._fills[key] = fill
+            self._counts["fills"] += 1
             return fill, True
 
     def fill_over(self, fill: Fill) -> None:
@@ -495,6 +526,8 @@ class Verifier:
                     fill.unshared()
                 else:
                     fill.finish(ok)
+                    if not ok:
+                        self.count("cut")
             self.fill_over(fill)
 
     def _stream(
@@ -529,6 +562,7 @@ class Verifier:
                     _log(
                         "fill_resumed", digest=hex_digest, at=start + fill.received, error=str(exc)
                     )
+                    self.count("resumes")
                     resp = self._rest(path, forward, start + fill.received, end, total, resumed)
                     continue
                 if state is not None:
@@ -553,6 +587,7 @@ class Verifier:
         if state.hasher.hexdigest() != hex_digest:
             removed = self.reject(hex_digest, total)
             _log("digest_mismatch", digest=hex_digest, size=total, evicted_files=removed)
+            self.count("digest_mismatches")
             return False
         return True
 
@@ -655,6 +690,8 @@ def make_handler(verifier: Verifier):
             self._answer(405, b"")
 
         def do_GET(self) -> None:  # noqa: N802
+            if self.path == STATS_PATH:
+                return self._answer(200, json.dumps(verifier.stats()).encode())
             # The blob path before the query; the query (ns=, the registry nginx routed to) goes
             # on to the fetch server with it.
             match = BLOB_RE.match(self.path.partition("?")[0])

@@ -130,6 +130,7 @@ def _record(*, tenants: int, reloaded: bool) -> None:
                 reloaded=reloaded,
                 cache_dir=Path(settings.EDGE_CACHE_DIR),
                 cache_max_size=settings.EDGE_CACHE_MAX_SIZE,
+                verify_listen=settings.EDGE_VERIFY_LISTEN,
             )
     except Exception:
         logger.exception("gate sync: could not record the edge's state")

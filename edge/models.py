@@ -1,5 +1,6 @@
-"""What the control plane knows of each edge's own state: its last gate sync and reloads, and
-how full its blob cache is (written by the edge's worker; exported by ops.metrics)."""
+"""What the control plane knows of each edge's own state: its last gate sync and reloads, how
+full its blob cache is, and what its digest check's fills did (written by the edge's worker;
+exported by ops.metrics)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ class EdgeState(models.Model):
     cache_bytes = models.BigIntegerField(default=0)  # files in EDGE_CACHE_DIR
     cache_max_bytes = models.BigIntegerField(default=0)  # EDGE_CACHE_MAX_SIZE
     cache_measured_at = models.DateTimeField(null=True, blank=True)
+    # The digest check's counters (edge.blob_verify.COUNTERS), added up across its restarts,
+    # and its last reading (to add only what is new); its fill memory in use.
+    fill_counts = models.JSONField(default=dict, blank=True)
+    fill_reading = models.JSONField(default=dict, blank=True)
+    fill_memory_bytes = models.BigIntegerField(default=0)
+    verify_read_at = models.DateTimeField(null=True, blank=True)  # its last answer
+    verify_error = models.CharField(max_length=200, blank=True)  # why the last read failed
 
     def __str__(self) -> str:
         return self.edge

@@ -32,6 +32,18 @@ REQUEST_SECONDS = Histogram(
     registry=None,  # registered per scrape below (or read from the multiprocess files)
 )
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+# The digest check's counters (edge.blob_verify.COUNTERS) as metrics, from EdgeState.
+FILL_COUNTERS = {
+    "fills": ("accel_edge_fills", "Slice fills the edge started from its upstream or parent."),
+    "joins": ("accel_edge_fill_joins", "Requests that joined a fill under way (no second read)."),
+    "resumes": ("accel_edge_fill_resumes", "Fills cut mid-slice, read on from where they stopped."),
+    "cut": ("accel_edge_fills_cut", "Fills that failed: every request reading them was cut."),
+    "digest_mismatches": (
+        "accel_edge_digest_mismatches",
+        "Blobs whose bytes did not match their digest (cut, never cached, evicted).",
+    ),
+    "spooled": ("accel_edge_fills_spooled", "Fills spooled to files: the memory budget was full."),
+}
 
 
 def request_observe(*, method: str, status: int, seconds: float) -> None:
@@ -90,6 +102,17 @@ def platform_metrics(s: Snapshot) -> Iterator[Metric]:
     cache_max = gauge(
         "accel_edge_cache_max_bytes", "The edge's EDGE_CACHE_MAX_SIZE in bytes.", ["edge"]
     )
+    verify_up = gauge(
+        "accel_edge_verify_up",
+        "1 when the edge's gate sync last read its digest check, 0 when it could not.",
+        ["edge"],
+    )
+    fill_memory = gauge(
+        "accel_edge_fill_memory_bytes", "Memory the digest check's fills hold now.", ["edge"]
+    )
+    fill_counters = {
+        name: counter(metric, doc, ["edge"]) for name, (metric, doc) in FILL_COUNTERS.items()
+    }
     for e in s.edges:
         age = _age(s.now, e.gate_synced_at)
         if age is not None:
@@ -99,7 +122,14 @@ def platform_metrics(s: Snapshot) -> Iterator[Metric]:
         if e.cache_measured_at is not None:
             cache_b.add_metric([e.edge], e.cache_bytes)
             cache_max.add_metric([e.edge], e.cache_max_bytes)
-    yield from (sync_age, reloads, gate_tenants, cache_b, cache_max)
+        if e.verify_error or e.verify_read_at is not None:  # a sync has tried to read it
+            verify_up.add_metric([e.edge], 0 if e.verify_error else 1)
+        if e.verify_read_at is not None:
+            fill_memory.add_metric([e.edge], e.fill_memory_bytes)
+            for name, family in fill_counters.items():
+                family.add_metric([e.edge], e.fill_counts.get(name, 0))
+    yield from (sync_age, reloads, gate_tenants, cache_b, cache_max, verify_up, fill_memory)
+    yield from fill_counters.values()
 
     # What the edges served, from their access logs (EdgeTraffic).
     labels = ["edge", "code", "status_class", "cache"]

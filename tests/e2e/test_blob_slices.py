@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge.blob_verify import cache_key, cache_path, cached_body
+from edge.state import verify_stats_read
 from tests.conftest import require
 from tests.e2e import harness
 from tests.e2e.test_blob_cache import blob_get
@@ -98,6 +99,15 @@ def slice_files(edge: harness.Edge, blob: harness.Blob) -> list:
         for start in range(0, blob.size, MB)
     ]
     return [p for p in paths if p.exists()]
+
+
+def fill_counts(edge: harness.Edge) -> dict[str, int]:
+    """The digest check's counters (/@stats, as the edge's gate sync reads them)."""
+    return dict(verify_stats_read(edge.params.verify_listen).counts)
+
+
+def counted(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before.get(name, 0) for name in after}
 
 
 def get_or_cut(edge, label, path, **kw) -> harness.Response | None:
@@ -198,6 +208,7 @@ def test_a_slice_cut_short_upstream_is_read_on_from_where_it_stopped(auth_world,
     path = f"/v2/library/midcut/blobs/{layer.digest}"
     hexdigest = layer.digest.split(":", 1)[1]
     upstream.store.cut_at[hexdigest] = MB  # the second slice's first fetch stops half-way
+    before = fill_counts(edge)
     # The fill goes on from the byte the upstream stopped at: the client never sees the cut,
     # and nothing is read twice.
     first = edge.get(tenant.label, path)
@@ -205,6 +216,8 @@ def test_a_slice_cut_short_upstream_is_read_on_from_where_it_stopped(auth_world,
     assert first.status == 200 and harness.sha256_digest(first.body) == layer.digest
     assert upstream.store.reads(layer.digest) == 1
     assert (hexdigest, f"bytes={MB + MB // 2}-{2 * MB - 1}") in upstream.store.gets
+    new = counted(before, fill_counts(edge))
+    assert new["resumes"] == 1 and new["cut"] == 0 and new["digest_mismatches"] == 0
     resp = edge.get(tenant.label, path)
     assert resp.status == 200 and harness.sha256_digest(resp.body) == layer.digest
     hit = edge.get(tenant.label, path)
@@ -414,6 +427,7 @@ def test_a_client_joining_a_cold_fill_streams_it_while_the_slice_arrives(
     # The upstream sends the first 512 KiB of the first slice, then waits for the test.
     released = threading.Event()
     upstream.store.hold[hexdigest] = (0, released)
+    before = fill_counts(edge)
     starter, joiner = Reader(edge, first.label, path), Reader(edge, second.label, path)
     try:
         starter.start()
@@ -432,6 +446,11 @@ def test_a_client_joining_a_cold_fill_streams_it_while_the_slice_arrives(
         assert "X-Edge-Joined" not in client.headers  # the edge's own header stays inside
     assert upstream.store.reads(layer.digest) == 1  # one read, shared
     assert len(slice_files(edge, layer)) == -(-layer.size // MB)
+    # What operators see: the joiner joined; with no memory budget every fill spooled, with
+    # the default one none did.
+    new = counted(before, fill_counts(edge))
+    assert new["joins"] >= 1 and new["cut"] == 0
+    assert new["spooled"] == (new["fills"] if spools else 0)
     # Each tenant is charged what it was sent.
     lines = {x["tenant"]: x for x in edge.log_lines() if x["uri"] == path}
     assert lines[first.label]["body_bytes_sent"] == layer.size
@@ -466,6 +485,7 @@ def test_a_corrupted_last_slice_cuts_every_client_that_joined_it(auth_world, ten
     upstream.store.corrupt.add(hexdigest)  # the changed byte is in the middle: the last slice
     released = threading.Event()
     upstream.store.hold[hexdigest] = (MB, released)
+    before = fill_counts(edge)
     starter, joiner = Reader(edge, first.label, path), Reader(edge, second.label, path)
     try:
         starter.start()
@@ -481,4 +501,7 @@ def test_a_corrupted_last_slice_cuts_every_client_that_joined_it(auth_world, ten
     assert len(starter.body) < layer.size and len(joiner.body) < layer.size
     assert upstream.store.reads(layer.digest) <= 1.0001
     assert slice_files(edge, layer) == []
+    # What operators see (accel_edge_digest_mismatches_total): one wrong blob, its fill cut.
+    new = counted(before, fill_counts(edge))
+    assert new["digest_mismatches"] == 1 and new["cut"] >= 1 and new["joins"] >= 1
     upstream.store.corrupt.discard(hexdigest)

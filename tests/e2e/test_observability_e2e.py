@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from django.db import transaction
+
+from edge.state import edge_state_record, verify_stats_read
 from ingest.services import ingest_edge
 from tests.conftest import require
 from tests.e2e import harness
@@ -82,6 +85,18 @@ def test_prometheus_sees_the_pulls(edge, make_tenant, pull_with_skopeo, live_ser
     lines = edge.log_lines()
     log_size = edge.access_log.stat().st_size
     ingest_edge(edge=edge.name, path=edge.access_log)
+    # The edge's gate sync records its digest check's counters (the blob fills of the pulls).
+    slice_fills = verify_stats_read(edge.params.verify_listen).counts["fills"]
+    assert slice_fills > 0
+    with transaction.atomic():
+        edge_state_record(
+            edge=edge.name,
+            tenants=1,
+            reloaded=False,
+            cache_dir=edge.params.cache_dir,
+            cache_max_size=edge.params.cache_max_size,
+            verify_listen=edge.params.verify_listen,
+        )
 
     hits = sum(1 for x in lines if x["cache"] == "HIT")
     fills = sum(1 for x in lines if x["cache"] in FILLS)
@@ -145,6 +160,9 @@ def test_prometheus_sees_the_pulls(edge, make_tenant, pull_with_skopeo, live_ser
             wait_value(prom_port, f"accel_ingest_lines_total{{{e}}}", len(lines))
             wait_value(prom_port, f'accel_tenant_month_bytes{{tenant="{tenant.pk}"}}', charged)
             wait_value(prom_port, f"accel_ingest_lag_seconds{{{e}}}", 0)
+            wait_value(prom_port, f"accel_edge_verify_up{{{e}}}", 1)
+            wait_value(prom_port, f"accel_edge_fills_total{{{e}}}", slice_fills)
+            wait_value(prom_port, f"accel_edge_digest_mismatches_total{{{e}}}", 0)
             # The shipped rules are loaded and evaluated.
             url = f"http://127.0.0.1:{prom_port}/api/v1/rules"
             with urllib.request.urlopen(url, timeout=10) as r:
