@@ -23,7 +23,7 @@ What keeps the summary flat: quota_usagemonth's unique (tenant, month) key (one 
 of history), quota_usagebucket's (tenant, hour) index for this month's cut points only (the
 single-column tenant indexes were dropped so the planner cannot pick them and read a tenant's
 whole history), quota_grant's (tenant, created_at) index, and the cached balances at the start
-of the month (see quota/month.py). The dashboard aggregates use (month, bytes) on the rollup.
+of the month (see quota/month.py). The dashboard aggregates use the rollup's (month) index.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-import signal
 import time
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from ingest.files import file_next
 from ingest.labels import LabelCache, labels_resolve, unknown_traffic_add
 from ingest.models import EdgeIngest, EdgeTraffic, LogFile, MalformedCount, MalformedSample
 from ingest.parallel import ParsePool
+from ingest.pause import pause_point
 from quota.usage import usage_apply_hourly
 
 
@@ -64,7 +64,6 @@ class Step:
     apply_seconds: float = 0.0
     ahead: ReadAhead | None = None  # the next batch, being parsed while this one committed
     read_ahead_used: bool = False
-    activity: parser.Activity | None = None  # what the batch saw per label, for the status page
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ def batch_step(
         finally:
             if fh is not None:
                 fh.close()
-        _test_pause("read")
+        pause_point("read")
         _commit(
             edge=edge,
             row=found.row,
@@ -205,8 +204,8 @@ def batch_step(
             step=step,
             labels=labels,
         )
-        _test_pause("commit")
-    _test_pause("committed")
+        pause_point("commit")
+    pause_point("committed")
     return step
 
 
@@ -229,7 +228,6 @@ def _commit(
     step.resolve_seconds += t1 - t0
     step.buckets += len(charged)
     unknown_requests = unknown_traffic_add(edge=edge, unknown=unknown)
-    step.activity = batch.activity
     malformed = batch.malformed_total
     if malformed:
         _malformed_add(edge=edge, row=row, batch=batch, now=now)
@@ -324,19 +322,3 @@ def _malformed_add(*, edge: str, row: LogFile, batch: parser.Batch, now: datetim
         .values_list("pk", flat=True)[: settings.INGEST_SAMPLES_KEPT]
     )
     MalformedSample.objects.filter(edge=edge).exclude(pk__in=keep).delete()
-
-
-# Test only (tests/ingest/test_crash.py), never set in production: INGEST_TEST_PAUSE=point:n
-# makes this process stop itself (SIGSTOP) the n-th time a batch that found a file passes
-# `point` — "read" (batch read, nothing written), "commit" (all written, before COMMIT) or
-# "committed" (after COMMIT, before the next batch) — so the test kills it exactly there.
-_PAUSE_AT = os.environ.get("INGEST_TEST_PAUSE", "").partition(":")[::2]
-_passed: dict[str, int] = {}
-
-
-def _test_pause(point: str) -> None:
-    if _PAUSE_AT[0] != point:  # unset: one string comparison per batch
-        return
-    _passed[point] = _passed.get(point, 0) + 1
-    if _passed[point] == int(_PAUSE_AT[1] or 1):
-        os.kill(os.getpid(), signal.SIGSTOP)

@@ -92,7 +92,7 @@ def file_forget_finished(*, edge: str) -> None:
 def _rotated_open(*, row: LogFile, edge: str, path: str, now: datetime, found: NextFile):
     """A rotated file opened when it has bytes left to read, else None: DONE once it has
     been idle long enough, lost when it is gone."""
-    where, fh = _locate(row, path)
+    where, fh = file_locate(row, path)
     if fh is None:
         # Gone (deleted, or compressed without delaycompress) before it was seen idle:
         # whatever nginx wrote to it after our last read is lost, so say so.
@@ -217,7 +217,7 @@ def _same_file(fh, row: LogFile) -> bool:
     return parser.head_matches(fh, parser.Fingerprint(row.fp_length, row.fp_digest))
 
 
-def _locate(row: LogFile, path: str):
+def file_locate(row: LogFile, path: str):
     """Open a rotated file where it was last seen or among the log's siblings."""
     for candidate in [row.path, *_siblings(path)]:
         fh = _open(candidate)

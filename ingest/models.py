@@ -78,6 +78,8 @@ class LogFile(models.Model):
     fp_length = models.IntegerField(default=0)
     fp_digest = models.CharField(max_length=64)
     position = models.BigIntegerField(default=0)  # always just after a newline
+    # How far the status page's pass (ingest.activity) has read: never past ``position``.
+    activity_position = models.BigIntegerField(default=0)
     size = models.BigIntegerField(default=0)  # at the last look
     grew_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)

@@ -160,9 +160,11 @@ def _parse_part(
     stop: int,
     retired: Mapping[str, float],
     die: bool = False,
+    activity: bool = False,
 ) -> tuple[parser.Batch, float]:
-    """In a worker: parse [start, stop) of the file known by ``ident`` (device, inode).
-    Returns the batch and the CPU seconds it took."""
+    """In a worker: parse [start, stop) of the file known by ``ident`` (device, inode), for
+    the meter or (``activity``) for the status page. Returns the batch and the CPU seconds it
+    took."""
     if die:  # test only (ParsePool.test_die)
         os.kill(os.getpid(), signal.SIGKILL)
     cpu = time.process_time()
@@ -176,7 +178,13 @@ def _parse_part(
             if (st.st_dev, st.st_ino) != ident:
                 continue
             batch = parser.read_batch(
-                f, start=start, max_lines=1 << 62, max_bytes=1 << 62, retired=retired, stop=stop
+                f,
+                start=start,
+                max_lines=1 << 62,
+                max_bytes=1 << 62,
+                retired=retired,
+                stop=stop,
+                activity=activity,
             )
         if batch.end != stop:
             raise PartUnreadable(f"the file ends at {batch.end}, before {stop}")
@@ -328,6 +336,29 @@ class ParsePool:
             f, start=start, max_lines=max_lines, max_bytes=1 << 62, retired=retired
         )
 
+    def read_activity(self, f: BinaryIO, *, start: int, end: int) -> parser.Batch:
+        """What parser.read_batch(f, start=start, stop=end, activity=True) gives (the status
+        page's pass over lines the meter has read), parsed by the workers when it is big
+        enough. ``end`` must be just after a newline."""
+        futures = []
+        if self.workers > 0 and (self.started or end - start >= POOL_START_BYTES):
+            st = os.fstat(f.fileno())
+            futures = self._submit(f, (st.st_dev, st.st_ino), start, end, {}, activity=True)
+        if futures:
+            try:
+                results = [fut.result() for fut in futures]
+            except PartUnreadable:
+                results = []
+            if results:
+                self.cpu_seconds += sum(cpu for _batch, cpu in results)
+                batch = results[0][0]
+                for later, _cpu in results[1:]:
+                    batch.extend(later)
+                return batch
+        return parser.read_batch(
+            f, start=start, max_lines=1 << 62, max_bytes=1 << 62, stop=end, activity=True
+        )
+
     def _warm(self) -> None:
         """Start the workers (while this process scans on)."""
         pool = self._executor()
@@ -342,6 +373,7 @@ class ParsePool:
         start: int,
         end: int,
         retired: Mapping[str, float],
+        activity: bool = False,
     ) -> list[Future[tuple[parser.Batch, float]]]:
         """[start, end) handed to the workers in parts; none when it is too small to cut."""
         if end - start < PART_MIN_BYTES:
@@ -353,7 +385,9 @@ class ParsePool:
         sources = _sources(f)
         with _children_allowed():
             return [
-                pool.submit(_parse_part, sources, ident, a, b, dict(retired), self.test_die)
+                pool.submit(
+                    _parse_part, sources, ident, a, b, dict(retired), self.test_die, activity
+                )
                 for a, b in parts
             ]
 

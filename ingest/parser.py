@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, BinaryIO
 
@@ -330,18 +330,14 @@ class Batch:
             del self.samples[0]
 
 
-def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int:
-    """Add the lines to the batch; stop at the first malformed line and return its index, or
-    -1 when all were good. The hot loop: nothing per line that can be done per chunk (the
-    accumulators are defaultdicts, so a line costs one lookup each)."""
+def _fold_usage(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int:
+    """The meter's pass: add the lines' usage and traffic to the batch; stop at the first
+    malformed line and return its index, or -1 when all were good. The hot loop: nothing per
+    line that can be done per chunk (the accumulators are defaultdicts: one lookup each)."""
     decode = _decoder.decode
     usage = batch.usage
     late = batch.late
     traffic = batch.traffic
-    act = batch.activity
-    first_seen, last_seen, agents, refusals = act.first, act.last, act.agent, act.refusals
-    m_bytes, m_first, m_last = act.manifest_bytes, act.manifest_first, act.manifest_last
-    b_bytes, b_first, b_last = act.blob_bytes, act.blob_first, act.blob_last
     errors = (msgspec.DecodeError, ValueError)
     hour = float(HOUR)
     r = None
@@ -368,42 +364,68 @@ def _fold(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int
         tacc = traffic[(status, cache)]
         tacc[0] += 1
         tacc[1] += r.bytes_sent
-        if label:
-            # The status page's material: a few dict operations per line (Activity).
-            ts = r.ts
-            if label not in first_seen:
-                first_seen[label] = ts
-            last_seen[label] = ts
-            if r.ua:
-                agents[label] = r.ua
-            if status == 200 or status == 206:
-                uri = r.uri
-                cut = uri.find("/blobs/")
-                if cut > 0:
-                    akey = label + " " + uri[:cut]
-                    if akey in b_first:
-                        b_bytes[akey] += r.body_bytes_sent
-                    else:
-                        b_first[akey] = ts
-                        b_bytes[akey] = r.body_bytes_sent
-                    b_last[akey] = ts
-                elif "/manifests/" in uri:
-                    akey = label + " " + uri
-                    if akey in m_first:
-                        m_bytes[akey] += r.body_bytes_sent
-                    else:
-                        m_first[akey] = ts
-                        m_bytes[akey] = r.body_bytes_sent
-                    m_last[akey] = ts
-            elif status in REFUSAL_STATUSES:
-                refusals[(label, status)] = (ts, r.uri[:300])
     if r is not None:
         batch.last_ts = r.ts
     return failed
 
 
+def _fold_activity(lines: list[bytes], batch: Batch, retired: Mapping[str, float]) -> int:
+    """The status page's pass (Activity): like _fold_usage, for what each label did."""
+    decode = _decoder.decode
+    act = batch.activity
+    first_seen, last_seen, agents, refusals = act.first, act.last, act.agent, act.refusals
+    m_bytes, m_first, m_last = act.manifest_bytes, act.manifest_first, act.manifest_last
+    b_bytes, b_first, b_last = act.blob_bytes, act.blob_first, act.blob_last
+    errors = (msgspec.DecodeError, ValueError)
+    r = None
+    failed = -1
+    for line in lines:
+        try:
+            r = decode(line)
+        except errors:
+            failed = lines.index(line)
+            break
+        label = r.tenant
+        if not label:
+            continue
+        ts = r.ts
+        status = r.status
+        if label not in first_seen:
+            first_seen[label] = ts
+        last_seen[label] = ts
+        if r.ua:
+            agents[label] = r.ua
+        if status == 200 or status == 206:
+            uri = r.uri
+            cut = uri.find("/blobs/")
+            if cut > 0:
+                akey = label + " " + uri[:cut]
+                if akey in b_first:
+                    b_bytes[akey] += r.body_bytes_sent
+                else:
+                    b_first[akey] = ts
+                    b_bytes[akey] = r.body_bytes_sent
+                b_last[akey] = ts
+            elif "/manifests/" in uri:
+                akey = label + " " + uri
+                if akey in m_first:
+                    m_bytes[akey] += r.body_bytes_sent
+                else:
+                    m_first[akey] = ts
+                    m_bytes[akey] = r.body_bytes_sent
+                m_last[akey] = ts
+        elif status in REFUSAL_STATUSES:
+            refusals[(label, status)] = (ts, r.uri[:300])
+    if r is not None:
+        batch.last_ts = r.ts
+    return failed
+
+
+Fold = Callable[[list[bytes], "Batch", Mapping[str, float]], int]
+
+
 def _fold_lines(
-    lines: list[bytes], offset: int, batch: Batch, retired: Mapping[str, float]
+    lines: list[bytes], offset: int, batch: Batch, retired: Mapping[str, float], fold: Fold
 ) -> None:
     """Fold complete lines that start at file offset ``offset``; malformed ones are sampled.
 
@@ -412,13 +434,13 @@ def _fold_lines(
     if not lines:  # a batch that a long line, skipped across chunks, filled
         return
     if max(map(len, lines)) > MAX_LINE_BYTES:
-        _fold_one_by_one(lines, offset, batch, retired)  # rare: a giant line in this chunk
+        _fold_one_by_one(lines, offset, batch, retired, fold)  # rare: a giant line here
         return
     start = 0  # index of the first line not folded yet
     done_to = 0  # offset[start] is known for lines[:done_to]
     while True:
         part = lines[start:] if start else lines
-        bad = _fold(part, batch, retired)
+        bad = fold(part, batch, retired)
         if bad < 0:
             batch.lines += len(part)
             return
@@ -437,7 +459,7 @@ def _fold_lines(
 
 
 def _fold_one_by_one(
-    lines: list[bytes], offset: int, batch: Batch, retired: Mapping[str, float]
+    lines: list[bytes], offset: int, batch: Batch, retired: Mapping[str, float], fold: Fold
 ) -> None:
     for raw in lines:
         try:
@@ -445,7 +467,7 @@ def _fold_one_by_one(
         except MalformedLine as exc:
             batch._bad(offset, exc.kind, exc.reason, raw)
         else:
-            _fold([raw], batch, retired)
+            fold([raw], batch, retired)
             batch.lines += 1
         offset += len(raw) + 1
 
@@ -459,6 +481,7 @@ def read_batch(
     retired: Mapping[str, float] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     stop: int | None = None,
+    activity: bool = False,
 ) -> Batch:
     """Read complete lines from ``start`` until about max_lines/max_bytes or the end of file.
 
@@ -467,9 +490,12 @@ def read_batch(
     the split only tells staff who still uses an old address).
     ``stop``: read nothing at or after this offset (a part of a batch: it must be just after a
     newline; ingest.parallel finds it).
+    ``activity``: the status page's pass (Batch.activity) instead of the meter's (usage,
+    late, traffic). Lines are counted and malformed ones sampled either way.
     Memory is bounded by ``chunk_bytes`` + ``MAX_LINE_BYTES`` whatever the file holds.
     """
     retired = retired or {}
+    fold = _fold_activity if activity else _fold_usage
     batch = Batch(start=start, end=start)
     f.seek(start)
     read_off = start
@@ -507,10 +533,10 @@ def read_batch(
             room = max_lines - batch.lines - batch.malformed_total
             if len(lines) > room:  # stop exactly at max_lines
                 del lines[room:]
-                _fold_lines(lines, pos, batch, retired)
+                _fold_lines(lines, pos, batch, retired, fold)
                 pos += sum(map(len, lines)) + len(lines)
                 break
-            _fold_lines(lines, pos, batch, retired)
+            _fold_lines(lines, pos, batch, retired, fold)
             pos = chunk_off + last_nl + 1
         if len(carry) > MAX_LINE_BYTES:
             skipping = True

@@ -26,17 +26,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from ingest.activity import activity_add
+from ingest.activity import activity_catch_up
 from ingest.batch import PositionMoved, ReadAhead, batch_step
 from ingest.files import file_forget_finished
 from ingest.health import health_after_run, health_note_error
 from ingest.labels import LabelCache, Redo, labels_retired
 from ingest.models import EdgeIngest
 from ingest.parallel import ParsePool
-from ingest.parser import Activity
 from quota.settlement import usage_after_batch
 from quota.tasks import usage_settle
 
@@ -48,8 +46,6 @@ _RETIRED_PRELOAD = timedelta(days=2)
 # While catching up, the ledger hears about the tenants of several batches at once, at least
 # this often: enforcement costs per tenant, not per line, and stays within seconds.
 _ENFORCE_EVERY = 3.0
-# The tenants' activity while a run catches up (every run also writes it when it ends).
-_ACTIVITY_EVERY = 10.0
 
 
 @dataclass
@@ -70,12 +66,19 @@ class IngestReport:
     apply_seconds: float = 0.0
     read_ahead_used: int = 0  # batches whose parse ran while the previous one committed
     parsed_in_parts: int = 0  # batches parsed by worker processes (ingest.parallel)
-    parse_cpu_seconds: float = 0.0  # what those batches cost the workers
+    parse_cpu_seconds: float = 0.0  # what those batches (and the status page's) cost them
     caught_up: bool = False  # the last look found nothing but, at most, an unfinished line
+    # The meter's part of ``seconds``: from the start to its last commit and enforcement.
+    meter_seconds: float = 0.0
+    # The status page's pass, after the meter (ingest.activity).
+    activity_lines: int = 0
+    activity_seconds: float = 0.0
+    activity_skipped_bytes: int = 0
 
     @property
     def lines_per_second(self) -> float:
-        return self.lines / self.seconds if self.seconds > 0 else 0.0
+        """The meter's rate."""
+        return self.lines / self.meter_seconds if self.meter_seconds > 0 else 0.0
 
 
 def ingest_edge(
@@ -93,7 +96,9 @@ def ingest_edge(
 
     After committed batches, quota.settlement.usage_after_batch learns the tenants that got usage
     (enforcement, threshold emails, invite credit): when the run is caught up or ends, and
-    every few seconds while it catches up; not at all when ``enforce`` is False.
+    every few seconds while it catches up; not at all when ``enforce`` is False. Then the
+    status page's pass (ingest.activity) reads what the meter read, for up to ``max_seconds``
+    more.
 
     ``parse_workers``: processes that parse a big catch-up's batches (ingest.parallel), started
     only when the run is far enough behind and ended with it; default INGEST_PARSE_WORKERS
@@ -161,25 +166,64 @@ def _run(
     report = IngestReport(edge=edge)
     started = time.monotonic()
     EdgeIngest.objects.get_or_create(edge=edge, defaults={"path": path})
-    retired = labels_retired(since=timezone.now() - _RETIRED_PRELOAD)
-    redos = 0
-    pending: set[int] = set()
-    enforced = time.monotonic()
-    # What committed batches saw per tenant (the status page), written together every few
-    # seconds and when the run ends: a catch-up touching thousands of tenants per batch would
-    # otherwise rewrite every one of their rows once per batch.
-    activity = Activity()
-    activity_written = time.monotonic()
-    # One thread parses the next batch while the current one commits (ingest.batch.ReadAhead):
-    # the parser and PostgreSQL then work at the same time.
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
-    ahead: ReadAhead | None = None
     if parse_workers is None:
         parse_workers = settings.INGEST_PARSE_WORKERS
     if parse_workers < 0:
         cores = os.cpu_count() or 1
         parse_workers = min(2, cores) if cores > 1 else 0
     pool = ParsePool(parse_workers)
+    try:
+        _meter(
+            edge=edge,
+            path=path,
+            max_seconds=max_seconds,
+            batch_lines=batch_lines,
+            enforce=enforce,
+            read_ahead=read_ahead,
+            pool=pool,
+            report=report,
+        )
+        report.meter_seconds = time.monotonic() - started
+        if not report.busy:
+            _activity_pass(edge=edge, path=path, max_seconds=max_seconds, pool=pool, report=report)
+    finally:
+        pool.close()
+    report.parsed_in_parts = pool.batches
+    report.parse_cpu_seconds = pool.cpu_seconds
+    report.seconds = time.monotonic() - started
+    if not report.busy:
+        report.bytes_behind = health_after_run(
+            edge=edge,
+            lines=report.lines,
+            lines_per_second=report.lines_per_second,
+            caught_up=report.caught_up,
+        )
+        file_forget_finished(edge=edge)
+    return report
+
+
+def _meter(
+    *,
+    edge: str,
+    path: str,
+    max_seconds: float,
+    batch_lines: int,
+    enforce: bool,
+    read_ahead: bool,
+    pool: ParsePool,
+    report: IngestReport,
+) -> None:
+    """The meter's batches until caught up or ``max_seconds`` have passed, and the ledger told
+    of their tenants."""
+    started = time.monotonic()
+    retired = labels_retired(since=timezone.now() - _RETIRED_PRELOAD)
+    redos = 0
+    pending: set[int] = set()
+    enforced = time.monotonic()
+    # One thread parses the next batch while the current one commits (ingest.batch.ReadAhead):
+    # the parser and PostgreSQL then work at the same time.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
+    ahead: ReadAhead | None = None
     labels = LabelCache()
     try:
         while True:
@@ -209,7 +253,6 @@ def _run(
                 break
             except Exception as exc:  # rolled back: nothing counted; staff see why
                 health_note_error(edge=edge, message=f"batch failed: {exc!r}")
-                _activity_write(edge=edge, activity=activity)
                 if enforce and pending:
                     _after_batch(edge=edge, tenant_ids=pending)
                 raise
@@ -229,17 +272,8 @@ def _run(
             report.apply_seconds += step.apply_seconds
             report.read_ahead_used += step.read_ahead_used
             pending |= step.tenant_ids
-            if step.activity is not None:
-                if activity.first:
-                    activity.merge(step.activity)
-                else:  # nothing to merge with (a run's first batch): take it as it is
-                    activity = step.activity
             report.caught_up = step.caught_up
             last = not step.progressed or time.monotonic() - started >= max_seconds
-            if last or time.monotonic() - activity_written >= _ACTIVITY_EVERY:
-                _activity_write(edge=edge, activity=activity)
-                activity = Activity()
-                activity_written = time.monotonic()
             if enforce and pending and (last or time.monotonic() - enforced >= _ENFORCE_EVERY):
                 report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
                 pending = set()
@@ -249,36 +283,24 @@ def _run(
     finally:
         # A parse still running is waited for (it closes its file), one never started dropped.
         reader.shutdown(wait=True, cancel_futures=True)
-        pool.close()
-    report.parsed_in_parts = pool.batches
-    report.parse_cpu_seconds = pool.cpu_seconds
-    _activity_write(edge=edge, activity=activity)  # a busy or moved run's committed batches
     if enforce and pending:  # a busy or moved run still reports what it committed
         report.enforce_seconds += _after_batch(edge=edge, tenant_ids=pending)
-    report.seconds = time.monotonic() - started
-    if not report.busy:
-        report.bytes_behind = health_after_run(
-            edge=edge,
-            lines=report.lines,
-            lines_per_second=report.lines_per_second,
-            caught_up=report.caught_up,
-        )
-        file_forget_finished(edge=edge)
-    return report
 
 
-def _activity_write(*, edge: str, activity: Activity) -> None:
-    """Write what committed batches saw per tenant, in its own transaction. The status page is
-    not the meter: a failure (or a crash before this runs) loses a few seconds of it, never a
-    charged byte, and a committed batch is never read again, so nothing is counted twice."""
-    if not activity.first:
-        return
+def _activity_pass(
+    *, edge: str, path: str, max_seconds: float, pool: ParsePool, report: IngestReport
+) -> None:
+    """The status page's pass after the meter's. It is not the meter: a failure is noted and
+    the next run reads on from its committed position, never a charged byte lost."""
     try:
-        with transaction.atomic():
-            activity_add(activity=activity)
+        done = activity_catch_up(edge=edge, path=path, max_seconds=max_seconds, pool=pool)
     except Exception as exc:
         log.exception("tenant activity not written for edge %s", edge)
         health_note_error(edge=edge, message=f"activity: {exc!r}")
+        return
+    report.activity_lines = done.lines
+    report.activity_seconds = done.seconds
+    report.activity_skipped_bytes = done.skipped_bytes
 
 
 def _after_batch(*, edge: str, tenant_ids: set[int]) -> float:

@@ -140,7 +140,7 @@ def tenants_maybe_in_debt(*, month: date) -> set[int]:
 
     By quota/month.py a month ends in debt only when its usage passed the base, or when it
     began in debt and was exhausted during it. The first: last month's rollup above the base
-    (the rollup's (month, bytes) index). The second: the tenant was one of these candidates
+    (the rollup's (month) index). The second: the tenant was one of these candidates
     all last month, so the backstop (quota/settlement.py) or the settlement of the batch that
     exhausted it saw it exhausted and recorded last month's 100 % notice (this read has no
     index of its own; the table holds at most two rows per tenant and month, for tenants that

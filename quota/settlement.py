@@ -57,7 +57,7 @@ def ledger_reconcile(*, now: datetime | None = None) -> ReconcileResult:
     Only tenants whose debt brought into this month plus this month's usage reaches 80 % of
     the base can be exhausted or owe a threshold email (the allowance is never below the base,
     and the debt counts like usage), so the candidates are the tenants exhausted now, those
-    that used 80 % of the base this month (the rollup's (month, bytes) index) and those that
+    that used 80 % of the base this month (the rollup's (month) index) and those that
     can bring a debt from last month (quota.selectors.tenants_maybe_in_debt).
     """
     now = utc(now or timezone.now())

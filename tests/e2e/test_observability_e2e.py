@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from django.db import transaction
 
 from edge.state import edge_state_record, verify_stats_read

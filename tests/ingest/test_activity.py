@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accelerator.models import RetiredLabel, Tenant, TenantActivity
-from ingest.models import MalformedCount
+from ingest.models import LogFile, MalformedCount
 from ingest.services import ingest_edge
 from quota.models import UsageBucket
 from tests.ingest.conftest import EDGE, make_tenants
@@ -85,6 +85,9 @@ def test_refusals_with_their_reasons_and_one_email_a_day(
     labels = make_tenants(django_user_model, 2)
     (a_label, a_id), (b_label, b_id) = labels.items()
     now = timezone.now()
+    # a used up its month a minute ago. The ledger is not asked here (enforce=False): its
+    # enforcement, which runs before the status page's pass, would find this log's few bytes
+    # and lift it.
     Tenant.objects.filter(pk=a_id).update(exhausted_at=now - timedelta(minutes=1))
     t = now.timestamp() - 10
     log_path.write_bytes(
@@ -93,7 +96,7 @@ def test_refusals_with_their_reasons_and_one_email_a_day(
         # b: a per-accelerator limit (not exhausted): shown, but no email
         + line(b_label, t, f"/v2/library/redis/blobs/{D2}", status=429, body=0)
     )
-    ingest_edge(edge=EDGE, path=log_path)
+    ingest_edge(edge=EDGE, path=log_path, enforce=False)
     a = TenantActivity.objects.get(tenant_id=a_id)
     assert (a.last_refusal_reason, a.last_refusal_path) == (
         "exhausted",
@@ -106,7 +109,7 @@ def test_refusals_with_their_reasons_and_one_email_a_day(
     # More refusals the same day: no second email.
     with log_path.open("ab") as f:
         f.write(line(a_label, t + 5, "/v2/library/redis/manifests/7", status=429, body=0))
-    ingest_edge(edge=EDGE, path=log_path)
+    ingest_edge(edge=EDGE, path=log_path, enforce=False)
     assert TenantActivity.objects.get(tenant_id=a_id).last_refusal_at > a.last_refusal_at
     assert len(mailoutbox) == 1
 
@@ -244,3 +247,66 @@ def test_stored_instants_read_back_to_the_microsecond(django_user_model):
     assert row.last_pull_at == at and row.last_refusal_at == at
     assert row.last_refusal_reason == "suspended" and len(row.recent_pulls) == 1
     assert row.recent_pulls[0]["bytes"] == 20
+
+
+def _pulls(tid: int) -> list[tuple[str, str, int]]:
+    a = TenantActivity.objects.filter(tenant_id=tid).first()
+    return (
+        [] if a is None else [(p["repository"], p["reference"], p["bytes"]) for p in a.recent_pulls]
+    )
+
+
+def test_the_status_pages_pass_reads_only_what_the_meter_has_read(django_user_model, log_path):
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    t0 = timezone.now().timestamp() - 60
+    first = docker_pull(label, t0, repo="library/one")
+    second = docker_pull(label, t0 + 10, repo="library/two")
+    log_path.write_bytes(first + second)
+    # The meter stops after its first batch (the first pull): the page shows that pull only.
+    report = ingest_edge(edge=EDGE, path=log_path, max_seconds=0, batch_lines=4)
+    assert report.lines == 4 and report.activity_lines == 4
+    row = LogFile.objects.get(edge=EDGE)
+    assert row.position == len(first) == row.activity_position
+    assert _pulls(tid) == [("library/one", "latest", 51_000)]
+    report = ingest_edge(edge=EDGE, path=log_path)
+    assert report.lines == 4 and report.activity_lines == 4
+    row.refresh_from_db()
+    assert row.position == row.activity_position == len(first + second)
+    assert sorted(_pulls(tid)) == [
+        ("library/one", "latest", 51_000),
+        ("library/two", "latest", 51_000),
+    ]
+
+
+def test_a_rotated_file_gone_before_the_status_pages_pass_read_it_is_skipped(
+    django_user_model, log_path, monkeypatch
+):
+    from ingest import services
+
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    t0 = timezone.now().timestamp() - 60
+    old = docker_pull(label, t0, repo="library/old")
+    log_path.write_bytes(old)
+    rotated = log_path.with_name("access.log.1")
+    # The meter reads the old file to its end and the new one; the process ends before the
+    # status page's pass (a crash, here a pass that does nothing).
+    real = services._activity_pass
+    monkeypatch.setattr(services, "_activity_pass", lambda **kw: None)
+    ingest_edge(edge=EDGE, path=log_path)
+    log_path.rename(rotated)
+    log_path.write_bytes(docker_pull(label, t0 + 10, repo="library/new"))
+    ingest_edge(edge=EDGE, path=log_path)
+    assert not TenantActivity.objects.filter(tenant_id=tid).exists()
+    # Then the rotated file goes (logrotate compressed it) before the next run.
+    rotated.unlink()
+    monkeypatch.setattr(services, "_activity_pass", real)
+    report = ingest_edge(edge=EDGE, path=log_path)
+    assert report.lines == 0  # the meter had it all
+    assert report.activity_skipped_bytes == len(old)
+    assert report.activity_lines == 4
+    assert _pulls(tid) == [("library/new", "latest", 51_000)]
+    assert all(r.activity_position == r.position for r in LogFile.objects.filter(edge=EDGE))
+    # Charged all the same: the meter read both files.
+    assert sum(UsageBucket.objects.filter(tenant_id=tid).values_list("bytes", flat=True)) == 2 * (
+        2 + 0 + 1000 + 50_000
+    )

@@ -225,3 +225,51 @@ def test_workers_contending_while_nginx_appends_partial_lines(django_user_model,
     assert stats["busy"] > 0
     assert sum(1 for n in stats["lines"] if n) >= 2  # they took turns
     assert_exact(maker.truth, labels)
+
+
+def test_sigkill_in_the_status_pages_pass_loses_and_doubles_nothing(django_user_model, log_path):
+    """Killed with a step's activity written and not committed: nothing of it stays, the meter's
+    work stays, and the next run writes the step once."""
+    from accelerator.models import TenantActivity
+    from ingest import parser
+    from ingest.activity import activity_add
+
+    labels = make_tenants(django_user_model, 30)
+    _write_log(log_path, labels, 50_000, seed=24)
+    data = log_path.read_bytes()
+    proc = subprocess.Popen(
+        ingest_command(log_path, "--no-enforce"),
+        env={**db_env(), "INGEST_TEST_PAUSE": "activity:1"},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_stopped(proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    _wait_unlocked()
+    row = LogFile.objects.get(edge=EDGE)
+    assert row.position == len(data) and row.activity_position == 0  # the meter's work stays
+    assert not TenantActivity.objects.exists()
+    done = run_ingest_command(log_path, "--no-enforce")
+    assert "lines=0 " in done.stdout and "activity_lines=50000" in done.stdout, done.stdout
+    row.refresh_from_db()
+    assert row.activity_position == len(data)
+    got = {
+        a.tenant_id: (a.first_seen_at, a.last_seen_at, a.recent_pulls, a.last_refusal_at)
+        for a in TenantActivity.objects.all()
+    }
+    # What one pass over the log gives, written once into empty rows.
+    TenantActivity.objects.all().delete()
+    with log_path.open("rb") as f, transaction.atomic():
+        seen = parser.read_batch(f, start=0, max_lines=1 << 62, max_bytes=1 << 62, activity=True)
+        activity_add(activity=seen.activity)
+    want = {
+        a.tenant_id: (a.first_seen_at, a.last_seen_at, a.recent_pulls, a.last_refusal_at)
+        for a in TenantActivity.objects.all()
+    }
+    assert got == want and len(got) == 30
+    assert all(pulls for _f, _l, pulls, _r in got.values())  # bytes a double count would show

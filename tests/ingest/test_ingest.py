@@ -562,13 +562,13 @@ def test_a_run_leaves_the_objects_before_it_out_of_the_collector_and_then_thaws(
     maker = LogMaker(list(labels), seed=34)
     log_path.write_bytes(maker.lines(300))
     during = []
-    real = services._activity_write
+    real = services._activity_pass
 
     def spy(**kw):
         during.append(gc.get_freeze_count())
         return real(**kw)
 
-    monkeypatch.setattr(services, "_activity_write", spy)
+    monkeypatch.setattr(services, "_activity_pass", spy)
     assert gc.get_freeze_count() == 0
     assert ingest(log_path, batch_lines=100).lines == 300
     assert during and min(during) > 0

@@ -117,10 +117,20 @@ def test_parts_give_exactly_what_one_pass_gives(tmp_path, small_parts, pool):
                     assert pos == len(data)
                     break
         assert pool.batches > 0
+        # The status page's pass over what the meter read, in parts: the same too.
+        middle = parser.read_batch(f, start=0, max_lines=2500, max_bytes=1 << 62).end
+        for start, end in ((0, len(data)), (middle, len(data)), (0, middle)):
+            one = parser.read_batch(
+                f, start=start, max_lines=1 << 62, max_bytes=1 << 62, stop=end, activity=True
+            )
+            assert pool.read_activity(f, start=start, end=end) == one, (start, end)
+            assert one.end == end and not one.usage and not one.traffic
         # The log has all it claims to have.
         whole = parser.read_batch(f, start=0, max_lines=10**6, max_bytes=1 << 62, retired=retired)
+        seen = parser.read_batch(f, start=0, max_lines=10**6, max_bytes=1 << 62, activity=True)
     assert whole.late and whole.malformed.keys() == {"json", "encoding", "field", "too_long"}
-    assert whole.activity.refusals and whole.activity.manifest_bytes and whole.activity.agent
+    assert seen.activity.refusals and seen.activity.manifest_bytes and seen.activity.agent
+    assert not whole.activity.first  # the meter's pass gathers none of it
     assert len({key[2] for key in whole.usage}) == 3 and len({key[1] for key in whole.usage}) > 3
 
 

@@ -57,7 +57,8 @@ class Command(BaseCommand):
                 f"batches={report.batches} read_ahead={report.read_ahead_used} "
                 f"in_parts={report.parsed_in_parts} "
                 f"bytes_behind={report.bytes_behind} "
-                f"seconds={report.seconds:.3f} lines_per_second={report.lines_per_second:.0f}"
+                f"seconds={report.seconds:.3f} lines_per_second={report.lines_per_second:.0f} "
+                f"activity_lines={report.activity_lines}"
             )
             if not opts["follow"]:
                 return
