@@ -22,6 +22,9 @@ Every field is parsed and type-checked (msgspec, in C): a line with broken JSON,
 extra or mistyped field, bytes that are not UTF-8 or more than ``MAX_LINE_BYTES`` is
 malformed: counted, sampled and skipped. Lines are read in fixed-size chunks, so memory does
 not depend on the file or on the longest line.
+
+Two passes read a line, each with its own fold: the meter's (usage, late, traffic: ingest.batch)
+and, after it, the status page's (Activity: ingest.activity).
 """
 
 from __future__ import annotations
@@ -151,9 +154,10 @@ class Seen:
 
 @dataclass
 class Activity:
-    """Per-label raw material of Seen, filled line by line in _fold at the cost of a few dict
-    operations: first and last request, latest agent, served manifests per label and uri, served
-    blob bytes per label and "/v2/<repository>", the last refusal per label and status.
+    """Per-label raw material of Seen, filled line by line in _fold_activity at the cost of a
+    few dict operations: first and last request, latest agent, served manifests per label and
+    uri, served blob bytes per label and "/v2/<repository>", the last refusal per label and
+    status.
 
     Keys are "<label> <path>" strings and values numbers: objects the garbage collector never
     has to scan (a dict of lists per key made parsing several times slower on large batches).
@@ -171,41 +175,9 @@ class Activity:
     blob_last: dict[str, float] = field(default_factory=dict)
     refusals: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
 
-    def merge(self, other: Activity) -> None:
-        """Add a later batch's activity (ingestion writes several batches' at once)."""
-        first, last, agent = self.first, self.last, self.agent
-        for label, ts in other.first.items():
-            if label not in first or ts < first[label]:
-                first[label] = ts
-        for label, ts in other.last.items():
-            if label not in last or ts >= last[label]:
-                last[label] = ts
-                if label in other.agent:
-                    agent[label] = other.agent[label]
-            elif label not in agent and label in other.agent:
-                agent[label] = other.agent[label]
-        for nbytes, firsts, lasts, o_bytes, o_firsts, o_lasts in (
-            (self.manifest_bytes, self.manifest_first, self.manifest_last,
-             other.manifest_bytes, other.manifest_first, other.manifest_last),
-            (self.blob_bytes, self.blob_first, self.blob_last,
-             other.blob_bytes, other.blob_first, other.blob_last),
-        ):  # fmt: skip
-            for key, ts in o_firsts.items():
-                if key in firsts:
-                    nbytes[key] += o_bytes[key]
-                    firsts[key] = min(firsts[key], ts)
-                    lasts[key] = max(lasts[key], o_lasts[key])
-                else:
-                    nbytes[key], firsts[key], lasts[key] = o_bytes[key], ts, o_lasts[key]
-        for label_status, hit in other.refusals.items():
-            old = self.refusals.get(label_status)
-            if old is None or hit[0] >= old[0]:
-                self.refusals[label_status] = hit
-
     def extend(self, later: Activity) -> None:
-        """Add the activity of the lines right after these (the parts of one batch, parsed
-        apart): exactly what one pass over both gives, file order included (merge is for
-        whole batches and goes by time)."""
+        """Add the activity of the lines right after these (the parts of one step, parsed
+        apart): exactly what one pass over both gives, file order included."""
         first = self.first
         for label, ts in later.first.items():
             if label not in first:
