@@ -19,6 +19,11 @@ never a complete wrong one; every slice already cached is evicted (its file remo
 treats a missing file as a miss) and the digest answers 502 for BAD_SECONDS, so clients retrying
 do not make the edge read the bad blob again and again.
 
+A client's Range that may end before the blob does (not ``bytes=N-``) comes as RANGE_PATH +
+the blob's path: every slice is filled through nginx's /@fill first (the last one checking the
+blob), then the range is read from the cache. Ranges are thus never answered from a blob that
+was not checked whole; only ranges that reach the blob's end stream from a fill.
+
 ``GET /@stats`` answers the process's counters (COUNTERS) as JSON; the edge's gate sync reads
 them for the operators' metrics (edge.state).
 
@@ -64,6 +69,11 @@ BLOB_RE = re.compile(
 )
 CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 RANGE_START_RE = re.compile(r"^bytes=(\d{1,18})-")
+# A client's single range: bytes=N-M, bytes=N- or bytes=-K (a suffix).
+CLIENT_RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
+# Ranges that may end before the blob does come here (nginx's /@edge-blob-range) as
+# RANGE_PATH + the blob's path: they are answered only from a blob checked whole.
+RANGE_PATH = "/@range"
 CHUNK = 256 * 1024
 # Hash states of fills in progress (a few hundred bytes each) and digests recently found bad.
 MAX_STATES = 4096
@@ -646,6 +656,87 @@ class Verifier:
         return body
 
 
+class RangeRefused(Exception):
+    """A gated range cannot be answered: ``status`` says why (502: the blob is bad or could
+    not be read whole; 599: the tenant's rate of misses)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def whole_checked(verifier: Verifier, path: str, hex_digest: str, headers: dict) -> int:
+    """Have every slice of the blob in the cache, its digest checked: the blob's size.
+
+    A blob whose last slice is cached was checked whole when it was filled (the last slice is
+    cached only once the whole blob matches). Otherwise every slice is asked of nginx's /@fill
+    in order, as the read-ahead does (cached ones answer from the cache, the others fill through
+    this process): the last one's fill checks the blob. Raises RangeRefused."""
+    total = cached_total(verifier.cache_dir, hex_digest, verifier.slice_size)
+    if total is not None:
+        last = (total - 1) // verifier.slice_size * verifier.slice_size
+        if cache_path(
+            verifier.cache_dir, cache_key(hex_digest, last, verifier.slice_size)
+        ).exists():
+            return total
+    start, total = 0, None
+    while total is None or start < total:
+        end = start + verifier.slice_size - 1
+        conn = http.client.HTTPConnection(*_host_port(verifier.fetch), timeout=TIMEOUT)
+        try:
+            conn.request(
+                "GET", "/@fill" + path, headers={**headers, "Range": f"bytes={start}-{end}"}
+            )
+            resp = conn.getresponse()
+            found = _slice_of(resp)
+            if found is None or found[0] != start:
+                raise RangeRefused(599 if resp.status == 599 else 502)
+            received = 0
+            while chunk := resp.read(CHUNK):
+                received += len(chunk)
+        except (OSError, http.client.HTTPException):
+            raise RangeRefused(502) from None
+        finally:
+            conn.close()
+        _first, last_byte, total = found
+        if received != last_byte - start + 1 or verifier.is_bad(hex_digest):
+            raise RangeRefused(502)  # cut: the digest did not match, or the fill failed
+        start = last_byte + 1
+    return total
+
+
+def cached_total(cache_dir: Path, hex_digest: str, slice_size: int) -> int | None:
+    """The blob's size from its first slice's cache file (its Content-Range), if cached."""
+    try:
+        with cache_path(cache_dir, cache_key(hex_digest, 0, slice_size)).open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    found = re.search(rb"\r\nContent-Range: bytes 0-\d+/(\d{1,18})\r\n", head, re.IGNORECASE)
+    if found is None:
+        return None
+    return int(found.group(1))
+
+
+def client_range(header: str, total: int) -> tuple[int, int] | None:
+    """[first, last] of a client's single range in a blob of ``total`` bytes; None when the
+    header is not one range (the whole blob is answered, as HTTP allows). Raises ValueError
+    when the range is outside the blob (416)."""
+    found = CLIENT_RANGE_RE.match(header)
+    if found is None or found.group(1) == found.group(2) == "":
+        return None
+    first, last = found.groups()
+    if first == "":  # the last K bytes
+        if int(last) == 0:
+            raise ValueError("an empty suffix")
+        return max(total - int(last), 0), total - 1
+    start = int(first)
+    end = total - 1 if last == "" else min(int(last), total - 1)
+    if start >= total or start > end:
+        raise ValueError("outside the blob")
+    return start, end
+
+
 def _slice_of(resp: http.client.HTTPResponse) -> tuple[int, int, int] | None:
     """(first byte, last byte, blob size) of an answer that is a whole slice (or a whole blob),
     or None for anything else: an error, or a body of unknown or inconsistent length."""
@@ -692,6 +783,8 @@ def make_handler(verifier: Verifier):
         def do_GET(self) -> None:  # noqa: N802
             if self.path == STATS_PATH:
                 return self._answer(200, json.dumps(verifier.stats()).encode())
+            if self.path.startswith(RANGE_PATH + "/"):
+                return self._range(self.path[len(RANGE_PATH) :])
             # The blob path before the query; the query (ns=, the registry nginx routed to) goes
             # on to the fetch server with it.
             match = BLOB_RE.match(self.path.partition("?")[0])
@@ -721,6 +814,75 @@ def make_handler(verifier: Verifier):
                     if started:
                         verifier.fill_over(fill)
             return self._answer(502, b"")
+
+        def _range(self, path: str) -> None:
+            """A client's range that may end before the blob does (X-Edge-Range): answered
+            from the cache once the whole blob is there and checked, never from bytes that
+            were not (the first byte waits for the whole fill of a cold blob)."""
+            match = BLOB_RE.match(path.partition("?")[0])
+            if match is None:
+                return self._answer(404, b"")
+            hex_digest = match.group(1)
+            if verifier.is_bad(hex_digest):
+                return self._answer(502, b"")
+            forward = {
+                name: self.headers[name]
+                for name in ("Host", "X-Request-Id", "X-Edge-Tenant", "X-Edge-Secret")
+                if self.headers.get(name)
+            }
+            try:
+                total = whole_checked(verifier, path, hex_digest, forward)
+            except RangeRefused as refused:
+                return self._answer(refused.status, b"")
+            try:
+                wanted = client_range(self.headers.get("X-Edge-Range", ""), total)
+            except ValueError:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{total}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            first, last = wanted or (0, total - 1)
+            self.send_response(206 if wanted else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Docker-Content-Digest", f"sha256:{hex_digest}")
+            if wanted:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{total}")
+            self.send_header("Content-Length", str(last - first + 1))
+            self.end_headers()
+            forward.pop("X-Edge-Tenant", None)  # the blob is in the cache: no miss of theirs
+            try:
+                for start in range(first // verifier.slice_size * verifier.slice_size, last + 1,
+                                   verifier.slice_size):  # fmt: skip
+                    self._slice_part(path, start, first, last, forward)
+            except (OSError, http.client.HTTPException):
+                # Evicted and refilled badly, or nginx went away: cut, never completed.
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+            return None
+
+        def _slice_part(self, path: str, start: int, first: int, last: int, forward: dict) -> None:
+            """The bytes [first, last] has in the slice at ``start``, from nginx's cache."""
+            end = start + verifier.slice_size - 1
+            conn = http.client.HTTPConnection(*_host_port(verifier.fetch), timeout=TIMEOUT)
+            try:
+                conn.request(
+                    "GET", "/@fill" + path, headers={**forward, "Range": f"bytes={start}-{end}"}
+                )
+                resp = conn.getresponse()
+                if _slice_of(resp) is None:
+                    raise OSError(f"slice at {start}: status {resp.status}")
+                at = start
+                while at <= last and (chunk := resp.read(CHUNK)):
+                    lo, hi = max(first - at, 0), min(last + 1 - at, len(chunk))
+                    if lo < hi:
+                        self.wfile.write(chunk[lo:hi])
+                    at += len(chunk)
+                if at <= min(last, end):
+                    raise OSError(f"slice at {start} ended at {at}")
+            finally:
+                conn.close()
 
         def _start(self, fill: Fill, hex_digest: str, forward: dict) -> None:
             asked = RANGE_START_RE.match(forward.get("Range", ""))

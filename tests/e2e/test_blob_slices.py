@@ -48,6 +48,8 @@ IMAGES = {
         "streamed": 3 * MB,
         "spooled": 3 * MB,
         "badjoin": 2 * MB,
+        "partial": 3 * MB,
+        "badpartial": 3 * MB,
     }.items()
 }
 
@@ -505,3 +507,62 @@ def test_a_corrupted_last_slice_cuts_every_client_that_joined_it(auth_world, ten
     new = counted(before, fill_counts(edge))
     assert new["digest_mismatches"] == 1 and new["cut"] >= 1 and new["joins"] >= 1
     upstream.store.corrupt.discard(hexdigest)
+
+
+def test_a_range_that_ends_before_the_blob_is_answered_once_the_blob_is_checked(
+    auth_world, tenant_on
+):
+    images, upstream, edge = auth_world
+    tenant = tenant_on(edge)
+    layer = images["partial"].layers[0]
+    path = f"/v2/library/partial/blobs/{layer.digest}"
+    # Cold: the first byte waits for the whole blob, read once and checked, then the range.
+    resp = edge.get(tenant.label, path, headers=[("Range", f"bytes={MB + 5}-{MB + 104}")])
+    assert resp.status == 206, resp.status
+    assert resp.headers["Content-Range"] == f"bytes {MB + 5}-{MB + 104}/{layer.size}"
+    assert upstream.store.reads(layer.digest) == 1
+    assert len(slice_files(edge, layer)) == -(-layer.size // MB)  # all of it, checked
+    assert resp.body == layer.data[MB + 5 : MB + 105]
+    full = edge.get(tenant.label, path)
+    assert full.body == layer.data
+    # Warm: the other forms, from the cache, nothing more read upstream.
+    gets = len(upstream.store.gets)
+    for header, status, want in (
+        ("bytes=-100", 206, full.body[-100:]),  # the last 100 bytes
+        (f"bytes=0-{10 * layer.size}", 206, full.body),  # past the end: to the end
+        ("bytes=0-0,5-6", 200, full.body),  # several ranges: the whole blob, as HTTP allows
+        ("items=1-2", 200, full.body),  # not bytes: the whole blob
+    ):
+        got = edge.get(tenant.label, path, headers=[("Range", header)])
+        assert (got.status, got.body) == (status, want), header
+    for header in ("bytes=5-2", f"bytes={layer.size}-{layer.size + 5}", "bytes=-0"):
+        got = edge.get(tenant.label, path, headers=[("Range", header)])
+        assert got.status == 416 and got.body == b"", header
+        assert got.headers["Content-Range"] == f"bytes */{layer.size}", header
+    assert len(upstream.store.gets) == gets
+    # Each answer is charged what it carried.
+    lines = [x for x in edge.log_lines() if x["uri"] == path and x["tenant"] == tenant.label]
+    assert [x["body_bytes_sent"] for x in lines if x["status"] == 206][:1] == [100]
+    assert sum(x["body_bytes_sent"] for x in lines if x["status"] == 416) == 0
+
+
+def test_a_range_of_a_corrupted_blob_is_never_served(auth_world, tenant_on):
+    images, upstream, edge = auth_world
+    first, second = tenant_on(edge, n=2)
+    layer = images["badpartial"].layers[0]
+    path = f"/v2/library/badpartial/blobs/{layer.digest}"
+    upstream.store.corrupt.add(layer.digest.split(":", 1)[1])
+    before = fill_counts(edge)
+    try:
+        # The first slice is right; the blob is not: not one byte of it goes out.
+        resp = edge.get(first.label, path, headers=[("Range", "bytes=0-99")])
+        assert resp.status == 502 and layer.digest.encode() not in resp.body
+        assert slice_files(edge, layer) == []  # every slice evicted
+        again = edge.get(second.label, path, headers=[("Range", "bytes=0-99")])
+        assert again.status == 502
+        assert upstream.store.reads(layer.digest) <= 1.0001
+        assert counted(before, fill_counts(edge))["digest_mismatches"] == 1
+        lines = [x for x in edge.log_lines() if x["uri"] == path]
+        assert {x["status"] for x in lines} == {502}
+    finally:
+        upstream.store.corrupt.discard(layer.digest.split(":", 1)[1])

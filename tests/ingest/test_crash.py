@@ -73,7 +73,27 @@ def _wait_unlocked() -> None:
     raise AssertionError("the killed process's transaction still holds the edge")
 
 
-# Where each process is killed (INGEST_TEST_PAUSE, see ingest.batch) and how many of its
+def _killed_at(pause: str, log_path, *args: str) -> None:
+    """Run `manage.py ingest_logs` until it stops itself at ``pause`` (INGEST_TEST_PAUSE,
+    ingest.pause), SIGKILL it there, and wait for its row lock to go."""
+    proc = subprocess.Popen(
+        ingest_command(log_path, *args),
+        env={**db_env(), "INGEST_TEST_PAUSE": pause},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_stopped(proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    _wait_unlocked()
+
+
+# Where each process is killed (INGEST_TEST_PAUSE, see ingest.pause) and how many of its
 # batches that leaves committed: "read" (a batch read, nothing written yet) and "commit" (all
 # written, before COMMIT) lose the batch under way, "committed" keeps it.
 KILLS = [
@@ -98,21 +118,7 @@ def test_sigkill_at_chosen_points_then_run_to_the_end(django_user_model, log_pat
     committed = 0  # batches
     for point, n, keeps in KILLS:
         before = _position()
-        proc = subprocess.Popen(
-            ingest_command(log_path, "--batch-lines", str(BATCH), "--no-enforce"),
-            env={**db_env(), "INGEST_TEST_PAUSE": f"{point}:{n}"},
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            _wait_stopped(proc)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
-        _wait_unlocked()
+        _killed_at(f"{point}:{n}", log_path, "--batch-lines", str(BATCH), "--no-enforce")
         committed += keeps
         # The position, the edge's totals and the usage moved together, batch by batch.
         pos = _position()
@@ -237,20 +243,7 @@ def test_sigkill_in_the_status_pages_pass_loses_and_doubles_nothing(django_user_
     labels = make_tenants(django_user_model, 30)
     _write_log(log_path, labels, 50_000, seed=24)
     data = log_path.read_bytes()
-    proc = subprocess.Popen(
-        ingest_command(log_path, "--no-enforce"),
-        env={**db_env(), "INGEST_TEST_PAUSE": "activity:1"},
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_stopped(proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    _wait_unlocked()
+    _killed_at("activity:1", log_path, "--no-enforce")
     row = LogFile.objects.get(edge=EDGE)
     assert row.position == len(data) and row.activity_position == 0  # the meter's work stays
     assert not TenantActivity.objects.exists()

@@ -62,22 +62,21 @@ def answering(status: int, body: bytes) -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as listen:
+        yield listen
 
 
 @contextmanager
 def digest_check(tmp_path: Path) -> Iterator[str]:
     """The real digest check (its fetch server is never asked: only /@stats is read)."""
-    server = make_server("127.0.0.1:0", "127.0.0.1:9", tmp_path, 1 << 20)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    with serving(make_server("127.0.0.1:0", "127.0.0.1:9", tmp_path, 1 << 20)) as listen:
+        yield listen
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    """The server's address while it serves in a thread; closed after."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:
