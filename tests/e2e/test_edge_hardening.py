@@ -430,7 +430,8 @@ def test_nginx_config_carries_the_shutdown_timeout_and_the_secret():
     assert "worker_shutdown_timeout 45s;" in text
     # Sent to the fetch server and the token helper, never upstream: the fetch server's two
     # upstream locations (the registry, the blob store it redirects to) drop it.
-    assert text.count(params.internal_secret) == 4  # two locations, the check, the token
+    # Blob GETs, gated ranges and blob HEADs send it; the fetch server checks it; the token.
+    assert text.count(params.internal_secret) == 5
     assert text.count('proxy_set_header X-Edge-Secret "";') == 2
     for bad in (0, -1, 86401):
         with pytest.raises(edge_config.EdgeConfigError, match="EDGE_WORKER_SHUTDOWN_SECONDS"):
