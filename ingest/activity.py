@@ -84,13 +84,15 @@ def _step(*, edge: str, path: str, pool: ParsePool | None, report: ActivityRepor
         return True
     with fh:
         end = min(batch_end(fh, start=start, max_lines=STEP_LINES)[0], row.position)
-        if pool is not None:
+        if end <= start:  # the file is shorter than what the meter read
+            batch = parser.Batch(start=start, end=start)
+        elif pool is not None:
             batch = pool.read_activity(fh, start=start, end=end)
         else:
             batch = parser.read_batch(
                 fh, start=start, max_lines=1 << 62, max_bytes=1 << 62, stop=end, activity=True
             )
-    if batch.end < end:  # the file is shorter than what the meter read: skip the rest
+    if batch.end < end or end <= start:  # shorter than what the meter read: skip the rest
         report.skipped_bytes += row.position - batch.end
         end = row.position
     activity_add(activity=batch.activity)

@@ -310,3 +310,30 @@ def test_a_rotated_file_gone_before_the_status_pages_pass_read_it_is_skipped(
     assert sum(UsageBucket.objects.filter(tenant_id=tid).values_list("bytes", flat=True)) == 2 * (
         2 + 0 + 1000 + 50_000
     )
+
+
+def test_a_file_cut_shorter_than_the_meter_read_is_skipped_not_read_again_and_again(
+    django_user_model, log_path, monkeypatch
+):
+    from ingest import services
+
+    ((label, tid),) = make_tenants(django_user_model, 1).items()
+    t0 = timezone.now().timestamp() - 600
+    log_path.write_bytes(
+        b"".join(docker_pull(label, t0 + i, repo=f"library/r{i}") for i in range(40))
+    )
+    real = services._activity_pass
+    monkeypatch.setattr(services, "_activity_pass", lambda **kw: None)
+    ingest_edge(edge=EDGE, path=log_path)  # the meter only (the process ended before the page)
+    read = LogFile.objects.get(edge=EDGE).position
+    with log_path.open("r+b") as f:  # cut mid-line, well past the head that identifies it
+        f.truncate(read // 2)
+    monkeypatch.setattr(services, "_activity_pass", real)
+    report = ingest_edge(edge=EDGE, path=log_path)
+    # What is left of the old file was read, the rest skipped: the pass moved past it (the
+    # meter took what is at the log path now for a new file, as for any truncation).
+    assert 0 < report.activity_skipped_bytes < read
+    cut = LogFile.objects.get(edge=EDGE, position=read)
+    assert cut.lost and cut.activity_position == read
+    assert all(r.activity_position == r.position for r in LogFile.objects.filter(edge=EDGE))
+    assert _pulls(tid)
