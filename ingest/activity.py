@@ -40,7 +40,7 @@ class ActivityReport:
     lines: int = 0
     steps: int = 0
     seconds: float = 0.0
-    skipped_bytes: int = 0  # of files gone before this pass read them
+    skipped_bytes: int = 0  # of files gone, or cut shorter, before this pass read them
     busy: bool = False
     caught_up: bool = False
 
