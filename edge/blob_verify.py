@@ -436,18 +436,13 @@ class Verifier:
             with self._lock:
                 self._ahead.discard((hex_digest, start))
             return
-        last = start + self.slice_size - 1
-        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
         try:
-            conn.request(
-                "GET", "/@fill" + path, headers={**headers, "Range": f"bytes={start}-{last}"}
-            )
             # nginx completes a cacheable fill whoever reads it: the headers are enough.
-            conn.getresponse()
+            conn, _resp = self.ask_slice(path, start, headers)
+            conn.close()
         except (OSError, http.client.HTTPException) as exc:
             _log("read_ahead_failed", digest=hex_digest, start=start, error=str(exc))
         finally:
-            conn.close()
             with self._lock:
                 self._ahead.discard((hex_digest, start))
 
@@ -622,7 +617,7 @@ class Verifier:
         self, path: str, headers: dict
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """A GET to the fetch server and its answer's head; the caller closes the connection."""
-        conn = http.client.HTTPConnection(*_host_port(self.fetch), timeout=TIMEOUT)
+        conn = http.client.HTTPConnection(*host_port(self.fetch), timeout=TIMEOUT)
         try:
             conn.request("GET", path, headers=headers)
             return conn, conn.getresponse()
@@ -630,14 +625,58 @@ class Verifier:
             conn.close()
             raise
 
+    def ask_slice(
+        self, path: str, start: int, headers: dict
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """The slice at ``start`` asked of nginx's /@fill (the fetch listener's location that
+        answers from the cache and fills a miss through this process); the caller closes."""
+        end = start + self.slice_size - 1
+        return self._ask("/@fill" + path, {**headers, "Range": f"bytes={start}-{end}"})
+
+    def slice_file(self, hex_digest: str, start: int) -> Path:
+        """Where nginx keeps the slice at ``start`` of the blob."""
+        return cache_path(self.cache_dir, cache_key(hex_digest, start, self.slice_size))
+
+    def whole_checked(self, path: str, hex_digest: str, headers: dict) -> int:
+        """Have every slice of the blob in the cache, its digest checked: the blob's size.
+
+        A blob whose last slice is cached was checked whole when it was filled (the last slice
+        is cached only once the whole blob matches). Otherwise every slice is asked of /@fill
+        in order, as the read-ahead does: the last one's fill checks the blob. Raises
+        RangeRefused."""
+        total = cached_total(self.slice_file(hex_digest, 0))
+        last = None if total is None else (total - 1) // self.slice_size * self.slice_size
+        if last is not None and self.slice_file(hex_digest, last).exists():
+            return total
+        start, total = 0, None
+        while total is None or start < total:
+            try:
+                conn, resp = self.ask_slice(path, start, headers)
+            except (OSError, http.client.HTTPException):
+                raise RangeRefused(502) from None
+            try:
+                found = _slice_of(resp)
+                if found is None or found[0] != start:
+                    raise RangeRefused(599 if resp.status == 599 else 502)
+                received = 0
+                while chunk := resp.read(CHUNK):
+                    received += len(chunk)
+            except (OSError, http.client.HTTPException):
+                raise RangeRefused(502) from None
+            finally:
+                conn.close()
+            _first, last_byte, total = found
+            if received != last_byte - start + 1 or self.is_bad(hex_digest):
+                raise RangeRefused(502)  # cut: the digest did not match, or the fill failed
+            start = last_byte + 1
+        return total
+
     def prefix_from_cache(self, path: str, hex_digest: str, start: int, headers: dict) -> _Prefix:
         """Hash bytes [0, start) from the cached slices, fetching (uncached) any missing one."""
         hasher = hashlib.sha256()
         for offset in range(0, start, self.slice_size):
             length = min(self.slice_size, start - offset)
-            body = cached_body(
-                cache_path(self.cache_dir, cache_key(hex_digest, offset, self.slice_size)), length
-            )
+            body = cached_body(self.slice_file(hex_digest, offset), length)
             if body is None:
                 body = self.fetch_range(path, offset, offset + length - 1, headers)
             hasher.update(body)
@@ -665,50 +704,10 @@ class RangeRefused(Exception):
         self.status = status
 
 
-def whole_checked(verifier: Verifier, path: str, hex_digest: str, headers: dict) -> int:
-    """Have every slice of the blob in the cache, its digest checked: the blob's size.
-
-    A blob whose last slice is cached was checked whole when it was filled (the last slice is
-    cached only once the whole blob matches). Otherwise every slice is asked of nginx's /@fill
-    in order, as the read-ahead does (cached ones answer from the cache, the others fill through
-    this process): the last one's fill checks the blob. Raises RangeRefused."""
-    total = cached_total(verifier.cache_dir, hex_digest, verifier.slice_size)
-    if total is not None:
-        last = (total - 1) // verifier.slice_size * verifier.slice_size
-        if cache_path(
-            verifier.cache_dir, cache_key(hex_digest, last, verifier.slice_size)
-        ).exists():
-            return total
-    start, total = 0, None
-    while total is None or start < total:
-        end = start + verifier.slice_size - 1
-        conn = http.client.HTTPConnection(*_host_port(verifier.fetch), timeout=TIMEOUT)
-        try:
-            conn.request(
-                "GET", "/@fill" + path, headers={**headers, "Range": f"bytes={start}-{end}"}
-            )
-            resp = conn.getresponse()
-            found = _slice_of(resp)
-            if found is None or found[0] != start:
-                raise RangeRefused(599 if resp.status == 599 else 502)
-            received = 0
-            while chunk := resp.read(CHUNK):
-                received += len(chunk)
-        except (OSError, http.client.HTTPException):
-            raise RangeRefused(502) from None
-        finally:
-            conn.close()
-        _first, last_byte, total = found
-        if received != last_byte - start + 1 or verifier.is_bad(hex_digest):
-            raise RangeRefused(502)  # cut: the digest did not match, or the fill failed
-        start = last_byte + 1
-    return total
-
-
-def cached_total(cache_dir: Path, hex_digest: str, slice_size: int) -> int | None:
+def cached_total(first_slice: Path) -> int | None:
     """The blob's size from its first slice's cache file (its Content-Range), if cached."""
     try:
-        with cache_path(cache_dir, cache_key(hex_digest, 0, slice_size)).open("rb") as f:
+        with first_slice.open("rb") as f:
             head = f.read(4096)
     except OSError:
         return None
@@ -764,7 +763,7 @@ def memory_bytes(text: str) -> int:
     return int(found.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[found.group(2)]
 
 
-def _host_port(listen: str) -> tuple[str, int]:
+def host_port(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
 
@@ -831,7 +830,7 @@ def make_handler(verifier: Verifier):
                 if self.headers.get(name)
             }
             try:
-                total = whole_checked(verifier, path, hex_digest, forward)
+                total = verifier.whole_checked(path, hex_digest, forward)
             except RangeRefused as refused:
                 return self._answer(refused.status, b"")
             try:
@@ -865,12 +864,8 @@ def make_handler(verifier: Verifier):
         def _slice_part(self, path: str, start: int, first: int, last: int, forward: dict) -> None:
             """The bytes [first, last] has in the slice at ``start``, from nginx's cache."""
             end = start + verifier.slice_size - 1
-            conn = http.client.HTTPConnection(*_host_port(verifier.fetch), timeout=TIMEOUT)
+            conn, resp = verifier.ask_slice(path, start, forward)
             try:
-                conn.request(
-                    "GET", "/@fill" + path, headers={**forward, "Range": f"bytes={start}-{end}"}
-                )
-                resp = conn.getresponse()
                 if _slice_of(resp) is None:
                     raise OSError(f"slice at {start}: status {resp.status}")
                 at = start
@@ -964,7 +959,7 @@ def make_server(
     listen: str, fetch: str, cache_dir: Path, slice_size: int, memory: int = MEMORY_BUDGET
 ) -> ThreadingHTTPServer:
     verifier = Verifier(fetch, cache_dir, slice_size, memory)
-    server = ThreadingHTTPServer(_host_port(listen), make_handler(verifier))
+    server = ThreadingHTTPServer(host_port(listen), make_handler(verifier))
     server.daemon_threads = True
     server.verifier = verifier  # type: ignore[attr-defined]
     return server

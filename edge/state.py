@@ -13,7 +13,7 @@ import msgspec
 from django.db.models import F
 from django.utils import timezone
 
-from edge.blob_verify import COUNTERS, STATS_PATH
+from edge.blob_verify import COUNTERS, STATS_PATH, host_port
 from edge.models import EdgeState
 
 # Walking the cache directory costs a stat per entry: at most this often.
@@ -70,9 +70,8 @@ class StatsUnreadable(Exception):
 
 def verify_stats_read(listen: str) -> VerifyStats:
     """The digest check's counters, from its loopback address. Raises StatsUnreadable."""
-    host, _, port = listen.rpartition(":")
     try:
-        conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=STATS_TIMEOUT)
+        conn = http.client.HTTPConnection(*host_port(listen), timeout=STATS_TIMEOUT)
         try:
             conn.request("GET", STATS_PATH)
             resp = conn.getresponse()

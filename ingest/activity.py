@@ -38,18 +38,16 @@ STEP_LINES = 2_000_000
 @dataclass
 class ActivityReport:
     lines: int = 0
-    steps: int = 0
     seconds: float = 0.0
     skipped_bytes: int = 0  # of files gone, or cut shorter, before this pass read them
-    busy: bool = False
-    caught_up: bool = False
 
 
 def activity_catch_up(
-    *, edge: str, path: str, max_seconds: float, pool: ParsePool | None = None
+    *, edge: str, path: str, max_seconds: float, pool: ParsePool
 ) -> ActivityReport:
     """Read what the meter has read and this pass has not, a step at a time, until caught up
-    or ``max_seconds`` have passed (at least one step). ``pool``: the run's parse workers."""
+    or ``max_seconds`` have passed (at least one step). ``pool``: the run's parse workers
+    (with none, each step is parsed in this process)."""
     report = ActivityReport()
     started = time.monotonic()
     while True:
@@ -62,11 +60,10 @@ def activity_catch_up(
     return report
 
 
-def _step(*, edge: str, path: str, pool: ParsePool | None, report: ActivityReport) -> bool:
+def _step(*, edge: str, path: str, pool: ParsePool, report: ActivityReport) -> bool:
     """One step (the caller's transaction). False: nothing left to do, or the edge is busy."""
     locked = EdgeIngest.objects.select_for_update(skip_locked=True).filter(edge=edge).first()
     if locked is None:
-        report.busy = True
         return False
     row = (
         LogFile.objects.filter(edge=edge, activity_position__lt=F("position"))
@@ -74,7 +71,6 @@ def _step(*, edge: str, path: str, pool: ParsePool | None, report: ActivityRepor
         .first()
     )
     if row is None:
-        report.caught_up = True
         return False
     start = row.activity_position
     _where, fh = file_locate(row, path)
@@ -84,22 +80,14 @@ def _step(*, edge: str, path: str, pool: ParsePool | None, report: ActivityRepor
         return True
     with fh:
         end = min(batch_end(fh, start=start, max_lines=STEP_LINES)[0], row.position)
-        if end <= start:  # the file is shorter than what the meter read
-            batch = parser.Batch(start=start, end=start)
-        elif pool is not None:
-            batch = pool.read_activity(fh, start=start, end=end)
-        else:
-            batch = parser.read_batch(
-                fh, start=start, max_lines=1 << 62, max_bytes=1 << 62, stop=end, activity=True
-            )
-    if batch.end < end or end <= start:  # shorter than what the meter read: skip the rest
+        batch = pool.read_activity(fh, start=start, end=end)
+    if batch.end == start or batch.end < end:  # shorter than what the meter read: skip the rest
         report.skipped_bytes += row.position - batch.end
         end = row.position
     activity_add(activity=batch.activity)
     pause_point("activity")
     LogFile.objects.filter(pk=row.pk).update(activity_position=end)
     report.lines += batch.lines
-    report.steps += 1
     return True
 
 

@@ -318,20 +318,11 @@ class ParsePool:
             if parts:
                 with self._lock:
                     self._next = _Next(ident, end, max_lines, dict(retired), after, parts)
-        if futures:
-            try:
-                results = [fut.result() for fut in futures]
-                batches = [batch for batch, _cpu in results]
-                self.cpu_seconds += sum(cpu for _batch, cpu in results)
-            except PartUnreadable:
-                batches = []
-            if batches:
-                batch = batches[0]
-                for later in batches[1:]:
-                    batch.extend(later)
-                batch.at_eof = at_eof
-                self.batches += 1
-                return batch
+        batch = self._joined(futures)
+        if batch is not None:
+            batch.at_eof = at_eof
+            self.batches += 1
+            return batch
         return parser.read_batch(
             f, start=start, max_lines=max_lines, max_bytes=1 << 62, retired=retired
         )
@@ -341,23 +332,30 @@ class ParsePool:
         page's pass over lines the meter has read), parsed by the workers when it is big
         enough. ``end`` must be just after a newline."""
         futures = []
-        if self.workers > 0 and (self.started or end - start >= POOL_START_BYTES):
+        if self.wanted(start=start, size=end):
             st = os.fstat(f.fileno())
             futures = self._submit(f, (st.st_dev, st.st_ino), start, end, {}, activity=True)
-        if futures:
-            try:
-                results = [fut.result() for fut in futures]
-            except PartUnreadable:
-                results = []
-            if results:
-                self.cpu_seconds += sum(cpu for _batch, cpu in results)
-                batch = results[0][0]
-                for later, _cpu in results[1:]:
-                    batch.extend(later)
-                return batch
+        batch = self._joined(futures)
+        if batch is not None:
+            return batch
         return parser.read_batch(
             f, start=start, max_lines=1 << 62, max_bytes=1 << 62, stop=end, activity=True
         )
+
+    def _joined(self, futures: list[Future[tuple[parser.Batch, float]]]) -> parser.Batch | None:
+        """The parts' batches joined in file order (what one pass gives), and their CPU
+        counted; None when there are none, or a worker could not read its part."""
+        try:
+            results = [fut.result() for fut in futures]
+        except PartUnreadable:
+            return None
+        if not results:
+            return None
+        self.cpu_seconds += sum(cpu for _batch, cpu in results)
+        batch = results[0][0]
+        for later, _cpu in results[1:]:
+            batch.extend(later)
+        return batch
 
     def _warm(self) -> None:
         """Start the workers (while this process scans on)."""

@@ -91,19 +91,9 @@ def test_https_mirror_serves_with_verified_certificate(
 def test_tls_settings_are_checked():
     from pathlib import Path
 
-    from edge.render import EdgeConfigError, EdgeParams
+    from edge.render import EdgeConfigError
 
-    base = EdgeParams(
-        name="e",
-        run_dir=Path("/r"),
-        access_log=Path("/r/a.log"),
-        listen="127.0.0.1:1",
-        registry_listen="127.0.0.1:2",
-        storage_dir=Path("/s"),
-        mirror_domain="m.io",
-        upstream_url="https://u.io",
-        ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
-    )
+    base = harness.RENDER_PARAMS
     with pytest.raises(EdgeConfigError, match="EDGE_TLS_CERT"):
         replace(base, tls_listen="0.0.0.0:443").validate()
     with pytest.raises(EdgeConfigError, match="EDGE_TLS_LISTEN"):
